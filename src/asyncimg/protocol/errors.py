@@ -1,0 +1,211 @@
+"""One error tree for everything the API (or the way to it) can say, spec §5.
+
+Every error carries `code`, `message`, `request_id` and two answers a caller needs:
+`retryable` (repeating the same call later can help) and `resubmittable` (a new task
+with the same parameters can help). :func:`classify_business` and
+:func:`classify_gateway` are the only places a wire code becomes a kind.
+"""
+
+from __future__ import annotations
+
+
+class AsyncImgError(Exception):
+    """Base of every error asyncimg raises on purpose."""
+
+    retryable: bool = False
+    resubmittable: bool = False
+    hint: str = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | str | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+        resubmittable: bool | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+        self.http_status = http_status
+        if retryable is not None:
+            self.retryable = retryable
+        if resubmittable is not None:
+            self.resubmittable = resubmittable
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.code is not None:
+            parts.append(f"(code {self.code})")
+        if self.request_id:
+            parts.append(f"[request_id {self.request_id}]")
+        return " ".join(parts)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+class ConfigError(AsyncImgError):
+    """Local configuration is missing or wrong (credentials, config file, options)."""
+
+
+class AuthError(AsyncImgError):
+    """Credentials, signature, clock or permission: fix the setup, then try again."""
+
+    hint = "check VOLC_ACCESSKEY / VOLC_SECRETKEY, the system clock and the model's activation"
+
+
+class InputRejected(AsyncImgError):
+    """The request's input was refused (validation or content review): change it first."""
+
+    hint = "fix the prompt, parameters or reference images, then retry"
+
+
+class InvalidInput(InputRejected):
+    """Local validation failed before anything was sent; names the field, value and rule."""
+
+    def __init__(
+        self,
+        field: str,
+        value: object,
+        rule: str,
+        suggestion: str | None = None,
+        *,
+        code: int | str | None = 50200,
+    ) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        text = f"{field}={shown}: {rule}"
+        if suggestion:
+            text += f"; {suggestion}"
+        super().__init__(text, code=code)
+        self.field = field
+        self.value = value
+        self.rule = rule
+        self.suggestion = suggestion
+
+
+class OutputRejected(AsyncImgError):
+    """The generated image failed review (50511/50519): a new submission may pass."""
+
+    resubmittable = True
+    hint = "resubmit (asyncimg retry); rephrase the prompt if it keeps failing"
+
+
+class RateLimited(AsyncImgError):
+    """Too many requests per second (50429 or the gateway's FlowLimitExceeded)."""
+
+    retryable = True
+    hint = "back off and try again"
+
+
+class ConcurrencyLimited(AsyncImgError):
+    """Too many unfinished tasks on the account (50430): wait for capacity."""
+
+    retryable = True
+    hint = "queued locally; it is submitted when running tasks finish"
+
+
+class ServerError(AsyncImgError):
+    """The service failed internally (50500/50501, gateway 5xx)."""
+
+    retryable = True
+    hint = "temporary server problem; the next pass tries again"
+
+
+class NetworkError(AsyncImgError):
+    """The request did not complete: connection refused or dropped, timeout, bad reply."""
+
+    retryable = True
+    hint = "network problem; the next pass tries again"
+
+
+class TaskGone(AsyncImgError):
+    """The service no longer knows the task (`not_found`) or its result expired."""
+
+    resubmittable = True
+    hint = "the result is gone; resubmit with asyncimg retry"
+
+
+class EmptyResult(AsyncImgError):
+    """The task reported `done` with no image in the reply."""
+
+    resubmittable = True
+    hint = "resubmit with asyncimg retry"
+
+
+_BUSINESS: dict[int, tuple[type[AsyncImgError], str]] = {
+    50411: (InputRejected, "input image failed review"),
+    50412: (InputRejected, "input text failed review"),
+    50413: (InputRejected, "input text contains sensitive or copyrighted words"),
+    50518: (InputRejected, "input image matched copyrighted material"),
+    50512: (InputRejected, "output text failed review"),
+    50200: (InputRejected, "parameter rejected"),
+    50511: (OutputRejected, "output image failed review"),
+    50519: (OutputRejected, "output image matched a copyrighted image"),
+    50429: (RateLimited, "QPS limit reached"),
+    50430: (ConcurrencyLimited, "concurrency limit reached"),
+    50500: (ServerError, "internal error"),
+    50501: (ServerError, "internal error"),
+    50400: (AuthError, "access denied: model not activated or permission missing"),
+}
+
+# Review services' internal errors: server-side, but the spec says not to retry them.
+_NOT_RETRYABLE_SERVER = {50520, 50521, 50522}
+
+_GATEWAY: dict[str, type[AsyncImgError]] = {
+    "MissingParameter": InputRejected,
+    "MissingRequestInfo": InputRejected,
+    "InvalidActionOrVersion": InputRejected,
+    "InvalidAuthorization": AuthError,
+    "InvalidCredential": AuthError,
+    "InvalidTimestamp": AuthError,
+    "InvalidAccessKey": AuthError,
+    "SignatureDoesNotMatch": AuthError,
+    "InvalidSecretToken": AuthError,
+    "AccessDenied": AuthError,
+    "InternalError": ServerError,
+    "InternalServiceTimeout": ServerError,
+    "FlowLimitExceeded": RateLimited,
+    "ServiceUnavailableTemp": ServerError,
+    "InternalServiceError": ServerError,
+}
+
+
+def classify_business(
+    code: int, message: str, request_id: str | None, http_status: int | None = None
+) -> AsyncImgError:
+    """The error for a business envelope whose `code` is not 10000."""
+    if code in _NOT_RETRYABLE_SERVER:
+        return ServerError(
+            message or "review service internal error",
+            code=code,
+            request_id=request_id,
+            retryable=False,
+            http_status=http_status,
+        )
+    kind, default = _BUSINESS.get(code, (_fallback_kind(http_status), "unexpected error code"))
+    return kind(message or default, code=code, request_id=request_id, http_status=http_status)
+
+
+def classify_gateway(
+    code: str, message: str, request_id: str | None, http_status: int | None = None
+) -> AsyncImgError:
+    """The error for a `ResponseMetadata.Error` envelope."""
+    kind = _GATEWAY.get(code, _fallback_kind(http_status))
+    return kind(message or code, code=code, request_id=request_id, http_status=http_status)
+
+
+def _fallback_kind(http_status: int | None) -> type[AsyncImgError]:
+    if http_status is None or http_status >= 500:
+        return ServerError
+    if http_status == 429:
+        return RateLimited
+    if http_status in (401, 403):
+        return AuthError
+    return InputRejected
