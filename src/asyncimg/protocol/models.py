@@ -211,7 +211,7 @@ def validate_fields(req_key: str, fields: Mapping[str, object]) -> ModelProfile:
     """
     profile = get_profile(req_key)
     for name in fields:
-        if name not in profile.fields:
+        if name not in profile.fields and name not in _IMAGE_FIELDS:
             allowed = ", ".join(sorted(profile.fields))
             raise InvalidInput(
                 name, fields[name], f"{req_key} does not take this field; it takes: {allowed}"

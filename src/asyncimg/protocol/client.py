@@ -1,0 +1,393 @@
+"""The async client for `CVSync2AsyncSubmitTask` / `CVSync2AsyncGetResult` (spec §1, §3-§5).
+
+One aiohttp session per client, reused across calls. The JSON body is read whatever the
+HTTP status, and both envelopes (business `code`, gateway `ResponseMetadata.Error`) become
+one error tree. Retries follow :mod:`asyncimg.protocol.retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from yarl import URL
+
+from asyncimg import constants
+from asyncimg.protocol import models, retry, signing
+from asyncimg.protocol.errors import (
+    AsyncImgError,
+    ConfigError,
+    EmptyResult,
+    NetworkError,
+    ServerError,
+    TaskGone,
+    classify_business,
+    classify_gateway,
+)
+from asyncimg.protocol.signing import Credentials
+
+USER_AGENT = "asyncimg/0.1"
+
+
+class TaskStatus(StrEnum):
+    """`data.status` of a poll reply."""
+
+    IN_QUEUE = "in_queue"  # accepted, waiting for a worker
+    GENERATING = "generating"  # being drawn
+    PROCESSING = "processing"  # some models say this instead of generating
+    DONE = "done"  # finished; success or failure is the envelope's code
+    NOT_FOUND = "not_found"  # unknown id, or older than the retention (~12 h)
+    EXPIRED = "expired"  # result expired: resubmit
+
+    @classmethod
+    def parse(cls, wire: object) -> TaskStatus:
+        """The only place a wire status string becomes a status."""
+        if not isinstance(wire, str):
+            raise ServerError(f"reply has no data.status (got {wire!r})")
+        try:
+            return cls(wire.strip().lower())
+        except ValueError:
+            raise ServerError(f"reply has an unknown data.status {wire!r}") from None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One poll reply with code 10000."""
+
+    task_id: str
+    status: TaskStatus
+    code: int = constants.SUCCESS_CODE
+    message: str = ""
+    request_id: str | None = None
+    image_urls: list[str] = field(default_factory=list)
+    images_base64: list[str] = field(default_factory=list)
+
+    @property
+    def has_images(self) -> bool:
+        return bool(self.image_urls or self.images_base64)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (TaskStatus.DONE, TaskStatus.NOT_FOUND, TaskStatus.EXPIRED)
+
+    def error(self) -> AsyncImgError | None:
+        """The failure this reply means, if any: a gone task, or `done` without an image."""
+        if self.status is TaskStatus.NOT_FOUND:
+            return TaskGone(
+                "the service does not know this task (unknown id or past its ~12 h retention)",
+                code="not_found",
+                request_id=self.request_id,
+            )
+        if self.status is TaskStatus.EXPIRED:
+            return TaskGone("the task's result expired", code="expired", request_id=self.request_id)
+        if self.status is TaskStatus.DONE and not self.has_images:
+            return EmptyResult(
+                "the task finished without an image", code=self.code, request_id=self.request_id
+            )
+        return None
+
+
+def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials:
+    """Credentials from VOLC_ACCESSKEY / VOLC_SECRETKEY (+ VOLC_SESSION_TOKEN)."""
+    env = os.environ if env is None else env
+    ak = env.get(constants.ENV_ACCESS_KEY, "").strip()
+    sk = env.get(constants.ENV_SECRET_KEY, "").strip()
+    missing = [
+        name
+        for name, value in ((constants.ENV_ACCESS_KEY, ak), (constants.ENV_SECRET_KEY, sk))
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+            "export your Volcengine access key as VOLC_ACCESSKEY and secret key as VOLC_SECRETKEY"
+        )
+    token = env.get(constants.ENV_SESSION_TOKEN, "").strip() or None
+    return Credentials(ak, sk, token)
+
+
+def endpoint_from_env(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get(constants.ENV_ENDPOINT, "").strip() or constants.DEFAULT_ENDPOINT
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class VisualClient:
+    """Talks to the visual API (or the emulator). Use as `async with VisualClient(...) as c:`."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        endpoint: str = constants.DEFAULT_ENDPOINT,
+        connect_timeout: float = constants.CONNECT_TIMEOUT_S,
+        read_timeout: float = constants.READ_TIMEOUT_S,
+        max_attempts: int = constants.CLIENT_MAX_ATTEMPTS,
+        retry_base_delay: float = constants.RETRY_BASE_DELAY_S,
+        retry_max_delay: float = constants.RETRY_MAX_DELAY_S,
+        clock: Callable[[], datetime] = _now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        validate: bool = True,
+        limit: int = 32,
+    ) -> None:
+        url = URL(endpoint)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"endpoint {endpoint!r} is not an http(s) URL")
+        self._credentials = credentials
+        self._endpoint = url.with_path("/").with_query(None)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, connect=connect_timeout,
+            sock_read=read_timeout,
+        )  # fmt: skip
+        self._max_attempts = max(1, max_attempts)
+        self._retry_base = retry_base_delay
+        self._retry_cap = retry_max_delay
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._validate = validate
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> VisualClient:
+        """Credentials and endpoint (ASYNCIMG_ENDPOINT) from the environment."""
+        kwargs.setdefault("endpoint", endpoint_from_env(env))
+        return cls(credentials_from_env(env), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"VisualClient(endpoint={str(self._endpoint)!r}, access_key={self.access_key!r})"
+
+    @property
+    def access_key(self) -> str:
+        return self._credentials.access_key
+
+    @property
+    def endpoint(self) -> str:
+        return str(self._endpoint)
+
+    async def __aenter__(self) -> Self:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._limit),
+                headers={"User-Agent": USER_AGENT},
+                trust_env=True,
+            )
+        return self._session
+
+    # -- the two actions -------------------------------------------------------------------
+
+    async def submit(self, req_key: str, fields: Mapping[str, Any]) -> str:
+        """Submit a task; returns its task_id. Fields are validated against the model first."""
+        body = dict(fields)
+        body.pop("req_key", None)
+        if self._validate:
+            models.validate_fields(req_key, body)
+        reply = await self.call(constants.ACTION_SUBMIT, {"req_key": req_key, **body})
+        data = reply.get("data")
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str | int) or isinstance(task_id, bool) or task_id == "":
+            raise ServerError(
+                "submit succeeded without a data.task_id", request_id=_request_id(reply)
+            )
+        return str(task_id)
+
+    async def get_result(
+        self,
+        req_key: str,
+        task_id: str,
+        *,
+        return_url: bool = True,
+        logo_info: Mapping[str, Any] | None = None,
+        aigc_meta: Mapping[str, Any] | None = None,
+    ) -> Result:
+        """Poll a task. Business failures (e.g. 50511 at done) raise; statuses return."""
+        body: dict[str, Any] = {"req_key": req_key, "task_id": task_id}
+        req_json: dict[str, Any] = {}
+        if return_url:
+            req_json["return_url"] = True
+        if logo_info:
+            req_json["logo_info"] = dict(logo_info)
+        if aigc_meta:
+            req_json["aigc_meta"] = dict(aigc_meta)
+        if req_json:
+            body["req_json"] = json.dumps(req_json, ensure_ascii=False)
+        reply = await self.call(constants.ACTION_GET_RESULT, body)
+        data = reply.get("data")
+        if not isinstance(data, dict):
+            raise ServerError("poll reply has no data object", request_id=_request_id(reply))
+        urls = data.get("image_urls") or []
+        b64 = data.get("binary_data_base64") or []
+        return Result(
+            task_id=task_id,
+            status=TaskStatus.parse(data.get("status")),
+            code=int(reply.get("code", constants.SUCCESS_CODE)),
+            message=str(reply.get("message", "")),
+            request_id=_request_id(reply),
+            image_urls=[u for u in urls if isinstance(u, str) and u],
+            images_base64=[b for b in b64 if isinstance(b, str) and b],
+        )
+
+    async def download(self, url: str) -> bytes:
+        """Fetch a result image URL (unsigned), with the same retry policy as polling."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._download_once(url)
+            except AsyncImgError as exc:
+                if not retry.should_retry(
+                    exc, action="download", attempt=attempt, max_attempts=self._max_attempts
+                ):
+                    raise
+                await self._sleep(self._delay(attempt))
+
+    async def _download_once(self, url: str) -> bytes:
+        session = self._ensure_session()
+        try:
+            async with session.get(url) as resp:
+                data = await resp.read()
+                if resp.status in (403, 404, 410):
+                    raise TaskGone(
+                        f"image URL answered HTTP {resp.status} (URLs are valid 24 h)",
+                        code=resp.status,
+                        http_status=resp.status,
+                    )
+                if resp.status >= 400:
+                    raise ServerError(
+                        f"image download answered HTTP {resp.status}", http_status=resp.status
+                    )
+                return data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NetworkError(f"image download failed: {_describe(exc)}") from exc
+
+    # -- one signed call with retries ------------------------------------------------------
+
+    async def call(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST one action; returns the success envelope or raises the classified error."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._call_once(action, body)
+            except AsyncImgError as exc:
+                if not retry.should_retry(
+                    exc, action=action, attempt=attempt, max_attempts=self._max_attempts
+                ):
+                    raise
+                await self._sleep(self._delay(attempt))
+
+    def _delay(self, attempt: int) -> float:
+        return retry.retry_delay(
+            attempt, base=self._retry_base, cap=self._retry_cap, jitter=self._rng.random()
+        )
+
+    async def _call_once(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        payload = json.dumps(body).encode()
+        query = {"Action": action, "Version": constants.API_VERSION}
+        url = self._endpoint
+        host = url.host or ""
+        if url.explicit_port is not None:
+            host = f"{host}:{url.explicit_port}"
+        signed = signing.sign(
+            method="POST",
+            host=host,
+            path="/",
+            query=query,
+            body=payload,
+            credentials=self._credentials,
+            region=constants.REGION,
+            service=constants.SERVICE,
+            now=self._clock(),
+            headers={"Content-Type": "application/json"},
+            scheme=url.scheme,
+        )
+        session = self._ensure_session()
+        try:
+            async with session.post(
+                url.with_query(query), data=payload, headers=signed.headers
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NetworkError(f"{action} failed: {_describe(exc)}") from exc
+        return _parse_envelope(action, status, raw)
+
+
+def _parse_envelope(action: str, http_status: int, raw: bytes) -> dict[str, Any]:
+    try:
+        reply = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        reply = None
+    if not isinstance(reply, dict):
+        snippet = raw[:80].decode("utf-8", "replace")
+        raise ServerError(
+            f"{action}: HTTP {http_status} with a non-JSON reply {snippet!r}",
+            http_status=http_status,
+        )
+    meta = reply.get("ResponseMetadata")
+    if isinstance(meta, dict) and isinstance(meta.get("Error"), dict):
+        err = meta["Error"]
+        return_error = classify_gateway(
+            str(err.get("Code", "")),
+            str(err.get("Message", "")),
+            _str_or_none(meta.get("RequestId")),
+            http_status,
+        )
+        raise return_error
+    code = reply.get("code")
+    if not isinstance(code, int):
+        raise ServerError(
+            f"{action}: HTTP {http_status} reply has no business code", http_status=http_status
+        )
+    if code != constants.SUCCESS_CODE:
+        raise classify_business(
+            code, str(reply.get("message") or ""), _request_id(reply), http_status
+        )
+    return reply
+
+
+def _request_id(reply: Mapping[str, Any]) -> str | None:
+    return _str_or_none(reply.get("request_id"))
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return text

@@ -1,0 +1,44 @@
+"""Retry decisions as pure functions, so the policy is read and tested in one place."""
+
+from __future__ import annotations
+
+from asyncimg import constants
+from asyncimg.protocol.errors import (
+    AsyncImgError,
+    ConcurrencyLimited,
+    NetworkError,
+)
+
+
+def should_retry(error: AsyncImgError, *, action: str, attempt: int, max_attempts: int) -> bool:
+    """Whether the client should repeat this call itself after `attempt` tries (1-based).
+
+    Polling and downloading are always safe to repeat. A submit is repeated only when the
+    service answered and so certainly created no task: never after a network failure,
+    where the task may exist (a blind resubmit bills twice). A concurrency limit is not
+    repeated here either: capacity frees in minutes, so the caller queues the task.
+    """
+    if attempt >= max_attempts or not error.retryable:
+        return False
+    if action == constants.ACTION_SUBMIT:
+        return not isinstance(error, NetworkError | ConcurrencyLimited)
+    return True
+
+
+def retry_delay(
+    attempt: int,
+    *,
+    base: float = constants.RETRY_BASE_DELAY_S,
+    cap: float = constants.RETRY_MAX_DELAY_S,
+    jitter: float = 1.0,
+    retry_after: float | None = None,
+) -> float:
+    """Seconds to wait before try `attempt + 1`: exponential and capped, with "equal jitter"
+    (`jitter` in [0, 1] picks a point in the upper half, so waits never collapse to zero).
+    A server's Retry-After wins when it asks for longer.
+    """
+    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
+    delay = ceiling * (0.5 + 0.5 * max(0.0, min(1.0, jitter)))
+    if retry_after is not None:
+        return max(delay, retry_after)
+    return delay

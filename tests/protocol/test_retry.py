@@ -1,0 +1,55 @@
+"""The retry policy, directly."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncimg import constants
+from asyncimg.protocol import errors as E
+from asyncimg.protocol.retry import retry_delay, should_retry
+
+SUBMIT, POLL = constants.ACTION_SUBMIT, constants.ACTION_GET_RESULT
+
+
+def test_polls_retry_every_retryable_kind_until_the_budget() -> None:
+    for err in (E.RateLimited("x"), E.ServerError("x"), E.NetworkError("x")):
+        assert should_retry(err, action=POLL, attempt=1, max_attempts=3)
+        assert not should_retry(err, action=POLL, attempt=3, max_attempts=3)
+
+
+def test_never_retry_what_waiting_cannot_fix() -> None:
+    for err in (E.AuthError("x"), E.InputRejected("x"), E.OutputRejected("x"), E.TaskGone("x")):
+        assert not should_retry(err, action=POLL, attempt=1, max_attempts=9)
+
+
+def test_submit_is_never_blindly_repeated() -> None:
+    # No reply: the task may exist; repeating would bill twice.
+    assert not should_retry(E.NetworkError("x"), action=SUBMIT, attempt=1, max_attempts=3)
+    # Capacity frees in minutes: the caller queues the task instead.
+    assert not should_retry(E.ConcurrencyLimited("x"), action=SUBMIT, attempt=1, max_attempts=3)
+    # The service answered with an error: no task was created, repeating is safe.
+    assert should_retry(E.RateLimited("x"), action=SUBMIT, attempt=1, max_attempts=3)
+    assert should_retry(E.ServerError("x"), action=SUBMIT, attempt=1, max_attempts=3)
+
+
+def test_review_service_errors_are_not_retried() -> None:
+    err = E.classify_business(50520, "", None, 500)
+    assert not should_retry(err, action=POLL, attempt=1, max_attempts=3)
+
+
+def test_delay_grows_and_is_capped() -> None:
+    delays = [retry_delay(a, base=1, cap=8, jitter=1.0) for a in range(1, 7)]
+    assert delays == [1, 2, 4, 8, 8, 8]
+
+
+def test_retry_after_wins_when_longer() -> None:
+    assert retry_delay(1, base=1, cap=8, jitter=1.0, retry_after=20) == 20
+    assert retry_delay(3, base=1, cap=8, jitter=1.0, retry_after=0.5) == 4
+
+
+@given(attempt=st.integers(1, 50), jitter=st.floats(0, 1), base=st.floats(0.01, 5))
+def test_delay_bounds(attempt: int, jitter: float, base: float) -> None:
+    d = retry_delay(attempt, base=base, cap=30, jitter=jitter)
+    ceiling = min(30, base * 2 ** (attempt - 1))
+    assert ceiling / 2 - 1e-9 <= d <= ceiling + 1e-9
