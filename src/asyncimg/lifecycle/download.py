@@ -1,0 +1,139 @@
+"""Verified, atomic image saving: a partial image never appears at `output_path`.
+
+The bytes are checked by fully decoding them with Pillow, converted to the format the
+path's extension names, written to a temp file beside the target, fsynced, then renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from asyncimg.protocol.errors import AsyncImgError
+
+FORMAT_BY_SUFFIX = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+}
+
+
+class ImageCheckFailed(AsyncImgError):
+    """Downloaded bytes are not a complete image (truncated, corrupt, empty)."""
+
+    retryable = True
+    hint = "the download was incomplete; the next pass downloads it again"
+
+
+class SaveFailed(AsyncImgError):
+    """The image could not be written (permissions, disk full, bad path)."""
+
+    retryable = True
+    hint = "check the output folder's permissions and free space"
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    path: str
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+
+
+def result_path(output_path: str | Path, index: int) -> Path:
+    """Where image `index` (0-based) of a task goes: the path itself, then `<stem>_2.<ext>`…"""
+    path = Path(output_path)
+    if index == 0:
+        return path
+    return path.with_name(f"{path.stem}_{index + 1}{path.suffix}")
+
+
+def verify_image(data: bytes) -> Image.Image:
+    """Decode every pixel; raises ImageCheckFailed for anything short of a whole image."""
+    if not data:
+        raise ImageCheckFailed("the image is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except Exception as exc:  # Pillow raises many kinds for broken data
+        raise ImageCheckFailed(f"the image is incomplete or corrupt ({exc})") from None
+    return img
+
+
+def encode_for(path: Path, img: Image.Image, original: bytes) -> bytes:
+    """The bytes to store at `path`: the original if the format already matches."""
+    target = FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if target is None or target == img.format:
+        return original
+    out = img
+    if target == "JPEG" and out.mode not in ("RGB", "L"):
+        out = _flatten(out)
+    buf = io.BytesIO()
+    out.save(buf, target, **({"quality": 95} if target in ("JPEG", "WEBP") else {}))
+    return buf.getvalue()
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def save_image(data: bytes, target: str | Path) -> SavedImage:
+    """Verify `data`, convert it for `target`'s extension and write it atomically."""
+    path = Path(target)
+    img = verify_image(data)
+    payload = encode_for(path, img, data)
+    try:
+        atomic_write_bytes(path, payload)
+    except OSError as exc:
+        raise SaveFailed(f"{path}: cannot write image ({exc.strerror or exc})") from None
+    return SavedImage(
+        path=str(path),
+        sha256=hashlib.sha256(payload).hexdigest(),
+        bytes=len(payload),
+        width=img.width,
+        height=img.height,
+    )
+
+
+def atomic_write_bytes(path: Path, payload: bytes, mode: int = 0o644) -> None:
+    """Temp file in the same folder, fsync, rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
