@@ -1,0 +1,343 @@
+"""`asyncimg.toml`: project defaults (style, model, size, polling) and user style presets.
+
+One small file per novel project keeps 30 frames a chapter consistent without repeating
+options on every command. Credentials never live here: they come from the environment,
+so the file can be committed or shared. Every problem is one line naming the file, the key
+path and what is wrong, because a typo found at load time beats a rejected batch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from asyncimg.constants import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_POLL_CONCURRENCY,
+    DEFAULT_REQ_KEY,
+    DEFAULT_TASKS_DIR,
+    ENV_ACCESS_KEY,
+    ENV_SECRET_KEY,
+)
+from asyncimg.lifecycle.styles import (
+    BUILTIN_PRESETS,
+    PLACEHOLDER,
+    StylePreset,
+    compose_full_prompt,
+    describe_known,
+    normalise_name,
+)
+from asyncimg.protocol.errors import ConfigError, InvalidInput
+from asyncimg.protocol.models import get_profile, validate_fields
+
+ENV_CONFIG = "ASYNCIMG_CONFIG"
+CONFIG_NAME = "asyncimg.toml"
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×*]\s*(\d+)\s*$")
+
+# Keys that look like credentials, compared after lower-casing and '-' → '_'.
+_CREDENTIAL_KEYS = frozenset(
+    {
+        "access_key",
+        "secret_key",
+        "accesskey",
+        "secretkey",
+        "access_key_id",
+        "secret_access_key",
+        "ak",
+        "sk",
+        "session_token",
+        "volc_accesskey",
+        "volc_secretkey",
+        "volc_session_token",
+    }
+)
+
+# Submit fields that belong to each task, not to the defaults.
+_PER_TASK_PARAMS = {
+    "prompt": "it comes from each task",
+    "req_key": "set defaults.req_key instead",
+    "image_urls": "reference images are given per task (character_images)",
+    "binary_data_base64": "reference images are given per task (character_images)",
+    "width": "set defaults.size = 'WIDTHxHEIGHT' instead",
+    "height": "set defaults.size = 'WIDTHxHEIGHT' instead",
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1440x2560' (also X, ×, *) → (1440, 2560); InvalidInput if it is not WIDTHxHEIGHT."""
+    match = _SIZE_RE.match(text)
+    if not match or int(match[1]) <= 0 or int(match[2]) <= 0:
+        raise InvalidInput("size", text, "is not WIDTHxHEIGHT", "e.g. 1440x2560")
+    return int(match[1]), int(match[2])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StyleConfig(_Strict):
+    """One `[styles.NAME]` table."""
+
+    template: str
+    # None (key absent) on a built-in's name keeps the built-in's aliases.
+    aliases: list[str] | None = None
+    description: str = ""
+
+    @field_validator("template")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if PLACEHOLDER not in value:
+            raise ValueError(
+                f"{value!r} has no {PLACEHOLDER} placeholder; "
+                'e.g. "{prompt}, Chinese ink wash painting"'
+            )
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_not_blank(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not a.strip() for a in value):
+            raise ValueError("an alias is empty")
+        return value
+
+
+class Defaults(_Strict):
+    """`[defaults]`: what a task gets when it does not say otherwise."""
+
+    style: str | None = None
+    req_key: str = DEFAULT_REQ_KEY
+    # Kept as normalised 'WIDTHxHEIGHT' text (what tasks store); see `dimensions`.
+    size: str | None = None
+    tasks_dir: Path = Field(default=Path(DEFAULT_TASKS_DIR), strict=False)
+    poll_concurrency: int = Field(default=DEFAULT_POLL_CONCURRENCY, ge=1, le=256)
+    interval: float = Field(default=DEFAULT_INTERVAL_S, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _parse_size(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                width, height = parse_size(value)
+            except InvalidInput:
+                raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. '1440x2560'") from None
+            return f"{width}x{height}"
+        if value is None:
+            return None
+        raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. '1440x2560'")
+
+    @property
+    def dimensions(self) -> tuple[int, int] | None:
+        """`size` as (width, height), or None when the model's default applies."""
+        return parse_size(self.size) if self.size else None
+
+
+class Config(_Strict):
+    """The whole file. `Config()` is the configuration when there is no file."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    styles: dict[str, StyleConfig] = Field(default_factory=dict)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this was read from, or None for built-in defaults."""
+        return self._source
+
+    @property
+    def presets(self) -> dict[str, StylePreset]:
+        """Built-in presets, then the user's; a user style replaces a built-in of that name."""
+        user = {normalise_name(name): name for name in self.styles}
+        merged: dict[str, StylePreset] = {
+            name: preset
+            for name, preset in BUILTIN_PRESETS.items()
+            if normalise_name(name) not in user
+        }
+        for name, style in self.styles.items():
+            builtin = BUILTIN_PRESETS.get(normalise_name(name))
+            if style.aliases is not None:
+                aliases = tuple(style.aliases)
+            else:
+                aliases = builtin.aliases if builtin else ()
+            merged[name] = StylePreset(name, style.template, aliases, style.description)
+        return merged
+
+    def full_prompt(self, prompt: str, style: str | None = None) -> str:
+        """`full_prompt` for a task: its own style, else the configured default style."""
+        chosen = style if style is not None else self.defaults.style
+        return compose_full_prompt(prompt, chosen, self.presets)
+
+    def submit_fields(self) -> dict[str, Any]:
+        """Default submit fields besides prompt and images: `params` plus width/height."""
+        fields = dict(self.defaults.params)
+        if self.defaults.dimensions:
+            fields["width"], fields["height"] = self.defaults.dimensions
+        return fields
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        self._check_style_names()
+        presets = self.presets
+        known = {normalise_name(n) for n in presets}
+        for preset in presets.values():
+            known.update(normalise_name(a) for a in preset.aliases)
+        style = self.defaults.style
+        if style is not None and normalise_name(style) not in known:
+            raise ValueError(
+                f"defaults.style: unknown style {style!r}; known: {describe_known(presets)}"
+            )
+        try:
+            get_profile(self.defaults.req_key)
+        except InvalidInput as exc:
+            raise ValueError(f"defaults.req_key: {self.defaults.req_key!r}: {exc.rule}") from None
+        self._check_params()
+        return self
+
+    def _check_style_names(self) -> None:
+        seen: dict[str, str] = {}
+        for name in self.styles:
+            key = normalise_name(name)
+            if not key:
+                raise ValueError("styles: a style name is empty")
+            if key in seen:
+                raise ValueError(f"styles.{name}: same name as styles.{seen[key]}")
+            seen[key] = name
+        names = {normalise_name(n) for n in BUILTIN_PRESETS} | set(seen)
+        for name, style in self.styles.items():
+            for alias in style.aliases or ():
+                key = normalise_name(alias)
+                if key in names and key != normalise_name(name):
+                    raise ValueError(
+                        f"styles.{name}.aliases: {alias!r} is already the name of a style"
+                    )
+
+    def _check_params(self) -> None:
+        for key in self.defaults.params:
+            if key in _PER_TASK_PARAMS:
+                raise ValueError(f"defaults.params.{key}: not a default; {_PER_TASK_PARAMS[key]}")
+        try:
+            validate_fields(self.defaults.req_key, {"prompt": "x", **self.submit_fields()})
+        except InvalidInput as exc:
+            if exc.field in ("width", "height", "width x height"):
+                where = "defaults.size"
+            else:
+                where = f"defaults.params.{exc.field}"
+            hint = f"; {exc.suggestion}" if exc.suggestion else ""
+            raise ValueError(
+                f"{where}: {exc.value!r}: {exc.rule} (model {self.defaults.req_key}){hint}"
+            ) from None
+
+
+def _find_credentials(data: Mapping[str, Any], prefix: str = "") -> str | None:
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key.lower().replace("-", "_") in _CREDENTIAL_KEYS:
+            return path
+        if isinstance(value, Mapping):
+            found = _find_credentials(value, path + ".")
+            if found:
+                return found
+    return None
+
+
+def _schema_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys an error at `loc` is about (for listing the known keys)."""
+    if len(loc) == 1:
+        return Config
+    if len(loc) == 2 and loc[0] == "defaults":
+        return Defaults
+    if len(loc) == 3 and loc[0] == "styles":
+        return StyleConfig
+    return None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc: tuple[int | str, ...] = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    if error["type"] == "value_error" and "error" in ctx:
+        text = str(ctx["error"])
+        return f"{'.'.join(map(str, loc))}: {text}" if loc else text
+    where = ".".join(map(str, loc)) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        model = _schema_at(loc)
+        if model is None:
+            return f"{where}: unknown key"
+        fields = sorted(model.model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{where}: unknown key{hint} (known: {', '.join(fields)})"
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+
+
+def config_from_mapping(data: Mapping[str, Any], source: str | Path = CONFIG_NAME) -> Config:
+    """Validate parsed TOML; ConfigError '<file>: <key path>: <problem>' on the first problem."""
+    leaked = _find_credentials(data)
+    if leaked:
+        raise ConfigError(
+            f"{source}: {leaked}: credentials do not belong in the config file; remove it and "
+            f"set {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} in the environment"
+        )
+    try:
+        config = Config.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc.errors()[0])}") from None
+    config._source = Path(source)
+    return config
+
+
+def find_config(path: str | Path | None = None) -> Path | None:
+    """Which file applies: `path`, else $ASYNCIMG_CONFIG, else ./asyncimg.toml, else none.
+
+    A file named explicitly (argument or variable) must exist; only the implicit
+    ./asyncimg.toml is optional.
+    """
+    if path is not None:
+        explicit = Path(path)
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: no such config file")
+        return explicit
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        from_env = Path(env)
+        if not from_env.is_file():
+            raise ConfigError(f"{from_env}: no such config file (from ${ENV_CONFIG})")
+        return from_env
+    local = Path(CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read the applicable config file (see :func:`find_config`); all defaults if none."""
+    found = find_config(path)
+    if found is None:
+        return Config()
+    try:
+        text = found.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{found}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{found}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{found}: invalid TOML: {exc}") from None
+    return config_from_mapping(data, found)
