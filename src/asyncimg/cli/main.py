@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import click
 
+from asyncimg.cli.emulator_cmd import emulator
+
 
 @click.group()
 @click.version_option(package_name="asyncimg")
 def cli() -> None:
     """Generate many images through Volcengine's asynchronous visual API."""
+
+
+cli.add_command(emulator)
 
 
 def main() -> None:

@@ -1,0 +1,58 @@
+"""The emulator's settings."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from asyncimg import constants
+from asyncimg.emulator.faults import FaultKind
+
+# Public on purpose: the emulator is local, and these let a demo run without real keys.
+DEMO_ACCESS_KEY = "AKLTemulatordemo"
+DEMO_SECRET_KEY = "emulator-demo-secret"
+
+
+def _env_access_key() -> str:
+    return os.environ.get(constants.ENV_ACCESS_KEY) or DEMO_ACCESS_KEY
+
+
+def _env_secret_key() -> str:
+    return os.environ.get(constants.ENV_SECRET_KEY) or DEMO_SECRET_KEY
+
+
+@dataclass
+class EmulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    access_key: str = field(default_factory=_env_access_key)
+    secret_key: str = field(default_factory=_env_secret_key, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    gen_seconds: tuple[float, float] = (2.0, 6.0)
+    qps: float | None = None
+    concurrency: int | None = None
+    retention_seconds: float = 12 * 3600
+    expire_seconds: float | None = None
+    fault_rate: float = 0.0
+    fault_kinds: frozenset[FaultKind] = frozenset(FaultKind)
+    seed: int | None = None
+    images_per_task: int = 1
+    slow_seconds: float = 3.0
+    clock: Callable[[], float] = time.time
+    max_clock_skew: float = constants.MAX_CLOCK_SKEW_S
+
+    def __post_init__(self) -> None:
+        lo, hi = self.gen_seconds
+        if lo < 0 or hi < lo:
+            raise ValueError("gen_seconds must be (min, max) with 0 <= min <= max")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be within [0, 1]")
+        if self.qps is not None and self.qps <= 0:
+            raise ValueError("qps must be positive")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.images_per_task < 1:
+            raise ValueError("images_per_task must be at least 1")
+        self.fault_kinds = frozenset(FaultKind(k) for k in self.fault_kinds)

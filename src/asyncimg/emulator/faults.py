@@ -1,0 +1,101 @@
+"""Fault injection: a seeded random plan plus a queue of faults tests ask for explicitly."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+
+from asyncimg import constants
+
+
+class FaultKind(StrEnum):
+    SERVER_ERROR = "server_error"
+    SLOW = "slow"
+    DROP = "drop"
+    REVIEW_FAILURE = "review_failure"
+    NO_IMAGE = "no_image"
+    TRUNCATED_IMAGE = "truncated_image"
+
+    @property
+    def is_task_outcome(self) -> bool:
+        """Task-outcome faults are decided once, at submit, and show when the task is done."""
+        return self in TASK_FAULTS
+
+
+TASK_FAULTS = frozenset({FaultKind.REVIEW_FAILURE, FaultKind.NO_IMAGE, FaultKind.TRUNCATED_IMAGE})
+REQUEST_FAULTS = frozenset(FaultKind) - TASK_FAULTS
+
+
+@dataclass
+class _Injected:
+    kind: FaultKind
+    remaining: int
+    action: str | None
+
+
+class FaultPlan:
+    """Decides which fault, if any, hits a request or a new task.
+
+    Injected faults come first, in the order they were queued; otherwise one draw of the
+    seeded RNG per request (and one per submitted task) decides, so a seed replays exactly.
+    """
+
+    def __init__(self, rate: float, kinds: frozenset[FaultKind], seed: int | None) -> None:
+        self.rate = rate
+        self._request_kinds = sorted(kinds & REQUEST_FAULTS)
+        self._task_kinds = sorted(kinds & TASK_FAULTS)
+        self._rng = random.Random(None if seed is None else f"{seed}:faults")
+        self._queue: list[_Injected] = []
+        self._server_error_flip = False
+        self.fired: Counter[str] = Counter()
+
+    def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
+        kind = FaultKind(kind)
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        if action is not None and action not in (
+            constants.ACTION_SUBMIT,
+            constants.ACTION_GET_RESULT,
+        ):
+            raise ValueError(f"unknown action {action!r}")
+        if kind.is_task_outcome and action not in (None, constants.ACTION_SUBMIT):
+            raise ValueError(f"{kind} is decided at submit; action must be the submit action")
+        self._queue.append(_Injected(kind, count, action))
+
+    def _take(self, action: str, task_outcome: bool) -> FaultKind | None:
+        for item in self._queue:
+            if item.kind.is_task_outcome != task_outcome:
+                continue
+            if item.action is not None and item.action != action:
+                continue
+            item.remaining -= 1
+            if item.remaining == 0:
+                self._queue.remove(item)
+            return item.kind
+        return None
+
+    def _draw(self, kinds: list[FaultKind]) -> FaultKind | None:
+        hit = self._rng.random() < self.rate
+        pick = self._rng.randrange(len(kinds)) if kinds else 0
+        return kinds[pick] if hit and kinds else None
+
+    def for_request(self, action: str) -> FaultKind | None:
+        kind = self._take(action, task_outcome=False) or self._draw(self._request_kinds)
+        if kind:
+            self.fired[kind.value] += 1
+        return kind
+
+    def for_task(self) -> FaultKind | None:
+        kind = self._take(constants.ACTION_SUBMIT, task_outcome=True) or self._draw(
+            self._task_kinds
+        )
+        if kind:
+            self.fired[kind.value] += 1
+        return kind
+
+    def server_error_is_gateway(self) -> bool:
+        """Server errors alternate between the business 50500 and the gateway's InternalError."""
+        self._server_error_flip = not self._server_error_flip
+        return not self._server_error_flip

@@ -1,0 +1,403 @@
+"""The emulator's HTTP server: routing, the two API actions, images, faults and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from asyncimg import constants
+from asyncimg.emulator.config import EmulatorConfig
+from asyncimg.emulator.faults import FaultKind, FaultPlan
+from asyncimg.emulator.gateway import GatewayError, gateway_envelope, new_request_id, verify_request
+from asyncimg.emulator.render import render
+from asyncimg.emulator.state import RateLimiter, Status, Task, TaskTable
+from asyncimg.protocol.errors import InvalidInput
+from asyncimg.protocol.models import get_profile, validate_fields, validate_reference_base64
+
+ACTIONS = frozenset({constants.ACTION_SUBMIT, constants.ACTION_GET_RESULT})
+IMAGE_PREFIX = "/_emulator/images"
+# Reference images are sent inline: up to 10 x 15 MB as base64.
+MAX_BODY_BYTES = 256 * 1024 * 1024
+
+_MESSAGES = {
+    50200: "Invalid parameter",
+    50400: "Access Denied",
+    50429: "Request Has Reached API Limit, Please Try Later",
+    50430: "Request Has Reached API Concurrent Limit, Please Try Later",
+    50500: "Internal Error",
+    50511: "Post Img Risk Not Pass",
+}
+_HTTP_429 = frozenset({50429, 50430})
+_HTTP_500 = frozenset({50500, 50501, 50520, 50521, 50522})
+
+
+class BusinessError(Exception):
+    def __init__(self, code: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message or _MESSAGES.get(code, "Error")
+
+    @property
+    def http_status(self) -> int:
+        if self.code in _HTTP_429:
+            return 429
+        return 500 if self.code in _HTTP_500 else 400
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BusinessError(50200, "Invalid parameter: the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BusinessError(50200, "Invalid parameter: the body must be a JSON object")
+    return value
+
+
+def _required_str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BusinessError(50200, f"Invalid parameter: {name} is required (a string)")
+    return value
+
+
+def _invalid(exc: InvalidInput) -> BusinessError:
+    code = exc.code if isinstance(exc.code, int) else 50200
+    return BusinessError(code, f"{_MESSAGES.get(code, 'Error')}: {exc.message}")
+
+
+class Emulator:
+    """A local stand-in for the Volcengine visual API: ``async with Emulator(cfg) as emu``."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        cfg = self.config
+        self._offset = 0.0
+        self._tasks = TaskTable(
+            gen_seconds=cfg.gen_seconds,
+            retention_seconds=cfg.retention_seconds,
+            expire_seconds=cfg.expire_seconds,
+            seed=cfg.seed,
+        )
+        self._limiter = RateLimiter(cfg.qps)
+        self._faults = FaultPlan(cfg.fault_rate, cfg.fault_kinds, cfg.seed)
+        self._requests: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._downloads = 0
+        self._render_locks: dict[str, asyncio.Lock] = {}
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self.app = self._build_app()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the emulator is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def now(self) -> float:
+        """The emulator's clock: the configured clock plus every :meth:`advance`."""
+        return self.config.clock() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Jump the emulator's clock forward (signed X-Dates are checked against it too)."""
+        self._offset += seconds
+
+    def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
+        """Make the next `count` matching requests (or submitted tasks) suffer `kind`."""
+        self._faults.inject(kind, count, action)
+
+    def stats(self) -> dict[str, Any]:
+        unfinished = self._tasks.unfinished(self.now())
+        return {
+            "requests": dict(self._requests),
+            "errors": dict(self._errors),
+            "image_downloads": self._downloads,
+            "tasks_submitted": self._tasks.submitted,
+            "tasks_done": self._tasks.done,
+            "tasks_unfinished": unfinished,
+            "peak_unfinished": self._tasks.peak_unfinished,
+            "faults_fired": dict(self._faults.fired),
+        }
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/", self._api)
+        app.router.add_get(IMAGE_PREFIX + "/{task_id}/{name}", self._image)
+        app.router.add_post("/_emulator/faults", self._inject)
+        app.router.add_get("/_emulator/stats", self._stats)
+        return app
+
+    def _gateway_reply(
+        self, error: GatewayError, request_id: str, action: str, version: str
+    ) -> web.Response:
+        self._errors[error.code] += 1
+        return web.json_response(
+            gateway_envelope(error, request_id, action, version),
+            status=error.http_status,
+            headers={"X-Tt-Logid": request_id},
+        )
+
+    def _business_reply(
+        self,
+        code: int,
+        message: str,
+        request_id: str,
+        data: dict[str, Any] | None,
+        started: float,
+        status: int = 200,
+    ) -> web.Response:
+        if code != constants.SUCCESS_CODE:
+            self._errors[str(code)] += 1
+            data = None
+        body = {
+            "code": code,
+            "message": message,
+            "request_id": request_id,
+            "status": code,
+            "time_elapsed": f"{(time.perf_counter() - started) * 1000:.6f}ms",
+            "data": data,
+        }
+        return web.json_response(body, status=status, headers={"X-Tt-Logid": request_id})
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = new_request_id(self.now())
+        action = request.query.get("Action", "")
+        version = request.query.get("Version", "")
+        self._requests[action or "(none)"] += 1
+        body = await request.read()
+        if action not in ACTIONS or version != constants.API_VERSION:
+            error = GatewayError(
+                "InvalidActionOrVersion",
+                f"Could not find operation {action or '(none)'} for version {version or '(none)'}",
+            )
+            return self._gateway_reply(error, request_id, action, version)
+        try:
+            verify_request(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                headers=request.headers,
+                body=body,
+                access_key=self.config.access_key,
+                secret_key=self.config.secret_key,
+                session_token=self.config.session_token,
+                now=self.now(),
+                max_skew=self.config.max_clock_skew,
+            )
+        except GatewayError as refused:
+            return self._gateway_reply(refused, request_id, action, version)
+
+        fault = self._faults.for_request(action)
+        if fault is FaultKind.DROP:
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
+        if fault is FaultKind.SLOW:
+            await asyncio.sleep(self.config.slow_seconds)
+        if fault is FaultKind.SERVER_ERROR:
+            if self._faults.server_error_is_gateway():
+                internal = GatewayError("InternalError", "The service hit an internal error.")
+                return self._gateway_reply(internal, request_id, action, version)
+            return self._business_reply(50500, _MESSAGES[50500], request_id, None, started, 500)
+
+        try:
+            if action == constants.ACTION_SUBMIT:
+                data = self._submit(body)
+            else:
+                data = await self._get_result(body, f"{request.scheme}://{request.host}")
+        except BusinessError as exc:
+            return self._business_reply(
+                exc.code, exc.message, request_id, None, started, exc.http_status
+            )
+        return self._business_reply(constants.SUCCESS_CODE, "Success", request_id, data, started)
+
+    def _submit(self, raw: bytes) -> dict[str, Any]:
+        body = _json_object(raw)
+        req_key = _required_str(body, "req_key")
+        fields = {k: v for k, v in body.items() if k != "req_key"}
+        try:
+            profile = validate_fields(req_key, fields)
+            for i, encoded in enumerate(fields.get("binary_data_base64") or []):
+                validate_reference_base64(profile, i, encoded)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+        now = self.now()
+        if not self._limiter.admit(constants.ACTION_SUBMIT, now):
+            raise BusinessError(50429)
+        limit = self.config.concurrency
+        if limit is not None and self._tasks.unfinished(now) >= limit:
+            raise BusinessError(50430)
+        task = self._tasks.submit(req_key, profile, fields, self._faults.for_task(), now)
+        return {"task_id": task.task_id}
+
+    async def _get_result(self, raw: bytes, base_url: str) -> dict[str, Any]:
+        body = _json_object(raw)
+        req_key = _required_str(body, "req_key")
+        task_id = _required_str(body, "task_id")
+        try:
+            get_profile(req_key)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+        options: dict[str, Any] = {}
+        if "req_json" in body:
+            req_json = body["req_json"]
+            if not isinstance(req_json, str):
+                raise BusinessError(50200, "Invalid parameter: req_json must be a JSON string")
+            try:
+                options = json.loads(req_json)
+            except ValueError:
+                raise BusinessError(
+                    50200, "Invalid parameter: req_json is not valid JSON"
+                ) from None
+            if not isinstance(options, dict):
+                raise BusinessError(50200, "Invalid parameter: req_json must encode an object")
+        now = self.now()
+        if not self._limiter.admit(constants.ACTION_GET_RESULT, now):
+            raise BusinessError(50429)
+
+        task = self._tasks.get(task_id)
+        if task is None or task.req_key != req_key:
+            return {"status": Status.NOT_FOUND.value}
+        status = self._tasks.status(task, now)
+        if status is not Status.DONE:
+            return {"status": status.value}
+        if task.fault is FaultKind.REVIEW_FAILURE:
+            raise BusinessError(50511)
+        count = task.image_count(self.config.images_per_task)
+        if options.get("return_url") is True:
+            urls = [self._image_url(base_url, task, i) for i in range(count)]
+            return {"status": Status.DONE.value, "image_urls": urls}
+        images = [base64.b64encode(await self._image_bytes(task, i)).decode() for i in range(count)]
+        return {"status": Status.DONE.value, "binary_data_base64": images}
+
+    @staticmethod
+    def _image_url(base_url: str, task: Task, index: int) -> str:
+        return f"{base_url}{IMAGE_PREFIX}/{task.task_id}/{index}.{task.extension}"
+
+    async def _image_bytes(self, task: Task, index: int) -> bytes:
+        """Render on first use (in a thread: a 4096² PNG takes a few hundred ms), then cache."""
+        lock = self._render_locks.setdefault(task.task_id, asyncio.Lock())
+        async with lock:
+            if index not in task.images:
+                prompt = task.fields.get("prompt")
+                task.images[index] = await asyncio.to_thread(
+                    render,
+                    prompt=prompt if isinstance(prompt, str) else "",
+                    task_id=task.task_id,
+                    index=index,
+                    count=task.image_count(self.config.images_per_task),
+                    size=task.size,
+                    output_format=task.profile.output_format,
+                    references=task.references,
+                )
+        data = task.images[index]
+        if task.fault is FaultKind.TRUNCATED_IMAGE:
+            return data[: len(data) // 2]
+        return data
+
+    async def _image(self, request: web.Request) -> web.StreamResponse:
+        task = self._tasks.get(request.match_info["task_id"])
+        stem, _, ext = request.match_info["name"].partition(".")
+        if (
+            task is None
+            or ext != task.extension
+            or not stem.isdigit()
+            or int(stem) >= task.image_count(self.config.images_per_task)
+            or task.fault is FaultKind.REVIEW_FAILURE
+            or self.now() < task.done_at
+        ):
+            return web.json_response({"error": "no such image"}, status=404)
+        data = await self._image_bytes(task, int(stem))
+        self._downloads += 1
+        return web.Response(body=data, content_type=task.content_type)
+
+    async def _inject(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            count = body.get("count", 1)
+            action = body.get("action")
+            if not isinstance(count, int) or (action is not None and not isinstance(action, str)):
+                raise ValueError("count must be an integer and action a string")
+            self.inject(str(body.get("kind")), count, action)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"queued": body})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+
+async def serve(config: EmulatorConfig, on_ready: Callable[[Emulator], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Emulator(config) as emulator:
+            if on_ready is not None:
+                on_ready(emulator)
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_forever(config: EmulatorConfig, on_ready: Callable[[Emulator], None] | None = None) -> None:
+    """Blocking entry point for the CLI."""
+    asyncio.run(serve(config, on_ready))
