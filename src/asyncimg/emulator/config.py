@@ -25,6 +25,13 @@ def _env_secret_key() -> str:
 
 @dataclass
 class EmulatorConfig:
+    """Everything the emulator can be told; `clock` is injectable so tests can jump time.
+
+    `gen_seconds` bounds each task's duration (drawn with the seeded RNG), `qps` applies per
+    action and `concurrency` to the account's unfinished tasks; `retention_seconds` and
+    `expire_seconds` turn old tasks into `not_found` and `expired`.
+    """
+
     host: str = "127.0.0.1"
     port: int = 0
     access_key: str = field(default_factory=_env_access_key)

@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import io
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,18 +55,32 @@ def background(prompt: str) -> tuple[int, int, int]:
     return (64 + digest[0] % 160, 64 + digest[1] % 160, 64 + digest[2] % 160)
 
 
+_CJK = "\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+# A CJK character is a token by itself (no spaces between words); Latin words keep together.
+_TOKENS = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+\\s*|\\s+")
+
+
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Font, width: float) -> list[str]:
-    """Greedy wrap by character, which works for CJK (no spaces) and Latin alike."""
+    """Greedy wrap by word (by character for CJK and for words wider than a line)."""
+
+    def fits(candidate: str) -> bool:
+        return draw.textlength(candidate.rstrip(), font=font) <= width
+
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         line = ""
-        for ch in paragraph:
-            if line and draw.textlength(line + ch, font=font) > width:
-                lines.append(line)
-                line = "" if ch == " " else ch
-            else:
-                line += ch
-        lines.append(line)
+        for token in _TOKENS.findall(paragraph):
+            if fits(line + token):
+                line += token
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
+            line = token.lstrip()
+            while line and not fits(line):
+                cut = next((i for i in range(len(line) - 1, 0, -1) if fits(line[:i])), 1)
+                lines.append(line[:cut])
+                line = line[cut:]
+        lines.append(line.rstrip())
     return lines
 
 
