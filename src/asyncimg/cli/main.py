@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
 
 
@@ -13,6 +14,8 @@ def cli() -> None:
     """Generate many images through Volcengine's asynchronous visual API."""
 
 
+for _command in ALL_COMMANDS:
+    cli.add_command(_command)
 cli.add_command(emulator)
 
 

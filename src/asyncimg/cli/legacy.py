@@ -1,0 +1,156 @@
+"""`check_async_tasks.py`: the guide's flags and interactive menu, exactly as documented.
+
+python check_async_tasks.py --check-once [--tasks-dir D]
+python check_async_tasks.py --monitor [--interval N] [--tasks-dir D]
+python check_async_tasks.py            # interactive menu (works with piped input)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from asyncimg.api import run_sync
+from asyncimg.cli.commands import _workspace, err_console, out_console, run_monitor
+from asyncimg.cli.output import print_summary
+from asyncimg.constants import DEFAULT_INTERVAL_S
+from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
+from asyncimg.protocol.errors import AsyncImgError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="check_async_tasks.py",
+        description="Check asynchronous image tasks and download finished images.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check-once", action="store_true", help="check every task once")
+    mode.add_argument("--monitor", action="store_true", help="check repeatedly until all finish")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help=f"seconds between checks in --monitor mode (default {DEFAULT_INTERVAL_S:g})",
+    )
+    parser.add_argument("--tasks-dir", default=None, help="task folder (default async_tasks)")
+    return parser
+
+
+def check_once(tasks_dir: Path | None) -> int:
+    workspace = _workspace(tasks_dir, None)
+    try:
+        summary = run_sync(workspace.check_once(report=_say))
+    except AsyncImgError as exc:
+        err_console.print(f"asyncimg: {exc}", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        out_console.print("interrupted; every record is intact", markup=False)
+        return EXIT_INTERRUPTED
+    print_summary(out_console, summary, workspace)
+    return 0
+
+
+def _say(line: str) -> None:
+    out_console.print(line, markup=False, highlight=False)
+
+
+MENU = """
+asyncimg task checker ({tasks_dir})
+  1) check all tasks once
+  2) monitor until all finish (every {interval:g} s)
+  3) monitor with another interval
+  4) list tasks
+  5) retry failed tasks
+  6) delete completed task records
+  0) quit"""
+
+
+def interactive(
+    tasks_dir: Path | None, interval: float | None, read: Callable[[str], str] = input
+) -> int:
+    """The menu; EOF on stdin quits, so `printf '1\\n0\\n' | python check_async_tasks.py` works."""
+    every = interval if interval is not None else DEFAULT_INTERVAL_S
+    shown_dir = tasks_dir or Path("async_tasks")
+    while True:
+        out_console.print(MENU.format(tasks_dir=shown_dir, interval=every), markup=False)
+        try:
+            choice = read("Choose [0-6]: ").strip()
+        except EOFError:
+            return 0
+        if choice in ("0", "q", "quit", "exit"):
+            return 0
+        if choice == "1":
+            check_once(tasks_dir)
+        elif choice == "2":
+            if run_monitor(tasks_dir, None, every) == EXIT_INTERRUPTED:
+                return EXIT_INTERRUPTED
+        elif choice == "3":
+            try:
+                answer = read("Interval in seconds: ").strip()
+            except EOFError:
+                return 0
+            try:
+                seconds = float(answer)
+                if seconds < 0:
+                    raise ValueError
+            except ValueError:
+                out_console.print(f"{answer!r} is not a number of seconds", markup=False)
+                continue
+            if run_monitor(tasks_dir, None, seconds) == EXIT_INTERRUPTED:
+                return EXIT_INTERRUPTED
+        elif choice == "4":
+            _list(tasks_dir)
+        elif choice == "5":
+            _retry_failed(tasks_dir)
+        elif choice == "6":
+            _clean(tasks_dir)
+        else:
+            out_console.print(f"unknown choice {choice!r}", markup=False)
+
+
+def _list(tasks_dir: Path | None) -> None:
+    workspace = _workspace(tasks_dir, None)
+    loaded = workspace.store.load_all()
+    for problem in loaded.problems:
+        err_console.print(str(problem), markup=False)
+    for r in sorted(loaded.records, key=lambda r: r.created_at):
+        error = f"  ({r.last_error.message})" if r.last_error else ""
+        out_console.print(
+            f"{r.status.value:<10} {r.task_id or '-':<20} {r.output_path}{error}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _retry_failed(tasks_dir: Path | None) -> None:
+    workspace = _workspace(tasks_dir, None)
+    try:
+        report = run_sync(workspace.retry(all_failed=True))
+    except AsyncImgError as exc:
+        err_console.print(f"asyncimg: {exc}", markup=False)
+        return
+    out_console.print(
+        f"{report.submitted} resubmitted, {report.queued} queued, {report.rejected} rejected",
+        markup=False,
+    )
+
+
+def _clean(tasks_dir: Path | None) -> None:
+    removed = _workspace(tasks_dir, None).clean_completed()
+    out_console.print(f"{removed} completed records deleted (images kept)", markup=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tasks_dir = Path(args.tasks_dir) if args.tasks_dir else None
+    if args.check_once:
+        return check_once(tasks_dir)
+    if args.monitor:
+        return run_monitor(tasks_dir, None, args.interval)
+    return interactive(tasks_dir, args.interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""What the user sees: a progress bar while monitoring, and the end-of-run summary."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from asyncimg.api import Workspace
+from asyncimg.lifecycle.check import PassSummary
+from asyncimg.store.states import TaskState
+
+
+class MonitorDisplay:
+    """A progress bar (finished / all) on a terminal; plain lines elsewhere."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> MonitorDisplay:
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[bold]frames"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task("", total=None)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(exc_type, exc, tb)
+
+    def event(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False)
+
+    def update(self, summary: PassSummary) -> None:
+        total = sum(summary.counts.values())
+        finished = summary.counts.get(TaskState.COMPLETED.value, 0) + summary.counts.get(
+            TaskState.FAILED.value, 0
+        )
+        if self.progress is not None and self.task is not None:
+            self.progress.update(
+                self.task, total=total, completed=finished, description=summary.line()
+            )
+        else:
+            self.console.print(f"pass: {summary.line()}", markup=False, highlight=False)
+
+
+def print_summary(console: Console, summary: PassSummary, workspace: Workspace) -> None:
+    """Counts, the failed tasks with their reasons, and the one command that retries them."""
+    console.print(summary.line(), markup=False, highlight=False)
+    failed = [r for r in workspace.store.load_all().records if r.status is TaskState.FAILED]
+    if not failed:
+        return
+    console.print(f"{len(failed)} failed:", markup=False, highlight=False)
+    for record in failed:
+        reason = record.last_error.message if record.last_error else "unknown reason"
+        hint = ""
+        if record.last_error is not None and record.last_error.resubmittable:
+            hint = " (resubmitting may help)"
+        console.print(
+            f"  {record.task_id or record.local_id[:8]}  {record.output_path}: {reason}{hint}",
+            markup=False,
+            highlight=False,
+        )
+    console.print(
+        f"retry them all with: asyncimg retry --failed --tasks-dir {workspace.store.root}",
+        markup=False,
+        highlight=False,
+    )

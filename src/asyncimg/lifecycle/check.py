@@ -1,0 +1,214 @@
+"""One check pass: submit what is queued, poll what is in flight, download what is done."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from asyncimg import constants
+from asyncimg.lifecycle import decide
+from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.submit import submit_records
+from asyncimg.protocol.client import Result, VisualClient
+from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
+from asyncimg.store.states import TaskState, transition
+from asyncimg.store.store import TaskStore
+
+# A `done` task whose images fail verification this many passes running is failed
+# (resubmittable) instead of being downloaded forever.
+MAX_DOWNLOAD_FAILURES = 3
+
+Clock = Callable[[], float]
+Reporter = Callable[[str], None]
+
+
+@dataclass
+class PassSummary:
+    """What one pass did, for the one-line report and for tests."""
+
+    submitted: int = 0
+    queued: int = 0
+    polled: int = 0
+    completed: int = 0
+    failed: int = 0
+    transient_errors: int = 0
+    skipped_locked: int = 0
+    problems: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unfinished(self) -> int:
+        return sum(
+            self.counts.get(s.value, 0)
+            for s in (TaskState.PENDING, TaskState.SUBMITTED, TaskState.PROCESSING)
+        )
+
+    def line(self) -> str:
+        states = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "no tasks"
+        extra = []
+        if self.submitted:
+            extra.append(f"{self.submitted} newly submitted")
+        if self.transient_errors:
+            extra.append(f"{self.transient_errors} temporary errors (retried next pass)")
+        if self.problems:
+            extra.append(f"{len(self.problems)} unreadable records set aside")
+        return states + (f" — {'; '.join(extra)}" if extra else "")
+
+
+class Checker:
+    """Runs check passes over one tasks directory with one client (one HTTP session)."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        client: VisualClient,
+        *,
+        clock: Clock = time.time,
+        poll_concurrency: int = constants.DEFAULT_POLL_CONCURRENCY,
+        max_in_flight: int | None = None,
+        report: Reporter | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.poll_concurrency = max(1, poll_concurrency)
+        self.max_in_flight = max_in_flight
+        self.report: Reporter = report or (lambda _line: None)
+
+    async def run_pass(self) -> PassSummary:
+        summary = PassSummary()
+        loaded = self.store.load_all()
+        for problem in loaded.problems:
+            line = str(problem)
+            summary.problems.append(line)
+            self.report(line)
+        records = loaded.records
+
+        flying = decide.in_flight(records)
+        budget = decide.submit_budget(len(flying), self.max_in_flight)
+        queue = decide.pending_in_order(records)
+        if budget is not None:
+            queue = queue[:budget]
+        if queue:
+            batch = await submit_records(self.client, self.store, queue, clock=self.clock)
+            for outcome in batch.outcomes:
+                if outcome.accepted:
+                    summary.submitted += 1
+                    self.report(f"{_name(outcome.record)}: submitted as {outcome.record.task_id}")
+                elif outcome.rejected and outcome.error is not None:
+                    summary.failed += 1
+                    self.report(f"{_name(outcome.record)}: failed — "
+                                f"{decide.failure_reason(outcome.error)}")  # fmt: skip
+
+        semaphore = asyncio.Semaphore(self.poll_concurrency)
+
+        async def guarded(record: TaskRecord) -> None:
+            async with semaphore:
+                await self._check_one(record, summary)
+
+        await asyncio.gather(*(guarded(r) for r in flying))
+
+        final = self.store.load_all().records
+        for state in TaskState:
+            summary.counts[state.value] = sum(r.status is state for r in final)
+        summary.queued = summary.counts.get(TaskState.PENDING.value, 0)
+        return summary
+
+    async def _check_one(self, record: TaskRecord, summary: PassSummary) -> None:
+        with self.store.lock(record) as held:
+            if not held:
+                summary.skipped_locked += 1
+                return
+            current = self.store.reload(record)
+            if current is None or current.status not in decide.IN_FLIGHT or not current.task_id:
+                return
+            summary.polled += 1
+            try:
+                result = await self.client.get_result(current.req_key, current.task_id)
+            except AsyncImgError as exc:
+                self._apply(current, decide.after_error(exc), summary)
+                return
+            decision = decide.after_poll(result)
+            if decision.download:
+                await self._download(current, result, summary)
+            else:
+                self._apply(current, decision, summary)
+
+    async def _download(self, record: TaskRecord, result: Result, summary: PassSummary) -> None:
+        try:
+            files = await self._fetch_and_save(record, result)
+        except AsyncImgError as exc:
+            failures = record.download_failures + 1
+            decision = decide.after_error(exc)
+            if isinstance(exc, ImageCheckFailed) and failures >= MAX_DOWNLOAD_FAILURES:
+                decision = decide.Decision(TaskState.FAILED, error=exc)
+            self._apply(record, decision, summary, download_failures=failures)
+            return
+        now = self.clock()
+        done = transition(
+            record,
+            TaskState.COMPLETED,
+            now=now,
+            completed_time=now,
+            results=files,
+            last_error=None,
+            download_failures=0,
+        )
+        self.store.save(done)
+        summary.completed += 1
+        self.report(f"{_name(done)}: completed → {done.output_path}")
+
+    async def _fetch_and_save(self, record: TaskRecord, result: Result) -> list[ResultFile]:
+        blobs: list[bytes] = []
+        if result.image_urls:
+            for url in result.image_urls:
+                blobs.append(await self.client.download(url))
+        else:
+            for i, encoded in enumerate(result.images_base64):
+                try:
+                    blobs.append(base64.b64decode(encoded, validate=True))
+                except (binascii.Error, ValueError):
+                    raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
+        files: list[ResultFile] = []
+        for i, blob in enumerate(blobs):
+            saved = await asyncio.to_thread(save_image, blob, result_path(record.output_path, i))
+            files.append(
+                ResultFile(
+                    path=saved.path,
+                    sha256=saved.sha256,
+                    bytes=saved.bytes,
+                    width=saved.width,
+                    height=saved.height,
+                )
+            )
+        return files
+
+    def _apply(
+        self,
+        record: TaskRecord,
+        decision: decide.Decision,
+        summary: PassSummary,
+        **changes: object,
+    ) -> None:
+        now = self.clock()
+        target = decision.state or record.status
+        if decision.error is not None:
+            changes["last_error"] = ErrorInfo.from_exception(decision.error, now)
+            if not decision.fails:
+                summary.transient_errors += 1
+        if target is record.status and not changes:
+            return
+        updated = transition(record, target, now=now, **changes)
+        self.store.save(updated)
+        if decision.fails and decision.error is not None:
+            summary.failed += 1
+            self.report(f"{_name(updated)}: failed — {decide.failure_reason(decision.error)}")
+
+
+def _name(record: TaskRecord) -> str:
+    return record.filename or record.task_id or record.local_id
