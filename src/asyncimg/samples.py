@@ -18,18 +18,18 @@ CHARACTERS = {
 
 # (prompt, characters in the frame); the style alternates by scene.
 SCENES: list[tuple[str, tuple[str, ...]]] = [
-    ("雨夜的小巷，林晓撑着红伞回头张望", ("lin",)),
-    ("陈默在旧书店里翻开一本泛黄的日记", ("chen",)),
-    ("林晓和陈默在桥上第一次相遇，路灯昏黄", ("lin", "chen")),
-    ("清晨的车站，林晓拖着行李箱", ("lin",)),
-    ("陈默在天台上眺望城市的灯火", ("chen",)),
-    ("两人在咖啡馆对坐，桌上放着那本日记", ("lin", "chen")),
-    ("林晓在图书馆的书架间寻找线索", ("lin",)),
-    ("陈默骑着自行车穿过梧桐大道", ("chen",)),
-    ("暴雨中两人躲在公交站台下", ("lin", "chen")),
-    ("林晓在灯下读信，泪光闪烁", ("lin",)),
-    ("陈默在海边捡起一枚贝壳", ("chen",)),
-    ("夕阳下两人并肩走向远方", ("lin", "chen")),
+    ("雨夜的小巷，林晓撑着红伞回头张望 / Lin Xiao looks back under a red umbrella", ("lin",)),
+    ("陈默在旧书店里翻开一本泛黄的日记 / Chen Mo opens an old diary in a bookshop", ("chen",)),
+    ("林晓和陈默在桥上第一次相遇 / Lin Xiao and Chen Mo meet on a bridge", ("lin", "chen")),
+    ("清晨的车站，林晓拖着行李箱 / Lin Xiao at the station at dawn", ("lin",)),
+    ("陈默在天台上眺望城市的灯火 / Chen Mo watches the city lights", ("chen",)),
+    ("两人在咖啡馆对坐 / the two sit facing each other in a cafe", ("lin", "chen")),
+    ("林晓在图书馆寻找线索 / Lin Xiao searches the library shelves", ("lin",)),
+    ("陈默骑车穿过梧桐大道 / Chen Mo cycles down a plane-tree avenue", ("chen",)),
+    ("暴雨中两人躲在公交站台下 / both shelter at a bus stop in a storm", ("lin", "chen")),
+    ("林晓在灯下读信 / Lin Xiao reads a letter by lamplight", ("lin",)),
+    ("陈默在海边捡起一枚贝壳 / Chen Mo picks up a shell on the beach", ("chen",)),
+    ("夕阳下两人并肩走向远方 / the two walk into the sunset", ("lin", "chen")),
 ]
 
 STYLES = ("manga", "watercolor")

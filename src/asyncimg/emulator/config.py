@@ -47,6 +47,8 @@ class EmulatorConfig:
     seed: int | None = None
     images_per_task: int = 1
     slow_seconds: float = 3.0
+    # Added to every API reply: a stand-in for the round trip to Beijing in benchmarks.
+    latency_seconds: float = 0.0
     clock: Callable[[], float] = time.time
     max_clock_skew: float = constants.MAX_CLOCK_SKEW_S
 
@@ -60,6 +62,8 @@ class EmulatorConfig:
             raise ValueError("qps must be positive")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.latency_seconds < 0:
+            raise ValueError("latency_seconds must not be negative")
         if self.images_per_task < 1:
             raise ValueError("images_per_task must be at least 1")
         self.fault_kinds = frozenset(FaultKind(k) for k in self.fault_kinds)

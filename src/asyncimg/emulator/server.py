@@ -240,6 +240,8 @@ class Emulator:
         except GatewayError as refused:
             return self._gateway_reply(refused, request_id, action, version)
 
+        if self.config.latency_seconds:
+            await asyncio.sleep(self.config.latency_seconds)
         fault = self._faults.for_request(action)
         if fault is FaultKind.DROP:
             if request.transport is not None:
