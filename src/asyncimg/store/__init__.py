@@ -1,0 +1,51 @@
+"""Task records, their state machine and the on-disk store (one JSON file per task)."""
+
+from __future__ import annotations
+
+from asyncimg.store.record import (
+    SCHEMA_VERSION,
+    Attempt,
+    ErrorInfo,
+    ResultFile,
+    TaskRecord,
+    legacy_local_id,
+    record_from_json,
+    record_to_json,
+)
+from asyncimg.store.states import (
+    TRANSITIONS,
+    IllegalTransition,
+    TaskState,
+    can_transition,
+    retry_record,
+    transition,
+)
+from asyncimg.store.store import (
+    AmbiguousTaskKey,
+    LoadReport,
+    Problem,
+    TaskNotFound,
+    TaskStore,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TRANSITIONS",
+    "AmbiguousTaskKey",
+    "Attempt",
+    "ErrorInfo",
+    "IllegalTransition",
+    "LoadReport",
+    "Problem",
+    "ResultFile",
+    "TaskNotFound",
+    "TaskRecord",
+    "TaskState",
+    "TaskStore",
+    "can_transition",
+    "legacy_local_id",
+    "record_from_json",
+    "record_to_json",
+    "retry_record",
+    "transition",
+]

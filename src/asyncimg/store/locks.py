@@ -1,0 +1,75 @@
+"""Per-task advisory locks so two processes never handle one task at the same time.
+
+The lock is an ``flock`` on ``<root>/.locks/<local_id>.lock``, never on the record file:
+every atomic save renames a new inode over the record, which would silently drop a lock
+held on the old one. Non-blocking by design: a checker that finds a task busy skips it
+this pass instead of waiting behind another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+# A lock file can be unlinked (by delete/archive) between our open() and flock(); then we
+# hold a lock nobody else can see. Re-checking the inode and retrying closes that gap.
+_MAX_OPEN_RACES = 5
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` 0700, or tighten it to 0700: task files hold prompts and paths."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+
+
+def try_lock(path: Path, *, create: bool = True) -> int | None:
+    """An fd holding an exclusive flock on ``path``, or None if another holder has it.
+
+    With ``create=False`` a missing lock file also gives None.
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    for _ in range(_MAX_OPEN_RACES):
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            if create:
+                raise
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == path.stat().st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    return None
+
+
+def unlock(fd: int) -> None:
+    """Release by closing: flock locks belong to the open file description."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def remove_lock_file(path: Path, held_fd: int | None) -> None:
+    """Unlink a lock file, but only while holding it (else a live holder would be orphaned)."""
+    fd = held_fd if held_fd is not None else try_lock(path, create=False)
+    if fd is None:
+        return
+    try:
+        path.unlink(missing_ok=True)
+    finally:
+        if held_fd is None:
+            unlock(fd)

@@ -1,0 +1,207 @@
+"""The task record: one JSON object per task, compatible with the guide's task files.
+
+The guide's fields come first and keep their meaning (a compatibility promise); ours
+follow. Unknown fields are kept (``extra="allow"``) so a newer or older writer's data
+survives our rewrite. Records are frozen (assignment fails at runtime and under mypy):
+change them only with :func:`asyncimg.store.states.transition`, which validates the whole
+result. Do not use ``model_copy(update=...)`` on records: it skips validation. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from asyncimg import constants
+from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.states import (
+    NEEDS_TASK_ID,
+    IllegalTransition,
+    TaskState,
+    can_transition,
+    retry_record,
+    transition,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Attempt",
+    "ErrorInfo",
+    "IllegalTransition",
+    "ResultFile",
+    "TaskRecord",
+    "can_transition",
+    "legacy_local_id",
+    "record_from_json",
+    "record_to_json",
+    "retry_record",
+    "transition",
+]
+
+SCHEMA_VERSION = 1
+
+# Legacy records have no local_id; deriving it from task_id keeps it stable across loads.
+_LEGACY_NAMESPACE = uuid.UUID("6f1d7c1e-3a0b-5c8e-9a57-0d2b4c1e8f00")
+
+# Request fields that never belong in `params`: the prompt and images have their own
+# fields, and image bytes must never be written to a task file.
+_NOT_PARAMS = frozenset({"prompt", "req_key", "binary_data_base64", "image_urls"})
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class ErrorInfo(BaseModel):
+    """The last error seen for a task, kept so the user can read why without logs."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    code: int | str | None = None
+    kind: str
+    message: str
+    request_id: str | None = None
+    time: float
+    retryable: bool = False
+    resubmittable: bool = False
+
+    @classmethod
+    def from_exception(cls, exc: AsyncImgError, now: float) -> ErrorInfo:
+        return cls(
+            code=exc.code,
+            kind=exc.kind,
+            message=exc.message,
+            request_id=exc.request_id,
+            time=now,
+            retryable=exc.retryable,
+            resubmittable=exc.resubmittable,
+        )
+
+
+class Attempt(BaseModel):
+    """An earlier submission of the same task, kept in ``history`` when it is retried."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    task_id: str | None = None
+    submit_time: float | None = None
+    status: TaskState
+    last_error: ErrorInfo | None = None
+    retried_at: float
+
+
+class ResultFile(BaseModel):
+    """One downloaded and verified image."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    path: str
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+
+
+class TaskRecord(BaseModel):
+    """One task. Field order is the file's key order: the guide's fields first."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    # -- the guide's fields (compatibility promise) --
+    task_id: NonEmpty | None = None
+    output_path: str
+    filename: str
+    prompt: str
+    full_prompt: str
+    character_images: list[str] = Field(default_factory=list)
+    style: str | None = None
+    submit_time: float | None = None
+    """Epoch seconds when the API accepted the current task_id."""
+    status: TaskState
+
+    # -- ours --
+    schema_version: int = SCHEMA_VERSION
+    local_id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex, pattern=r"^[A-Za-z0-9_-]{1,64}$"
+    )
+    """Stable identity from the moment the record exists, before any task_id."""
+    req_key: str = constants.DEFAULT_REQ_KEY
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Request fields other than prompt and images (width, height, scale, ...)."""
+    attempts: int = Field(default=0, ge=0)
+    """Submissions the API accepted."""
+    history: list[Attempt] = Field(default_factory=list)
+    last_error: ErrorInfo | None = None
+    created_at: float
+    updated_at: float
+    completed_time: float | None = None
+    results: list[ResultFile] = Field(default_factory=list)
+    download_failures: int = Field(default=0, ge=0)
+    """Consecutive passes whose download failed verification (reset on success/retry)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_legacy(cls, data: Any) -> Any:
+        """Give a guide-era record (task fields only) the fields we need, deterministically."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        task_id = filled.get("task_id")
+        if filled.get("local_id") is None and isinstance(task_id, str) and task_id:
+            filled["local_id"] = legacy_local_id(task_id)
+        if filled.get("created_at") is None and filled.get("submit_time") is not None:
+            filled["created_at"] = filled["submit_time"]
+        if filled.get("updated_at") is None and filled.get("created_at") is not None:
+            filled["updated_at"] = filled["created_at"]
+        if "attempts" not in filled and isinstance(task_id, str) and task_id:
+            filled["attempts"] = 1
+        return filled
+
+    @model_validator(mode="after")
+    def _check_invariants(self) -> Self:
+        if self.status in NEEDS_TASK_ID and self.task_id is None:
+            raise ValueError(f"status {self.status.value} needs a task_id")
+        if self.status is TaskState.PENDING and self.task_id is not None:
+            raise ValueError("status pending cannot have a task_id (the API has not accepted it)")
+        banned = sorted(_NOT_PARAMS.intersection(self.params))
+        if banned:
+            raise ValueError(f"params must not contain {', '.join(banned)}")
+        if any(isinstance(v, bytes | bytearray) for v in self.params.values()):
+            raise ValueError("params must not contain bytes")
+        return self
+
+
+def legacy_local_id(task_id: str) -> str:
+    """The local_id a record without one gets: derived from task_id, so stable across loads."""
+    return uuid.uuid5(_LEGACY_NAMESPACE, task_id).hex
+
+
+def record_to_json(record: TaskRecord) -> str:
+    """The file text: UTF-8 friendly (Chinese stays readable), indent 2, stable key order.
+
+    A string that cannot be encoded as UTF-8 (a lone surrogate from a ``\\ud800`` escape)
+    falls back to ASCII escapes, so a save never fails and the file still round-trips.
+    """
+    data = record.model_dump(mode="json")
+    text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, ensure_ascii=True, indent=2, allow_nan=False) + "\n"
+    return text
+
+
+def record_from_json(text: str | bytes) -> TaskRecord:
+    """Parse and validate one record, as the store reads files; ``ValueError`` if bad.
+
+    Uses :mod:`json` (not pydantic's parser) so that whatever the store accepts on disk,
+    e.g. an escaped lone surrogate, this accepts too; NaN/Infinity are refused.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8-sig")
+    return TaskRecord.model_validate(json.loads(text, parse_constant=_reject_constant))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a task file")

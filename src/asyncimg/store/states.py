@@ -1,0 +1,131 @@
+"""The task state machine, written once: states, the allowed moves, and the one way to move.
+
+Every status change in asyncimg goes through :func:`transition` (or :func:`retry_record`,
+which calls it). Records are frozen pydantic models, so ``record.status = ...`` raises;
+``transition`` re-validates the whole record, so a move can never produce a record that
+would not load again. Pure: no I/O, time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from asyncimg.protocol.errors import AsyncImgError
+
+if TYPE_CHECKING:
+    from asyncimg.store.record import TaskRecord
+
+
+class TaskState(StrEnum):
+    """Where a task stands. The values are the guide's ``status`` strings (plus ``pending``)."""
+
+    PENDING = "pending"
+    """Recorded locally, not yet accepted by the API (queued, or waiting for a retry)."""
+    SUBMITTED = "submitted"
+    """The API accepted it and gave a task_id; not yet seen running."""
+    PROCESSING = "processing"
+    """The API reports it is being generated."""
+    COMPLETED = "completed"
+    """Images downloaded and verified. Final."""
+    FAILED = "failed"
+    """Gave up; ``last_error`` says why. ``retry_record`` sends it back to pending."""
+
+
+_S = TaskState
+
+#: The allowed moves. A same-state entry lets a caller record a new ``last_error``.
+#: processing → submitted exists because the API may report ``in_queue`` again after
+#: ``generating`` (and polls can arrive out of order); completed is final.
+TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
+    _S.PENDING: frozenset({_S.PENDING, _S.SUBMITTED, _S.PROCESSING, _S.FAILED}),
+    _S.SUBMITTED: frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED, _S.FAILED}),
+    _S.PROCESSING: frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED, _S.FAILED}),
+    _S.FAILED: frozenset({_S.PENDING}),
+    _S.COMPLETED: frozenset(),
+}
+
+#: States in which the record must carry the task_id the API gave it.
+NEEDS_TASK_ID: frozenset[TaskState] = frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED})
+
+#: Fields only :func:`transition` itself may set (identity and bookkeeping).
+_MANAGED = frozenset({"status", "updated_at", "local_id", "schema_version", "created_at"})
+
+
+class IllegalTransition(AsyncImgError):
+    """A status change the table forbids; a bug in the caller, never retried."""
+
+    def __init__(self, task: str, old: TaskState, new: TaskState) -> None:
+        super().__init__(f"task {task}: cannot go from {old.value} to {new.value}")
+        self.task = task
+        self.old = old
+        self.new = new
+
+
+def can_transition(old: TaskState, new: TaskState) -> bool:
+    """Whether the table allows ``old`` → ``new``."""
+    return new in TRANSITIONS[old]
+
+
+def transition(
+    record: TaskRecord, new_state: TaskState, *, now: float, **changes: Any
+) -> TaskRecord:
+    """A new record in ``new_state`` with ``changes`` applied and ``updated_at = now``.
+
+    Raises :class:`IllegalTransition` if the table forbids the move, ``TypeError`` for a
+    change to an unknown or managed field (a typo must not become a silent extra field),
+    and pydantic's ``ValidationError`` if the result breaks a record invariant (e.g.
+    ``submitted`` without a task_id). Moving to ``completed`` fills ``completed_time``
+    with ``now`` unless given.
+    """
+    old = TaskState(record.status)
+    new = TaskState(new_state)
+    if not can_transition(old, new):
+        raise IllegalTransition(record.task_id or record.local_id, old, new)
+    fields = type(record).model_fields
+    unknown = sorted(k for k in changes if k not in fields)
+    if unknown:
+        raise TypeError(f"transition: unknown record field(s) {', '.join(unknown)}")
+    managed = sorted(k for k in changes if k in _MANAGED)
+    if managed:
+        raise TypeError(f"transition: {', '.join(managed)} cannot be changed by the caller")
+    if new is TaskState.COMPLETED and changes.get("completed_time") is None:
+        changes["completed_time"] = now
+    data = record.model_dump()
+    data.update(changes)
+    data["status"] = new
+    data["updated_at"] = now
+    return type(record).model_validate(data)
+
+
+def retry_record(record: TaskRecord, *, now: float) -> TaskRecord:
+    """A failed record sent back to pending for a fresh submission with the same parameters.
+
+    The finished attempt (task_id, submit_time, status, last_error) is kept in ``history``
+    so nothing about it is lost; task_id, last_error, results and download_failures are
+    cleared. Raises :class:`IllegalTransition` unless the record is failed.
+    """
+    if record.status is not TaskState.FAILED:
+        raise IllegalTransition(
+            record.task_id or record.local_id, TaskState(record.status), TaskState.PENDING
+        )
+    earlier = {
+        "task_id": record.task_id,
+        "submit_time": record.submit_time,
+        "status": record.status,
+        "last_error": record.last_error,
+        "retried_at": now,
+    }
+    return transition(
+        record,
+        TaskState.PENDING,
+        now=now,
+        history=[*record.history, earlier],
+        task_id=None,
+        submit_time=None,
+        last_error=None,
+        results=[],
+        completed_time=None,
+        download_failures=0,
+    )

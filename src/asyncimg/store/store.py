@@ -1,0 +1,466 @@
+"""One JSON file per task in a private directory, written so that nothing is ever lost.
+
+- Every write is atomic (temp file, fsync, rename, fsync the directory), mode 0600.
+- A pending record lives in ``pending-<local_id>.json``; once the API accepts it, the new
+  ``<task_id>.json`` is written *before* the pending file is removed, so a crash in between
+  leaves two files (reconciled by :meth:`TaskStore.load_all`), never zero.
+- A file that cannot be read is moved to ``.quarantine/`` with a reason beside it and
+  reported in one line; it never stops the other records from loading.
+- Records from the guide's ``<task_id>.txt`` files keep being written to that same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import ValidationError
+
+from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.locks import ensure_private_dir, remove_lock_file, try_lock, unlock
+from asyncimg.store.record import TaskRecord, legacy_local_id, record_to_json
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_DIR = ".quarantine"
+LOCKS_DIR = ".locks"
+PENDING_PREFIX = "pending-"
+RECORD_SUFFIXES = (".json", ".txt")
+# Temp files left by a crash mid-write; old ones are removed by load_all.
+STALE_TEMP_S = 3600.0
+_MAX_REASON = 300
+_SAFE_STEM = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,149}")
+
+Clock = Callable[[], float]
+
+
+class TaskNotFound(AsyncImgError, LookupError):
+    """No record matches the key the user gave."""
+
+
+class AmbiguousTaskKey(AsyncImgError, LookupError):
+    """A prefix matches more than one record; the message lists them."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A record file that could not be loaded. ``str()`` is the one line to show the user."""
+
+    path: Path
+    reason: str
+    moved_to: Path | None = None
+
+    def __str__(self) -> str:
+        if self.moved_to is None:
+            return f"{self.path}: {self.reason}"
+        return f"{self.path}: {self.reason}; moved to {self.moved_to.parent}/"
+
+
+@dataclass
+class LoadReport:
+    """Everything ``load_all`` found: good records, unreadable files, duplicates cleaned up."""
+
+    records: list[TaskRecord] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    removed_duplicates: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    path: Path
+    record: TaskRecord
+
+
+class TaskStore:
+    """The task directory. Cheap to create; remembers which file each record came from."""
+
+    def __init__(self, root: Path | str, *, clock: Clock = time.time) -> None:
+        self.root = Path(root)
+        self._clock = clock
+        self._paths: dict[str, Path] = {}  # local_id -> file it was loaded from / saved to
+        self._held: dict[str, int] = {}  # local_id -> fd of a lock this store holds
+        ensure_private_dir(self.root)
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def path_for(self, record: TaskRecord) -> Path:
+        """The file ``save`` writes this record to."""
+        tracked = self._paths.get(record.local_id)
+        if tracked is not None and tracked.suffix == ".txt":
+            return tracked
+        if record.task_id is not None:
+            stem = file_stem(record.task_id)
+            legacy = self.root / f"{stem}.txt"
+            if tracked is None and self._belongs(legacy, record.local_id):
+                return legacy
+            return self.root / f"{stem}.json"
+        return self._pending_path(record.local_id)
+
+    def _pending_path(self, local_id: str) -> Path:
+        return self.root / f"{PENDING_PREFIX}{local_id}.json"
+
+    def _lock_path(self, local_id: str) -> Path:
+        return self.root / LOCKS_DIR / f"{local_id}.lock"
+
+    # -- writing --------------------------------------------------------------------------
+
+    def save(self, record: TaskRecord) -> Path:
+        """Write ``record`` atomically to its file, then remove its older file if it moved."""
+        target = self.path_for(record)
+        _write_atomic(target, record_to_json(record).encode("utf-8"))
+        removed = False
+        for old in self._other_copies(record, target):
+            old.unlink(missing_ok=True)
+            removed = True
+        if removed:
+            _fsync_dir(self.root)
+        self._paths[record.local_id] = target
+        return target
+
+    def _other_copies(self, record: TaskRecord, keep: Path) -> list[Path]:
+        """Files holding an earlier version of this record (other than ``keep``)."""
+        candidates: list[Path] = []
+        tracked = self._paths.get(record.local_id)
+        if tracked is not None:
+            candidates.append(tracked)
+        candidates.append(self._pending_path(record.local_id))
+        task_ids = [a.task_id for a in record.history if a.task_id]
+        if record.task_id:
+            task_ids.append(record.task_id)
+        for task_id in task_ids:
+            candidates.extend(self.root / f"{file_stem(task_id)}{s}" for s in RECORD_SUFFIXES)
+        out: list[Path] = []
+        for path in dict.fromkeys(candidates):
+            if path == keep or not path.exists():
+                continue
+            # The tracked and pending files are ours by construction; others are checked.
+            if path in (tracked, self._pending_path(record.local_id)) or self._belongs(
+                path, record.local_id
+            ):
+                out.append(path)
+        return out
+
+    def delete(self, record: TaskRecord) -> None:
+        """Remove every file of this record (and its lock file, if nobody holds it)."""
+        paths = [self.path_for(record), *self._other_copies(record, keep=Path())]
+        for path in dict.fromkeys(paths):
+            if path.exists() and self._belongs(path, record.local_id):
+                path.unlink(missing_ok=True)
+        _fsync_dir(self.root)
+        self._paths.pop(record.local_id, None)
+        remove_lock_file(self._lock_path(record.local_id), self._held.get(record.local_id))
+
+    def archive(self, record: TaskRecord, dest_dir: Path | str) -> Path:
+        """Move the record's file into ``dest_dir`` (created 0700); returns the new path.
+
+        The copy is written and synced before the original is removed, so it also works
+        across file systems and a crash leaves two copies, never none. An existing file of
+        the same name in ``dest_dir`` is never overwritten.
+        """
+        dest_dir = Path(dest_dir)
+        ensure_private_dir(dest_dir)
+        source = self.path_for(record)
+        try:
+            data = source.read_bytes()
+        except FileNotFoundError:
+            data = record_to_json(record).encode("utf-8")
+        dest = _free_name(dest_dir, source.name)
+        _write_atomic(dest, data)
+        self.delete(record)
+        return dest
+
+    # -- reading --------------------------------------------------------------------------
+
+    def load_all(self) -> LoadReport:
+        """Load every record file; quarantine the unreadable ones; reconcile duplicates."""
+        report = LoadReport()
+        by_id: dict[str, list[_Loaded]] = {}
+        self._remove_stale_temps()
+        for path in sorted(self.root.iterdir()):
+            if not _is_record_name(path.name) or not path.is_file():
+                continue
+            try:
+                outcome = _read_record(path)
+            except FileNotFoundError:
+                continue  # renamed by another process while we listed
+            if isinstance(outcome, str):
+                report.problems.append(self._quarantine(path, outcome))
+                continue
+            by_id.setdefault(outcome.local_id, []).append(_Loaded(path, outcome))
+        for local_id, copies in by_id.items():
+            best = max(copies, key=lambda c: _progress(c.record))
+            for other in copies:
+                if other is best:
+                    continue
+                problem = self._drop_duplicate(other, best)
+                if problem is None:
+                    report.removed_duplicates.append(other.path)
+                else:
+                    report.problems.append(problem)
+            self._paths[local_id] = best.path
+            report.records.append(best.record)
+        return report
+
+    def reload(self, record: TaskRecord) -> TaskRecord | None:
+        """The latest saved version of ``record`` (another process may have moved it on).
+
+        None if no readable file of it remains. Never quarantines: load_all does that.
+        """
+        candidates = [self.path_for(record), *self._other_copies(record, keep=Path())]
+        found = self._read_matching(candidates, record.local_id)
+        if not found:  # e.g. submitted elsewhere under a task_id we do not know yet
+            names = [p for p in sorted(self.root.iterdir()) if _is_record_name(p.name)]
+            found = self._read_matching(names, record.local_id)
+        if not found:
+            return None
+        best = max(found, key=lambda c: _progress(c.record))
+        self._paths[record.local_id] = best.path
+        return best.record
+
+    def get(self, key: str) -> TaskRecord:
+        """The record whose task_id or local_id is ``key`` or starts with it.
+
+        An earlier task_id (from ``history``) also finds the record. Raises
+        :class:`TaskNotFound` or :class:`AmbiguousTaskKey`.
+        """
+        key = key.strip()
+        if not key:
+            raise TaskNotFound("no task key given")
+        records = self.load_all().records
+        for record in records:
+            if key in (record.task_id, record.local_id):
+                return record
+        matches = [
+            r for r in records if (r.task_id or "").startswith(key) or r.local_id.startswith(key)
+        ]
+        if not matches:
+            matches = [r for r in records if any(a.task_id == key for a in r.history)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise TaskNotFound(f"no task matches {key!r} in {self.root}")
+        shown = ", ".join(r.task_id or f"local {r.local_id}" for r in matches[:5])
+        more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+        raise AmbiguousTaskKey(f"{key!r} matches {len(matches)} tasks: {shown}{more}")
+
+    # -- locking --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, record: TaskRecord) -> Iterator[bool]:
+        """Try to take the task's lock; yields True if held, False if someone else has it.
+
+        Never blocks and never raises for a busy task: the caller skips it this pass.
+        Also False if this same store already holds it (no re-entry), so two coroutines
+        of one process exclude each other too.
+        """
+        local_id = record.local_id
+        if local_id in self._held:
+            yield False
+            return
+        ensure_private_dir(self.root / LOCKS_DIR)
+        fd = try_lock(self._lock_path(local_id))
+        if fd is None:
+            yield False
+            return
+        self._held[local_id] = fd
+        try:
+            yield True
+        finally:
+            self._held.pop(local_id, None)
+            unlock(fd)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _belongs(self, path: Path, local_id: str) -> bool:
+        """Whether ``path`` is a readable record file of the task ``local_id``."""
+        try:
+            obj = json.loads(path.read_bytes().decode("utf-8-sig"))
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(obj, dict) and _local_id_of(obj) == local_id
+
+    def _read_matching(self, paths: list[Path], local_id: str) -> list[_Loaded]:
+        found: list[_Loaded] = []
+        for path in dict.fromkeys(paths):
+            try:
+                outcome = _read_record(path)
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            if not isinstance(outcome, str) and outcome.local_id == local_id:
+                found.append(_Loaded(path, outcome))
+        return found
+
+    def _drop_duplicate(self, stale: _Loaded, best: _Loaded) -> Problem | None:
+        """Remove an older copy left by a crash; set aside a copy that is not obviously one.
+
+        Obvious: the pending file of the same local_id (crash after submit), or the file of
+        an earlier task_id kept in the winner's history (crash after retry).
+        """
+        old_ids = {a.task_id for a in best.record.history if a.task_id}
+        expected = {self._pending_path(best.record.local_id)} | {
+            self.root / f"{file_stem(t)}{s}" for t in old_ids for s in RECORD_SUFFIXES
+        }
+        if stale.path in expected:
+            stale.path.unlink(missing_ok=True)
+            _fsync_dir(self.root)
+            log.info("removed %s: superseded by %s", stale.path, best.path.name)
+            return None
+        return self._quarantine(stale.path, f"another copy of the task in {best.path.name}")
+
+    def _quarantine(self, path: Path, reason: str) -> Problem:
+        """Move an unusable file to ``.quarantine/`` with ``<name>.reason.txt`` beside it."""
+        qdir = self.root / QUARANTINE_DIR
+        try:
+            ensure_private_dir(qdir)
+            dest = _free_name(qdir, path.name)
+            path.rename(dest)
+            _fsync_dir(self.root)
+        except FileNotFoundError:
+            return Problem(path, reason, qdir / path.name)  # another process moved it
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            return Problem(path, f"{reason}; could not move it aside ({why})")
+        stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
+        note = f"{path}: {reason} (set aside {stamp})\n"
+        try:
+            _write_atomic(dest.with_name(dest.name + ".reason.txt"), note.encode("utf-8"))
+        except OSError as exc:  # the file is safe already; the note is a courtesy
+            log.warning("could not write the reason for %s: %s", dest, exc)
+        return Problem(path, reason, dest)
+
+    def _remove_stale_temps(self) -> None:
+        cutoff = time.time() - STALE_TEMP_S
+        for path in self.root.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def file_stem(task_id: str) -> str:
+    """A safe file name stem for a task_id (the id itself when it is a plain token)."""
+    if _SAFE_STEM.fullmatch(task_id):
+        return task_id
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"id-{quote(task_id, safe='')[:100]}-{digest}"
+
+
+def _is_record_name(name: str) -> bool:
+    return not name.startswith(".") and name.endswith(RECORD_SUFFIXES)
+
+
+def _local_id_of(obj: dict[str, Any]) -> str | None:
+    local_id = obj.get("local_id")
+    if isinstance(local_id, str):
+        return local_id
+    task_id = obj.get("task_id")
+    return legacy_local_id(task_id) if isinstance(task_id, str) and task_id else None
+
+
+def _progress(record: TaskRecord) -> tuple[int, bool, int, float]:
+    """Orders copies of one task: retries, then acceptance, then submissions, then time."""
+    return (len(record.history), record.task_id is not None, record.attempts, record.updated_at)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _read_record(path: Path) -> TaskRecord | str:
+    """The record in ``path``, or a one-line reason it is unusable."""
+    data = path.read_bytes()
+    if not data.strip():
+        return "empty file"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (bad byte at offset {exc.start})"
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON (line {exc.lineno}, column {exc.colno})"
+    except (ValueError, RecursionError) as exc:
+        return _one_line(f"not valid JSON ({exc})")
+    if not isinstance(obj, dict):
+        return f"not a JSON object (found {_json_type(obj)})"
+    try:
+        return TaskRecord.model_validate(obj)
+    except ValidationError as exc:
+        return _one_line("invalid task record: " + _summarise(exc))
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    if exc.error_count() > 3:
+        parts.append(f"{exc.error_count() - 3} more")
+    return "; ".join(parts)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _json_type(obj: object) -> str:
+    if isinstance(obj, list):
+        return "an array"
+    if isinstance(obj, str):
+        return "a string"
+    if isinstance(obj, bool):
+        return "true/false"
+    if obj is None:
+        return "null"
+    return "a number"
+
+
+def _free_name(directory: Path, name: str) -> Path:
+    """``directory/name``, or ``stem.N.suffix`` if that is taken: never overwrite."""
+    candidate = directory / name
+    n = 1
+    while candidate.exists():
+        base = Path(name)
+        candidate = directory / f"{base.stem}.{n}{base.suffix}"
+        n += 1
+    return candidate
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,198 @@
+"""The state machine: the table, the one way to move, and that nothing else moves status."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from asyncimg.protocol.errors import AsyncImgError, OutputRejected
+from asyncimg.store import (
+    ErrorInfo,
+    IllegalTransition,
+    TaskRecord,
+    TaskState,
+    can_transition,
+    retry_record,
+    transition,
+)
+
+P, S, R, C, F = (
+    TaskState.PENDING,
+    TaskState.SUBMITTED,
+    TaskState.PROCESSING,
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+)
+
+# Written out independently of the implementation's table, so a wrong table fails here.
+EXPECTED = {
+    (P, P), (P, S), (P, R), (P, F),
+    (S, S), (S, R), (S, C), (S, F),
+    (R, S), (R, R), (R, C), (R, F),
+    (F, P),
+}  # fmt: skip
+ALL_PAIRS = [(a, b) for a in TaskState for b in TaskState]
+
+
+def make(status: TaskState = P, **extra: Any) -> TaskRecord:
+    task_id = None if status is P else "t-100"
+    data: dict[str, Any] = {
+        "task_id": task_id,
+        "output_path": "out/frame_01.png",
+        "filename": "frame_01.png",
+        "prompt": "a cat",
+        "full_prompt": "a cat, watercolour",
+        "status": status,
+        "created_at": 10.0,
+        "updated_at": 10.0,
+        "local_id": "0123456789abcdef0123456789abcdef",
+    }
+    data.update(extra)
+    return TaskRecord.model_validate(data)
+
+
+def changes_for(old: TaskRecord, new: TaskState) -> dict[str, Any]:
+    """The minimum a caller must change for the record to stay consistent in `new`."""
+    if new is P and old.task_id is not None:
+        return {"task_id": None}
+    if new in (S, R, C) and old.task_id is None:
+        return {"task_id": "t-200"}
+    return {}
+
+
+def test_state_values_are_the_guides_strings() -> None:
+    assert [s.value for s in TaskState] == [
+        "pending",
+        "submitted",
+        "processing",
+        "completed",
+        "failed",
+    ]
+
+
+@pytest.mark.parametrize(("old", "new"), ALL_PAIRS)
+def test_can_transition_matches_the_table(old: TaskState, new: TaskState) -> None:
+    assert can_transition(old, new) is ((old, new) in EXPECTED)
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(EXPECTED))
+def test_every_allowed_transition_works(old: TaskState, new: TaskState) -> None:
+    record = make(old)
+    moved = transition(record, new, now=99.0, **changes_for(record, new))
+    assert moved.status is new
+    assert moved.updated_at == 99.0
+    assert record.status is old  # the input is untouched
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(C, C), (C, F), (C, P), (C, S), (F, F), (F, S), (F, C), (P, C), (S, P), (R, P)],
+)
+def test_forbidden_transitions_raise_naming_task_and_states(old: TaskState, new: TaskState) -> None:
+    record = make(old)
+    with pytest.raises(IllegalTransition) as info:
+        transition(record, new, now=99.0, **changes_for(record, new))
+    text = str(info.value)
+    assert (record.task_id or record.local_id) in text
+    assert old.value in text and new.value in text
+    assert isinstance(info.value, AsyncImgError)
+
+
+def test_status_cannot_be_assigned() -> None:
+    record = make(S)
+    with pytest.raises(ValidationError):
+        record.status = C  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        record.task_id = "other"  # type: ignore[misc]
+    assert record.status is S
+
+
+def test_transition_refuses_status_and_unknown_fields() -> None:
+    record = make(S)
+    with pytest.raises(TypeError, match="status"):
+        transition(record, R, now=1.0, status=C)
+    with pytest.raises(TypeError, match="updated_at"):
+        transition(record, R, now=1.0, updated_at=5.0)
+    with pytest.raises(TypeError, match="task_ID"):
+        transition(record, R, now=1.0, task_ID="typo")
+
+
+def test_transition_validates_the_result() -> None:
+    with pytest.raises(ValidationError, match="needs a task_id"):
+        transition(make(P), S, now=1.0)
+    with pytest.raises(ValidationError, match="cannot have a task_id"):
+        transition(make(F), P, now=1.0)
+    with pytest.raises(ValidationError):
+        transition(make(S), R, now=1.0, attempts="many")
+
+
+def test_completing_fills_completed_time() -> None:
+    done = transition(make(R), C, now=50.0)
+    assert done.completed_time == 50.0
+    given_time = transition(make(R), C, now=50.0, completed_time=45.0)
+    assert given_time.completed_time == 45.0
+
+
+def test_same_state_records_a_new_error() -> None:
+    err = ErrorInfo(kind="NetworkError", message="timeout", time=20.0, retryable=True)
+    again = transition(make(R), R, now=20.0, last_error=err)
+    assert again.status is R and again.last_error == err and again.updated_at == 20.0
+
+
+def test_retry_record_keeps_the_earlier_attempt() -> None:
+    exc = OutputRejected("output image failed review", code=50511, request_id="req-1")
+    failed = transition(
+        make(R, submit_time=11.0, attempts=1),
+        F,
+        now=30.0,
+        last_error=ErrorInfo.from_exception(exc, 30.0),
+    )
+    again = retry_record(failed, now=40.0)
+    assert again.status is P
+    assert again.task_id is None and again.submit_time is None and again.last_error is None
+    assert again.results == [] and again.updated_at == 40.0
+    assert again.attempts == 1  # counts accepted submissions, not retries
+    (earlier,) = again.history
+    assert earlier.task_id == "t-100" and earlier.submit_time == 11.0
+    assert earlier.status is F and earlier.retried_at == 40.0
+    assert earlier.last_error is not None and earlier.last_error.code == 50511
+    twice = retry_record(
+        transition(transition(again, S, now=41.0, task_id="t-2"), F, now=42.0), now=43.0
+    )
+    assert [a.task_id for a in twice.history] == ["t-100", "t-2"]
+
+
+@pytest.mark.parametrize("status", [P, S, R, C])
+def test_retry_record_only_from_failed(status: TaskState) -> None:
+    with pytest.raises(IllegalTransition):
+        retry_record(make(status), now=1.0)
+
+
+@given(st.lists(st.sampled_from(list(TaskState)), max_size=40))
+def test_random_sequences_only_move_along_the_table(targets: list[TaskState]) -> None:
+    record = make(P)
+    seen = [record.status]
+    now = 100.0
+    for target in targets:
+        now += 1.0
+        before = record
+        try:
+            if target is P and record.status is F:
+                record = retry_record(record, now=now)
+            else:
+                record = transition(record, target, now=now, **changes_for(record, target))
+        except IllegalTransition:
+            assert (before.status, target) not in EXPECTED
+            assert record is before
+            continue
+        assert (before.status, target) in EXPECTED
+        seen.append(record.status)
+    for a, b in itertools.pairwise(seen):
+        assert (a, b) in EXPECTED
+    if C in seen:
+        assert seen[-1] is C  # completed is final
