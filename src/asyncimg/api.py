@@ -21,6 +21,7 @@ from asyncimg.lifecycle.submit import (
     BatchOutcome,
     SubmitOutcome,
     TaskRequest,
+    amend_record,
     build_record,
     submit_records,
 )
@@ -150,8 +151,21 @@ class Workspace:
             removed += 1
         return removed
 
-    async def retry(self, keys: Sequence[str] = (), *, all_failed: bool = False) -> SubmitReport:
-        """Resubmit failed tasks with the same parameters; earlier ids stay in `history`."""
+    async def retry(
+        self,
+        keys: Sequence[str] = (),
+        *,
+        all_failed: bool = False,
+        prompt: str | None = None,
+        style: str | None = None,
+        size: str | None = None,
+        req_key: str | None = None,
+    ) -> SubmitReport:
+        """Resubmit failed tasks; earlier ids stay in `history`.
+
+        The parameters stay the same unless a fix is given (`size="1440x2560"`, a new
+        `prompt`, `style` or `req_key`), which applies to every task retried.
+        """
         client = self.client_factory()
         targets: list[TaskRecord] = []
         if all_failed:
@@ -163,11 +177,22 @@ class Workspace:
                     f"task {key} is {record.status.value}; only failed tasks can be retried"
                 )
             targets.append(record)
+        unique = {r.local_id: r for r in targets}
         queued: list[TaskRecord] = []
-        for record in targets:
+        for record in unique.values():
             again = retry_record(record, now=self.clock())
-            self.store.save(again)
+            again = amend_record(
+                again,
+                self.config,
+                now=self.clock(),
+                prompt=prompt,
+                style=style,
+                size=size,
+                req_key=req_key,
+            )
             queued.append(again)
+        for again in queued:  # saved only once every fix has validated
+            self.store.save(again)
         async with client:
             batch = await submit_records(client, self.store, queued, clock=self.clock)
         return SubmitReport(batch)

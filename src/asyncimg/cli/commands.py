@@ -286,8 +286,9 @@ def list_(
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
     table = Table(show_lines=False)
-    for col in ("task", "status", "output", "updated", "error"):
-        table.add_column(col, overflow="fold")
+    for col in ("task", "status", "output", "updated"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("error", overflow="fold")
     for r in records:
         table.add_row(
             r.task_id or f"(local {r.local_id[:8]})",
@@ -321,17 +322,37 @@ def show(task_id: str, tasks_dir: Path | None, config_path: Path | None) -> None
 @click.command()
 @click.argument("task_ids", nargs=-1)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed task.")
+@click.option("--size", default=None, help="Fix the size first, e.g. 1440x2560.")
+@click.option("--style", default=None, help="Fix the style first.")
+@click.option("--prompt", default=None, help="Replace the prompt first.")
+@click.option("--req-key", default=None, help="Use another model.")
 @tasks_dir_option
 @config_option
 def retry(
-    task_ids: tuple[str, ...], all_failed: bool, tasks_dir: Path | None, config_path: Path | None
+    task_ids: tuple[str, ...],
+    all_failed: bool,
+    size: str | None,
+    style: str | None,
+    prompt: str | None,
+    req_key: str | None,
+    tasks_dir: Path | None,
+    config_path: Path | None,
 ) -> None:
-    """Resubmit failed tasks with the same parameters (history is kept in the record)."""
+    """Resubmit failed tasks (history is kept in the record), optionally with a fix."""
     if not task_ids and not all_failed:
         raise click.UsageError("name TASK_ID... or use --failed")
     workspace = _workspace(tasks_dir, config_path)
     try:
-        report = run_sync(workspace.retry(task_ids, all_failed=all_failed))
+        report = run_sync(
+            workspace.retry(
+                task_ids,
+                all_failed=all_failed,
+                prompt=prompt,
+                style=style,
+                size=size,
+                req_key=req_key,
+            )
+        )
     except (AsyncImgError, KeyError) as exc:
         _fail(str(exc).strip("'\""), 1)
         return

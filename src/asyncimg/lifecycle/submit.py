@@ -77,6 +77,37 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
     )
 
 
+def amend_record(
+    record: TaskRecord,
+    config: Config,
+    *,
+    now: float,
+    prompt: str | None = None,
+    style: str | None = None,
+    size: str | None = None,
+    req_key: str | None = None,
+) -> TaskRecord:
+    """A pending record with the user's fixes applied (for `asyncimg retry --size ...`)."""
+    changes: dict[str, Any] = {}
+    if prompt is not None or style is not None:
+        new_prompt = record.prompt if prompt is None else prompt
+        new_style = record.style if style is None else style
+        changes.update(
+            prompt=new_prompt,
+            style=new_style,
+            full_prompt=compose_full_prompt(new_prompt, new_style, config.presets),
+        )
+    if size is not None:
+        width, height = parse_size(size)
+        changes["params"] = {**record.params, "width": width, "height": height}
+    if req_key is not None:
+        models.get_profile(req_key)
+        changes["req_key"] = req_key
+    if not changes:
+        return record
+    return transition(record, record.status, now=now, **changes)
+
+
 def request_fields(record: TaskRecord) -> dict[str, Any]:
     """The submit body for a record (references read from disk now, never stored)."""
     profile = models.get_profile(record.req_key)
