@@ -195,15 +195,21 @@ def submit(
 @config_option
 def check(tasks_dir: Path | None, config_path: Path | None) -> None:
     """One pass: submit queued tasks, poll running ones, download finished images."""
+    sys.exit(run_check(tasks_dir, config_path))
+
+
+def run_check(tasks_dir: Path | None, config_path: Path | None) -> int:
     workspace = _workspace(tasks_dir, config_path)
     try:
         summary = run_sync(workspace.check_once(report=_event))
     except AsyncImgError as exc:
-        _fail(str(exc), 2)
+        err_console.print(f"asyncimg: {exc}", markup=False)
+        return 2
     except KeyboardInterrupt:
         out_console.print("interrupted; every record is intact", markup=False)
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     print_summary(out_console, summary, workspace)
+    return 0
 
 
 def _event(line: str) -> None:

@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asyncimg.api import run_sync
-from asyncimg.cli.commands import _workspace, err_console, out_console, run_monitor
-from asyncimg.cli.output import print_summary
+from asyncimg.cli.commands import _workspace, err_console, out_console, run_check, run_monitor
 from asyncimg.constants import DEFAULT_INTERVAL_S
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
@@ -39,21 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_once(tasks_dir: Path | None) -> int:
-    workspace = _workspace(tasks_dir, None)
-    try:
-        summary = run_sync(workspace.check_once(report=_say))
-    except AsyncImgError as exc:
-        err_console.print(f"asyncimg: {exc}", markup=False)
-        return 2
-    except KeyboardInterrupt:
-        out_console.print("interrupted; every record is intact", markup=False)
-        return EXIT_INTERRUPTED
-    print_summary(out_console, summary, workspace)
-    return 0
-
-
-def _say(line: str) -> None:
-    out_console.print(line, markup=False, highlight=False)
+    return run_check(tasks_dir, None)
 
 
 MENU = """
