@@ -146,7 +146,16 @@ class Checker:
             failures = record.download_failures + 1
             decision = decide.after_error(exc)
             if isinstance(exc, ImageCheckFailed) and failures >= MAX_DOWNLOAD_FAILURES:
-                decision = decide.Decision(TaskState.FAILED, error=exc)
+                # Giving up: the record must say "resubmit", not "the next pass retries".
+                gave_up = ImageCheckFailed(
+                    f"{exc.message} ({failures} downloads in a row)",
+                    code=exc.code,
+                    request_id=exc.request_id,
+                    retryable=False,
+                    resubmittable=True,
+                )
+                gave_up.hint = "resubmit with asyncimg retry"
+                decision = decide.Decision(TaskState.FAILED, error=gave_up)
             self._apply(record, decision, summary, download_failures=failures)
             return
         now = self.clock()
