@@ -53,3 +53,17 @@ def test_delay_bounds(attempt: int, jitter: float, base: float) -> None:
     d = retry_delay(attempt, base=base, cap=30, jitter=jitter)
     ceiling = min(30, base * 2 ** (attempt - 1))
     assert ceiling / 2 - 1e-9 <= d <= ceiling + 1e-9
+
+
+def test_submit_is_not_repeated_after_gateway_errors_that_may_have_reached_the_service() -> None:
+    for code, status in (
+        ("InternalServiceTimeout", 504),
+        ("InternalServiceError", 502),
+        ("InternalError", 500),
+    ):
+        err = E.classify_gateway(code, "", None, status)
+        assert err.retryable
+        assert not should_retry(err, action=SUBMIT, attempt=1, max_attempts=3)
+        assert should_retry(err, action=POLL, attempt=1, max_attempts=3)
+    unavailable = E.classify_gateway("ServiceUnavailableTemp", "", None, 503)
+    assert should_retry(unavailable, action=SUBMIT, attempt=1, max_attempts=3)

@@ -21,8 +21,17 @@ def should_retry(error: AsyncImgError, *, action: str, attempt: int, max_attempt
     if attempt >= max_attempts or not error.retryable:
         return False
     if action == constants.ACTION_SUBMIT:
-        return not isinstance(error, NetworkError | ConcurrencyLimited)
+        if isinstance(error, NetworkError | ConcurrencyLimited):
+            return False
+        return error.code not in SUBMIT_OUTCOME_UNKNOWN
     return True
+
+
+# Gateway errors raised after the request may have reached the service: a submit that got
+# one may have created a task, so it is not repeated at once (the record stays pending).
+SUBMIT_OUTCOME_UNKNOWN = frozenset(
+    {"InternalError", "InternalServiceTimeout", "InternalServiceError"}
+)
 
 
 def retry_delay(
