@@ -38,6 +38,7 @@ async def monitor(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     current = asyncio.current_task()
+    cancels_before = current.cancelling() if current is not None else 0
 
     def request_stop() -> None:
         outcome.interrupted = True
@@ -68,10 +69,13 @@ async def monitor(
         if not outcome.interrupted:
             raise
         # Our own cancel from the signal handler: swallow it and report.
-        uncancel = getattr(current, "uncancel", None)
-        if uncancel is not None:
-            uncancel()
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+    if outcome.interrupted and current is not None:
+        # Take our cancel request back, also when wait_for absorbed it without raising
+        # (3.11 does when the stop event fires together with the cancel): a task left
+        # "cancelling" turns the caller's next TaskGroup/timeout error into CancelledError.
+        while current.cancelling() > cancels_before:
+            current.uncancel()
     return outcome
