@@ -15,6 +15,8 @@ from asyncimg.store.states import TaskState
 from asyncimg.store.store import TaskStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from conftest import Env, Start
 
 SUBMIT = constants.ACTION_SUBMIT
@@ -283,7 +285,7 @@ async def test_a_single_poll_fault_is_absorbed_by_the_client(start: Start) -> No
 
 
 async def test_truncated_image_is_never_saved_and_fails_after_the_limit(
-    start: Start, no_leftovers: object
+    start: Start, no_leftovers: Callable[..., list[Path]]
 ) -> None:
     env = await start()
     env.emu.inject("truncated_image")
@@ -297,7 +299,7 @@ async def test_truncated_image_is_never_saved_and_fails_after_the_limit(
         assert record.download_failures == attempt
         assert record.last_error is not None and record.last_error.kind == "ImageCheckFailed"
         assert not target.exists()
-        assert no_leftovers(env.out_dir, env.tasks_dir) == []  # type: ignore[operator]
+        assert no_leftovers(env.out_dir, env.tasks_dir) == []
         if attempt < MAX_DOWNLOAD_FAILURES:
             assert record.status is S.SUBMITTED and summary.transient_errors == 1
     assert record.status is S.FAILED and summary.failed == 1
