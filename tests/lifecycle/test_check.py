@@ -297,7 +297,10 @@ async def test_truncated_image_is_never_saved_and_fails_after_the_limit(
         summary = await env.checker(report=reported.append).run_pass()
         record = TaskStore(env.tasks_dir).get(local_id)
         assert record.download_failures == attempt
-        assert record.last_error is not None and record.last_error.kind == "ImageCheckFailed"
+        expected_kind = (
+            "DownloadAbandoned" if attempt == MAX_DOWNLOAD_FAILURES else "ImageCheckFailed"
+        )
+        assert record.last_error is not None and record.last_error.kind == expected_kind
         assert not target.exists()
         assert no_leftovers(env.out_dir, env.tasks_dir) == []
         if attempt < MAX_DOWNLOAD_FAILURES:

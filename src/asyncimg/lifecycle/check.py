@@ -95,7 +95,10 @@ class Checker:
         if budget is not None:
             queue = queue[:budget]
         if queue:
-            batch = await submit_records(self.client, self.store, queue, clock=self.clock)
+            # One at a time: the queue drains strictly oldest-first when capacity frees.
+            batch = await submit_records(
+                self.client, self.store, queue, clock=self.clock, parallel=1
+            )
             for outcome in batch.outcomes:
                 if outcome.accepted:
                     summary.submitted += 1
@@ -144,18 +147,7 @@ class Checker:
             files = await self._fetch_and_save(record, result)
         except AsyncImgError as exc:
             failures = record.download_failures + 1
-            decision = decide.after_error(exc)
-            if isinstance(exc, ImageCheckFailed) and failures >= MAX_DOWNLOAD_FAILURES:
-                # Giving up: the record must say "resubmit", not "the next pass retries".
-                gave_up = ImageCheckFailed(
-                    f"{exc.message} ({failures} downloads in a row)",
-                    code=exc.code,
-                    request_id=exc.request_id,
-                    retryable=False,
-                    resubmittable=True,
-                )
-                gave_up.hint = "resubmit with asyncimg retry"
-                decision = decide.Decision(TaskState.FAILED, error=gave_up)
+            decision = decide.after_download_error(exc, failures, MAX_DOWNLOAD_FAILURES)
             self._apply(record, decision, summary, download_failures=failures)
             return
         now = self.clock()

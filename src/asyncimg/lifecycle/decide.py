@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from asyncimg.lifecycle.download import DownloadAbandoned, ImageCheckFailed
 from asyncimg.protocol.client import Result, TaskStatus
 from asyncimg.protocol.errors import AsyncImgError, ConcurrencyLimited
 from asyncimg.store.record import TaskRecord
@@ -55,6 +56,22 @@ def after_error(error: AsyncImgError) -> Decision:
     if error.retryable:
         return Decision(None, error=error)
     return Decision(TaskState.FAILED, error=error)
+
+
+def after_download_error(error: AsyncImgError, failures: int, limit: int) -> Decision:
+    """A done task's images could not be fetched or verified, `failures` passes running.
+
+    Corrupt bytes every time mean the result itself is broken: after `limit` such passes
+    the task fails with "resubmit" advice instead of being downloaded forever.
+    """
+    if isinstance(error, ImageCheckFailed) and failures >= limit:
+        abandoned = DownloadAbandoned(
+            f"{error.message} ({failures} downloads in a row)",
+            code=error.code,
+            request_id=error.request_id,
+        )
+        return Decision(TaskState.FAILED, error=abandoned)
+    return after_error(error)
 
 
 def after_submit_error(error: AsyncImgError) -> Decision:

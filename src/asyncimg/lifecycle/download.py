@@ -33,6 +33,13 @@ class ImageCheckFailed(AsyncImgError):
     hint = "the download was incomplete; the next pass downloads it again"
 
 
+class DownloadAbandoned(AsyncImgError):
+    """The finished task's image failed verification pass after pass: a new task may work."""
+
+    resubmittable = True
+    hint = "resubmit with asyncimg retry"
+
+
 class SaveFailed(AsyncImgError):
     """The image could not be written (permissions, disk full, bad path)."""
 
