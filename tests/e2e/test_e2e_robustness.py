@@ -185,6 +185,41 @@ def test_twelve_frames_at_concurrency_two(make_e2e: Callable[..., E2E]) -> None:
     assert_records_valid(e2e.tasks, 12)
 
 
+def test_two_checkers_on_one_folder_never_submit_a_frame_twice(
+    make_e2e: Callable[..., E2E],
+) -> None:
+    """A check whose submits hang still holds its (now stale) list of queued frames; a second
+    checker meanwhile submits one of them. The first must not send that frame again (a
+    second, billed task) nor set the other process's record aside."""
+    e2e = make_e2e(slow_seconds=4.0)
+    offline = e2e.env(ASYNCIMG_ENDPOINT="http://127.0.0.1:9")  # nothing listens on port 9
+    rows = [{"prompt": f"frame {i}", "output_path": f"out/{i}.png"} for i in range(5)]
+    e2e.write_batch("chapter.jsonl", rows)
+    ran = e2e.run("asyncimg", "submit", "--batch", "chapter.jsonl", env=offline)
+    assert "0 submitted, 5 queued locally, 0 rejected" in ran.stdout, ran
+
+    # The first checker's 4 parallel submits hang on frames 0-3; frame 4 waits in its list.
+    e2e.emu.inject("slow", 4, SUBMIT)
+    first = e2e.popen("asyncimg", "check")
+    try:
+        wait_for(lambda: e2e.emu.stats()["faults_fired"].get("slow", 0) >= 4, 20, "hung submits")
+        second = e2e.ok("check_async_tasks.py", "--check-once")
+        assert "4.png: submitted as" in second.stdout, second
+        assert first.poll() is None, "the first check ended before the race could happen"
+        out, err = first.communicate(timeout=20)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0 and "Traceback" not in err, (out, err)
+    stats = e2e.emu.stats()
+    assert stats["tasks_submitted"] == 5, stats
+    records = e2e.records()
+    assert [r["status"] for r in records] == ["submitted"] * 5
+    assert len({r["task_id"] for r in records}) == 5
+    assert not (e2e.tasks / ".quarantine").exists()
+
+
 # -- failure paths ------------------------------------------------------------------------
 
 

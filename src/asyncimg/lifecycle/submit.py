@@ -213,7 +213,13 @@ async def submit_records(
                 if not held:
                     outcomes[record.local_id] = SubmitOutcome(record)
                     continue
-                outcome = await submit_record(client, store, record, clock=clock)
+                # Another process (a monitor, a check) may have submitted it since our copy
+                # was read: sending the stale copy would create and bill a second task.
+                current = store.reload(record) or record
+                if current.status is not TaskState.PENDING:
+                    outcomes[record.local_id] = SubmitOutcome(current)
+                    continue
+                outcome = await submit_record(client, store, current, clock=clock)
             outcomes[record.local_id] = outcome
             if outcome.error is not None and stop_submitting(outcome.error):
                 stop.set()
