@@ -280,3 +280,19 @@ def test_in_flight_is_submitted_and_processing_with_a_task_id() -> None:
     flying = decide.in_flight(records)
     assert sorted(r.status.value for r in flying) == ["processing", "submitted"]
     assert all(r.task_id for r in flying)
+
+
+def test_after_download_error_gives_up_only_on_repeated_corrupt_images() -> None:
+    from asyncimg.lifecycle.download import DownloadAbandoned
+    from asyncimg.protocol.errors import NetworkError
+
+    corrupt = ImageCheckFailed("the image is incomplete or corrupt", request_id="r1")
+    early = decide.after_download_error(corrupt, 2, 3)
+    assert early.state is None and early.error is corrupt
+    final = decide.after_download_error(corrupt, 3, 3)
+    assert final.state is S.FAILED
+    assert isinstance(final.error, DownloadAbandoned)
+    assert final.error.resubmittable and not final.error.retryable
+    assert final.error.request_id == "r1" and "3 downloads in a row" in final.error.message
+    network = decide.after_download_error(NetworkError("reset"), 9, 3)
+    assert network.state is None  # the network is never the image's fault
