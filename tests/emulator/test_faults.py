@@ -87,6 +87,16 @@ async def test_no_image(start: Start) -> None:
     assert (await api.get(f"/_emulator/images/{task_id}/0.png"))[0] == 404
 
 
+async def test_base64_only_ignores_return_url(start: Start) -> None:
+    emu, api = await start()
+    emu.inject(FaultKind.BASE64_ONLY)
+    task_id = await api.submit()
+    emu.advance(10)
+    reply = await api.poll(task_id, return_url=True)
+    assert reply.code == 10000 and set(reply.data) == {"status", "binary_data_base64"}
+    assert len(reply.data["binary_data_base64"]) == 1
+
+
 def _decodes(data: bytes) -> bool:
     try:
         with Image.open(io.BytesIO(data)) as img:

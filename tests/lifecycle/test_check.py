@@ -171,21 +171,16 @@ async def test_jpeg_output_path_gets_a_jpeg_file(start: Start) -> None:
 
 
 async def test_base64_results_are_decoded_and_saved(start: Start) -> None:
-    """The Checker always asks for URLs, so the base64 branch is driven with a real reply."""
+    """URLs were asked for, yet the reply carries only base64 (spec §4): it is still saved."""
     env = await start()
+    env.emu.inject("base64_only")
     local_id = await _submitted(env, "b64")
     env.advance(10)
-    record = TaskStore(env.tasks_dir).get(local_id)
-    result = await env.client.get_result(record.req_key, record.task_id or "", return_url=False)
-    assert result.images_base64 and not result.image_urls
-    checker = env.checker()
-    summary = PassSummary()
-    with env.store.lock(record) as held:
-        assert held
-        await checker._download(record, result, summary)
+    summary = await env.run_pass()
     assert summary.completed == 1
     _assert_results_match_files(env, "b64.png", [env.out_dir / "b64.png"])
     assert env.emu.stats()["image_downloads"] == 0  # nothing fetched by URL
+    assert _status(env, local_id) is S.COMPLETED
 
 
 # -- task outcomes ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ class FaultKind(StrEnum):
     REVIEW_FAILURE = "review_failure"
     NO_IMAGE = "no_image"
     TRUNCATED_IMAGE = "truncated_image"
+    BASE64_ONLY = "base64_only"  # done with URLs asked for, yet only base64 comes (spec §4)
 
     @property
     def is_task_outcome(self) -> bool:
@@ -24,7 +25,14 @@ class FaultKind(StrEnum):
         return self in TASK_FAULTS
 
 
-TASK_FAULTS = frozenset({FaultKind.REVIEW_FAILURE, FaultKind.NO_IMAGE, FaultKind.TRUNCATED_IMAGE})
+TASK_FAULTS = frozenset(
+    {
+        FaultKind.REVIEW_FAILURE,
+        FaultKind.NO_IMAGE,
+        FaultKind.TRUNCATED_IMAGE,
+        FaultKind.BASE64_ONLY,
+    }
+)
 REQUEST_FAULTS = frozenset(FaultKind) - TASK_FAULTS
 
 

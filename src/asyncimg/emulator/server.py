@@ -319,7 +319,7 @@ class Emulator:
         if task.fault is FaultKind.REVIEW_FAILURE:
             raise BusinessError(50511)
         count = task.image_count(self.config.images_per_task)
-        if options.get("return_url") is True:
+        if options.get("return_url") is True and task.fault is not FaultKind.BASE64_ONLY:
             urls = [self._image_url(base_url, task, i) for i in range(count)]
             return {"status": Status.DONE.value, "image_urls": urls}
         images = [base64.b64encode(await self._image_bytes(task, i)).decode() for i in range(count)]
