@@ -194,3 +194,20 @@ async def test_seed_reproduces_ids_and_faults() -> None:
     assert (400, 50511, None) in polls
     assert (200, 10000, []) in polls
     assert any(code == 10000 and images for _, code, images in polls)
+
+
+async def test_image_faults_hit_only_image_downloads(start: Start) -> None:
+    emu, api = await start()
+    task_id = await api.submit()
+    emu.advance(10)
+    url = (await api.poll(task_id, return_url=True)).data["image_urls"][0]
+    emu.inject(FaultKind.SERVER_ERROR, action="image")
+    emu.inject(FaultKind.SLOW)  # no action: the next API request, not the image
+    assert (await api.get(url))[0] == 502
+    status, data, _ = await api.get(url)
+    assert status == 200 and _decodes(data)
+    assert emu.stats()["faults_fired"] == {"server_error": 1}
+    # aiohttp repeats an idempotent GET once on a reused connection that drops: drop both.
+    emu.inject(FaultKind.DROP, count=2, action="image")
+    with pytest.raises(aiohttp.ClientError):
+        await api.get(url)

@@ -279,6 +279,28 @@ async def test_a_single_poll_fault_is_absorbed_by_the_client(start: Start) -> No
     assert _status(env, local_id) is S.COMPLETED
 
 
+@pytest.mark.parametrize(("fault", "count"), [("server_error", 2), ("drop", 4)])
+async def test_image_download_faults_never_fail_the_task(
+    start: Start, fault: str, count: int
+) -> None:
+    env = await start()
+    client = env.new_client(max_attempts=2)
+    local_id = await _submitted(env, "f1")
+    env.advance(10)
+    # Every try of this pass: 2 client attempts (aiohttp itself repeats a dropped GET once).
+    env.emu.inject(fault, count=count, action="image")
+    summary = await env.checker(client).run_pass()
+    assert summary.completed == 0 and summary.failed == 0 and summary.transient_errors == 1
+    record = TaskStore(env.tasks_dir).get(local_id)
+    assert record.status is S.SUBMITTED and record.download_failures == 1  # unchanged
+    assert record.last_error is not None and record.last_error.retryable
+    assert not (env.out_dir / "f1.png").exists()
+    summary = await env.checker(client).run_pass()
+    record = TaskStore(env.tasks_dir).get(local_id)
+    assert record.status is S.COMPLETED and record.download_failures == 0
+    assert (env.out_dir / "f1.png").is_file()
+
+
 async def test_truncated_image_is_never_saved_and_fails_after_the_limit(
     start: Start, no_leftovers: Callable[..., list[Path]]
 ) -> None:

@@ -34,6 +34,8 @@ TASK_FAULTS = frozenset(
     }
 )
 REQUEST_FAULTS = frozenset(FaultKind) - TASK_FAULTS
+# The pseudo-action that targets `GET /_emulator/images/...` with inject(kind, action=...).
+IMAGE_ACTION = "image"
 
 
 @dataclass
@@ -66,6 +68,7 @@ class FaultPlan:
         if action is not None and action not in (
             constants.ACTION_SUBMIT,
             constants.ACTION_GET_RESULT,
+            IMAGE_ACTION,
         ):
             raise ValueError(f"unknown action {action!r}")
         if kind.is_task_outcome and action not in (None, constants.ACTION_SUBMIT):
@@ -76,7 +79,9 @@ class FaultPlan:
         for item in self._queue:
             if item.kind.is_task_outcome != task_outcome:
                 continue
-            if item.action is not None and item.action != action:
+            # A fault queued without an action hits the next API request, never an image.
+            wanted = item.action if item.action is not None or action == IMAGE_ACTION else action
+            if wanted != action:
                 continue
             item.remaining -= 1
             if item.remaining == 0:
@@ -91,6 +96,13 @@ class FaultPlan:
 
     def for_request(self, action: str) -> FaultKind | None:
         kind = self._take(action, task_outcome=False) or self._draw(self._request_kinds)
+        if kind:
+            self.fired[kind.value] += 1
+        return kind
+
+    def for_image(self) -> FaultKind | None:
+        """Image downloads get injected faults only (action="image"): no random draw."""
+        kind = self._take(IMAGE_ACTION, task_outcome=False)
         if kind:
             self.fired[kind.value] += 1
         return kind

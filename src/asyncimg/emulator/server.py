@@ -362,6 +362,15 @@ class Emulator:
             or self.now() < task.done_at
         ):
             return web.json_response({"error": "no such image"}, status=404)
+        fault = self._faults.for_image()
+        if fault is FaultKind.DROP:
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
+        if fault is FaultKind.SLOW:
+            await asyncio.sleep(self.config.slow_seconds)
+        if fault is FaultKind.SERVER_ERROR:
+            return web.json_response({"error": "internal error"}, status=502)
         data = await self._image_bytes(task, int(stem))
         self._downloads += 1
         return web.Response(body=data, content_type=task.content_type)
