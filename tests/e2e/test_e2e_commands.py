@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 
 from asyncimg.store.record import record_from_json
@@ -245,15 +244,6 @@ def test_clean_completed_older_than_and_archive(e2e: E2E) -> None:
     assert images == {p: sha(e2e.root / p) for p in images}
 
 
-def test_clean_completed_deletes_all_finished(e2e: E2E) -> None:
-    e2e.submit_frames(2)
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
-    ran = e2e.ok("asyncimg", "clean", "--completed")
-    assert "2 completed records deleted" in ran.stdout, ran
-    assert e2e.records() == []
-    assert len(list((e2e.root / "out").glob("*.png"))) == 2
-
-
 # -- Unicode ------------------------------------------------------------------------------
 
 PROMPTS = ["少女站在樱花树下，回眸一笑 🌸✨", "「雨夜」の小巷 — 林晓撑着红伞 ☂️ 👧🏻"]
@@ -292,8 +282,9 @@ def test_unicode_prompts_round_trip_unescaped(e2e: E2E) -> None:
 # -- permissions --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o000])
-def test_tasks_dir_and_records_are_private(e2e: E2E, umask: int) -> None:
+def test_tasks_dir_and_records_are_private(e2e: E2E) -> None:
+    """Even with umask 000 (which would leave new files world-writable)."""
+    umask = 0
     e2e.ok("asyncimg", "submit", "a private frame", "-o", "out/p.png", umask=umask)
     assert_private(e2e, e2e.tasks)
     e2e.ok("check_async_tasks.py", "--monitor", "--interval", "0.2", umask=umask, timeout=30)

@@ -78,8 +78,10 @@ class InvalidInput(InputRejected):
         code: int | str | None = 50200,
     ) -> None:
         shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
+        # Cut only what is too long to be useful (base64, a pasted essay): a file path
+        # must stay whole, or the user cannot tell which reference image is missing.
+        if len(shown) > 300:
+            shown = shown[:297] + "..."
         text = f"{field}={shown}: {rule}"
         if suggestion:
             text += f"; {suggestion}"
