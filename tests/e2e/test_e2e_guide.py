@@ -86,10 +86,11 @@ def test_monitor_with_default_interval_stops_by_itself(e2e: E2E) -> None:
         assert_image(e2e.root / "out" / f"frame_{i:02d}.png")
 
 
-def test_monitor_with_interval_polls_until_done(e2e_slow: E2E) -> None:
+def test_monitor_with_interval_polls_until_done(make_e2e: Callable[..., E2E]) -> None:
     """`--monitor --interval N`: several passes N seconds apart (the 30 s default would
     overrun the timeout), then every image is on disk."""
-    e2e = e2e_slow
+    # Long enough that the first pass always comes before the images are ready.
+    e2e = make_e2e(gen_seconds=(2.5, 3.0))
     e2e.submit_frames(3)
     ran = e2e.ok("check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=25)
     assert [r["status"] for r in e2e.records()] == ["completed"] * 3
@@ -114,7 +115,6 @@ def test_menu_1_checks_once(e2e: E2E) -> None:
 
 def test_menu_4_lists_without_touching_anything(e2e: E2E) -> None:
     e2e.submit_frames(2)
-    e2e.emu.wait_idle(2)
     before = {p.name: p.read_bytes() for p in e2e.record_files()}
     polls = e2e.emu.stats()["requests"].get(RESULT, 0)
     ran = e2e.ok("check_async_tasks.py", input="4\n0\n", timeout=30)
@@ -136,7 +136,6 @@ def test_menu_3_monitors_with_the_interval_typed_in(e2e_slow: E2E) -> None:
 
 def test_menu_eof_quits_cleanly(e2e: E2E) -> None:
     e2e.submit_frames(1)
-    e2e.emu.wait_idle(1)
     before = {p.name: p.read_bytes() for p in e2e.record_files()}
     polls = e2e.emu.stats()["requests"].get(RESULT, 0)
     ran = e2e.ok("check_async_tasks.py", input="", timeout=30)
