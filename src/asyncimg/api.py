@@ -115,12 +115,17 @@ class Workspace:
         async with self.client_factory() as client:
             return await self.checker(client, **kwargs).run_pass()
 
+    async def check_once_interruptible(self, **kwargs: Any) -> MonitorOutcome:
+        """One pass that Ctrl+C / SIGTERM stop cleanly (`outcome.interrupted`)."""
+        return await self.monitor(interval=0, until_done=False, max_passes=1, **kwargs)
+
     async def monitor(
         self,
         *,
         interval: float | None = None,
         until_done: bool = True,
         on_pass: Callable[[PassSummary], None] | None = None,
+        max_passes: int | None = None,
         **kwargs: Any,
     ) -> MonitorOutcome:
         every = interval if interval is not None else self.config.defaults.interval
@@ -130,6 +135,7 @@ class Workspace:
                 interval=every,
                 until_done=until_done,
                 on_pass=on_pass,
+                max_passes=max_passes,
             )
 
     def clean_completed(

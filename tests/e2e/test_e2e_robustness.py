@@ -69,7 +69,7 @@ def test_signal_mid_run_stops_cleanly(
     assert "Traceback" not in err, err
     lines = [x for x in out.splitlines() if x.strip()]
     assert lines[-1].startswith("stopped by user"), out
-    # The counts of the last finished pass: all 8 still in flight.
+    # The counts of the records on disk: all 8 still in flight.
     counts = re.findall(r"(\d+) (submitted|processing)", lines[-1].partition(":")[2])
     assert sum(int(n) for n, _ in counts) == 8, out
     assert sum("stopped" in x for x in lines) == 1, out
@@ -92,8 +92,28 @@ def test_sigint_during_check_once(make_e2e: Callable[..., E2E]) -> None:
             proc.communicate()
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert "Traceback" not in err, err
-    assert out.strip().splitlines()[-1] == "interrupted; every record is intact", out
+    last = out.strip().splitlines()[-1]
+    assert last == "stopped by user; every record is intact: 3 submitted", out
     assert_records_valid(e2e.tasks, 3)
+
+
+def test_sigterm_during_check_once(make_e2e: Callable[..., E2E]) -> None:
+    e2e = make_e2e(gen_seconds=(30.0, 30.0), slow_seconds=30.0)
+    e2e.submit_frames(2)
+    e2e.emu.inject("slow", 100, RESULT)
+    proc = e2e.popen("check_async_tasks.py", "--check-once")
+    try:
+        wait_for(lambda: e2e.emu.stats()["faults_fired"].get("slow"), 20, "a hanging poll")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err, err
+    assert out.strip().splitlines()[-1].startswith("stopped by user; every record is intact")
+    assert_records_valid(e2e.tasks, 2)
 
 
 # -- legacy .txt records ------------------------------------------------------------------

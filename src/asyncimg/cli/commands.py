@@ -201,15 +201,25 @@ def check(tasks_dir: Path | None, config_path: Path | None) -> None:
 def run_check(tasks_dir: Path | None, config_path: Path | None) -> int:
     workspace = _workspace(tasks_dir, config_path)
     try:
-        summary = run_sync(workspace.check_once(report=_event))
+        outcome = run_sync(workspace.check_once_interruptible(report=_event))
     except AsyncImgError as exc:
         err_console.print(f"asyncimg: {exc}", markup=False)
         return 2
     except KeyboardInterrupt:
-        out_console.print("interrupted; every record is intact", markup=False)
+        outcome = None
+    if outcome is None or outcome.interrupted or outcome.last is None:
+        _say_interrupted(workspace)
         return EXIT_INTERRUPTED
-    print_summary(out_console, summary, workspace)
+    print_summary(out_console, outcome.last, workspace)
     return 0
+
+
+def _say_interrupted(workspace: Workspace) -> None:
+    """One line, from the records as they are now on disk."""
+    records = workspace.store.load_all().records
+    counts = {s: sum(r.status is s for r in records) for s in TaskState}
+    shown = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no tasks"
+    out_console.print(f"stopped by user; every record is intact: {shown}", markup=False)
 
 
 def _event(line: str) -> None:
@@ -261,8 +271,7 @@ def run_monitor(
         outcome = None
     last: PassSummary | None = outcome.last if outcome else None
     if outcome is None or outcome.interrupted:
-        counts = last.line() if last else "no pass finished"
-        out_console.print(f"stopped by user after a clean pass boundary: {counts}", markup=False)
+        _say_interrupted(workspace)
         return EXIT_INTERRUPTED
     if last is not None:
         print_summary(out_console, last, workspace)

@@ -77,7 +77,8 @@ def print_summary(console: Console, summary: PassSummary, workspace: Workspace) 
             highlight=False,
         )
     console.print(
-        f"retry them all with: asyncimg retry --failed --tasks-dir {workspace.store.root}",
+        f"retry them all with: asyncimg retry --failed --tasks-dir {workspace.store.root}"
+        " (add --size, --style or --prompt to fix them first)",
         markup=False,
         highlight=False,
     )

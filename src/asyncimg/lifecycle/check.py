@@ -116,7 +116,12 @@ class Checker:
 
         await asyncio.gather(*(guarded(r) for r in flying))
 
-        final = self.store.load_all().records
+        final_load = self.store.load_all()
+        for problem in final_load.problems:  # set aside since the pass began
+            line = str(problem)
+            summary.problems.append(line)
+            self.report(line)
+        final = final_load.records
         for state in TaskState:
             summary.counts[state.value] = sum(r.status is state for r in final)
         summary.queued = summary.counts.get(TaskState.PENDING.value, 0)
