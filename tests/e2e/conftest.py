@@ -102,10 +102,18 @@ class EmulatorThread:
     def close(self) -> None:
         try:
             self._call(self.emu.close())
+            self._call(_cancel_leftover_tasks())  # e.g. handlers still in a `slow` fault
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
             self.loop.close()
+
+
+async def _cancel_leftover_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
