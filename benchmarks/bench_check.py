@@ -2,7 +2,7 @@
 
     make bench            # or: .venv/bin/python benchmarks/bench_check.py [--tasks 60] [--repeat 3]
 
-Baseline: poll_concurrency=1, i.e. one task at a time as the guide's original checker did.
+Baseline: poll_concurrency=1, i.e. one task at a time, as a plain sequential checker does.
 Every row runs in the same process and the same run, against the in-process emulator with
 a fixed per-request latency (default 80 ms, a stand-in for the round trip to Beijing), so
 the rows compare the client's scheduling, not the machine. Two scenarios:
