@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ from PIL import Image
 
 from asyncimg import constants
 from asyncimg.lifecycle.check import MAX_DOWNLOAD_FAILURES, PassSummary
+from asyncimg.protocol.client import VisualClient
+from asyncimg.protocol.signing import Credentials
 from asyncimg.store.states import TaskState
 from asyncimg.store.store import TaskStore
 
@@ -381,3 +384,33 @@ async def test_summary_line_counts_states(start: Start) -> None:
     assert summary.line() == "1 pending, 1 submitted — 1 newly submitted"
     empty = await (await start()).run_pass()
     assert empty.line() == "no tasks" and empty.unfinished == 0
+
+
+async def test_a_wrong_key_never_fails_accepted_tasks_and_stops_the_pass(start: Start) -> None:
+    env = await start()
+    first = await _submitted(env, "f1")
+    second = await _submitted(env, "f2")
+    pending = env.add("f3")
+    env.advance(10)
+    submitted_before = env.emu.stats()["tasks_submitted"]
+    wrong = VisualClient(
+        Credentials(env.client.access_key, "not-the-secret"),
+        endpoint=env.emu.url,
+        clock=lambda: datetime.fromtimestamp(env.emu.now(), UTC),
+        retry_base_delay=0,
+    )
+    async with wrong:
+        reported: list[str] = []
+        summary = await env.checker(wrong, report=reported.append).run_pass()
+    assert summary.halted and "SignatureDoesNotMatch" in summary.halted
+    # The queued frame goes first: refused before any task existed, so failing it is safe;
+    # then the pass stops instead of failing the two accepted tasks.
+    assert summary.failed == 1 and summary.polled == 0
+    assert _status(env, pending.local_id) is S.FAILED
+    assert sum(line.startswith("stopping this pass") for line in reported) == 1
+    for local_id in (first, second):
+        assert _status(env, local_id) is S.SUBMITTED  # not failed, task id kept
+    # With the right key the same tasks finish; nothing was submitted twice.
+    await env.run_pass()
+    assert _status(env, first) is S.COMPLETED and _status(env, second) is S.COMPLETED
+    assert env.emu.stats()["tasks_submitted"] == submitted_before

@@ -177,12 +177,28 @@ def test_retryable_errors_keep_the_task_and_note_the_error(error: AsyncImgError)
     assert decide.stop_submitting(error)
 
 
-@pytest.mark.parametrize("error", WAITING_DOES_NOT_HELP, ids=_id)
+SETUP_PROBLEMS = [e for e in WAITING_DOES_NOT_HELP if isinstance(e, AuthError | ConfigError)]
+TASK_PROBLEMS = [e for e in WAITING_DOES_NOT_HELP if e not in SETUP_PROBLEMS]
+
+
+@pytest.mark.parametrize("error", TASK_PROBLEMS, ids=_id)
 def test_other_errors_fail_the_task(error: AsyncImgError) -> None:
     decision = decide.after_error(error)
     assert decision.state is S.FAILED and decision.fails
     assert decision.error is error
     assert not decide.stop_submitting(error)
+
+
+@pytest.mark.parametrize("error", SETUP_PROBLEMS, ids=_id)
+def test_setup_problems_never_fail_an_accepted_task(error: AsyncImgError) -> None:
+    # A wrong key, a skewed clock or an expired token is not the task's fault: failing it
+    # would drop its result, and `retry` would pay for the frame again.
+    assert decide.is_setup_problem(error)
+    decision = decide.after_error(error)
+    assert decision.state is None and decision.error is error
+    assert decide.stop_submitting(error)
+    # A submit refused for setup reasons created no task: failing that record is safe.
+    assert decide.after_submit_error(error).state is S.FAILED
 
 
 def test_error_classes_split_as_the_spec_says() -> None:

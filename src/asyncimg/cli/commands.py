@@ -211,7 +211,7 @@ def run_check(tasks_dir: Path | None, config_path: Path | None) -> int:
         _say_interrupted(workspace)
         return EXIT_INTERRUPTED
     print_summary(out_console, outcome.last, workspace)
-    return 0
+    return 2 if outcome.last.halted else 0
 
 
 def _say_interrupted(workspace: Workspace) -> None:
@@ -275,6 +275,8 @@ def run_monitor(
         return EXIT_INTERRUPTED
     if last is not None:
         print_summary(out_console, last, workspace)
+        if last.halted:
+            return 2
     return 0
 
 

@@ -38,6 +38,7 @@ class PassSummary:
     failed: int = 0
     transient_errors: int = 0
     skipped_locked: int = 0
+    halted: str | None = None  # a setup problem (credentials, clock) stopped the pass
     problems: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -57,6 +58,8 @@ class PassSummary:
             extra.append(f"{self.transient_errors} temporary errors (retried next pass)")
         if self.problems:
             extra.append(f"{len(self.problems)} unreadable records set aside")
+        if self.halted:
+            extra.append(f"pass stopped early: {self.halted}")
         return states + (f" — {'; '.join(extra)}" if extra else "")
 
 
@@ -100,6 +103,8 @@ class Checker:
                 self.client, self.store, queue, clock=self.clock, parallel=1
             )
             for outcome in batch.outcomes:
+                if outcome.error is not None and decide.is_setup_problem(outcome.error):
+                    self._halt(summary, outcome.error)
                 if outcome.accepted:
                     summary.submitted += 1
                     self.report(f"{_name(outcome.record)}: submitted as {outcome.record.task_id}")
@@ -112,7 +117,8 @@ class Checker:
 
         async def guarded(record: TaskRecord) -> None:
             async with semaphore:
-                await self._check_one(record, summary)
+                if summary.halted is None:
+                    await self._check_one(record, summary)
 
         await asyncio.gather(*(guarded(r) for r in flying))
 
@@ -140,12 +146,20 @@ class Checker:
                 result = await self.client.get_result(current.req_key, current.task_id)
             except AsyncImgError as exc:
                 self._apply(current, decide.after_error(exc), summary)
+                if decide.is_setup_problem(exc):
+                    self._halt(summary, exc)
                 return
             decision = decide.after_poll(result)
             if decision.download:
                 await self._download(current, result, summary)
             else:
                 self._apply(current, decision, summary)
+
+    def _halt(self, summary: PassSummary, error: AsyncImgError) -> None:
+        """Every other task would hit the same wall: stop polling, say it once."""
+        if summary.halted is None:
+            summary.halted = decide.failure_reason(error)
+            self.report(f"stopping this pass: {summary.halted}")
 
     async def _download(self, record: TaskRecord, result: Result, summary: PassSummary) -> None:
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from asyncimg.lifecycle.download import DownloadAbandoned, ImageCheckFailed
 from asyncimg.protocol.client import Result, TaskStatus
-from asyncimg.protocol.errors import AsyncImgError, ConcurrencyLimited
+from asyncimg.protocol.errors import AsyncImgError, AuthError, ConcurrencyLimited, ConfigError
 from asyncimg.store.record import TaskRecord
 from asyncimg.store.states import TaskState
 
@@ -51,9 +51,18 @@ def after_poll(result: Result) -> Decision:
     return Decision(state_for_status(result.status))
 
 
+def is_setup_problem(error: AsyncImgError) -> bool:
+    """Credentials, clock, token or permission: wrong for every task alike, not this one's."""
+    return isinstance(error, AuthError | ConfigError)
+
+
 def after_error(error: AsyncImgError) -> Decision:
-    """A poll, download or submit raised. Waiting-can-help errors never fail a task."""
-    if error.retryable:
+    """A poll or download of an accepted task raised.
+
+    Waiting-can-help errors never fail a task, and neither do setup problems: failing an
+    accepted task would lose its result and `retry` would pay for it again.
+    """
+    if error.retryable or is_setup_problem(error):
         return Decision(None, error=error)
     return Decision(TaskState.FAILED, error=error)
 
@@ -106,7 +115,7 @@ def submit_budget(in_flight: int, limit: int | None) -> int | None:
 
 def stop_submitting(error: AsyncImgError) -> bool:
     """After this submit error, the rest of the queue waits for the next pass."""
-    return error.retryable or isinstance(error, ConcurrencyLimited)
+    return error.retryable or isinstance(error, ConcurrencyLimited) or is_setup_problem(error)
 
 
 def in_flight(records: Sequence[TaskRecord]) -> list[TaskRecord]:

@@ -61,6 +61,8 @@ async def monitor(
                 on_pass(summary)
             if until_done and summary.unfinished == 0:
                 break
+            if summary.halted:  # credentials or clock: another pass cannot do better
+                break
             if max_passes is not None and outcome.passes >= max_passes:
                 break
             with contextlib.suppress(TimeoutError):
