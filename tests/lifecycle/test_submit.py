@@ -131,6 +131,38 @@ async def test_record_is_on_disk_as_pending_while_the_api_is_being_asked(start: 
     assert env.load(on_disk[0]).status is TaskState.SUBMITTED
 
 
+async def test_interrupt_during_a_submit_still_records_its_task_id(start: Start) -> None:
+    env = await start(slow_seconds=0.3)
+    env.emu.inject("slow", action=SUBMIT)
+    record = env.add("f1")
+    job = asyncio.create_task(submit_records(env.client, env.store, [record], clock=env.now))
+    await env.wait_until(lambda: _submits(env) == 1)  # the service is creating the task
+    job.cancel()  # Ctrl+C
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    saved = env.load(record)
+    assert saved.status is TaskState.SUBMITTED and saved.task_id
+    assert env.emu.stats()["tasks_submitted"] == 1
+    summary = await env.run_pass()  # the next pass polls it; it does not submit it again
+    assert summary.submitted == 0 and env.emu.stats()["tasks_submitted"] == 1
+
+
+async def test_a_second_interrupt_gives_up_and_the_record_says_why(start: Start) -> None:
+    env = await start(slow_seconds=0.3)
+    env.emu.inject("slow", action=SUBMIT)
+    record = env.add("f1")
+    job = asyncio.create_task(submit_records(env.client, env.store, [record], clock=env.now))
+    await env.wait_until(lambda: _submits(env) == 1)
+    job.cancel()
+    await asyncio.sleep(0.01)
+    job.cancel()  # Ctrl+C again
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    saved = env.load(record)
+    assert saved.status is TaskState.PENDING and saved.task_id is None
+    assert saved.last_error is not None and "may have created" in saved.last_error.message
+
+
 async def test_dropped_submit_stays_pending_with_the_error_and_is_not_resent(
     start: Start,
 ) -> None:

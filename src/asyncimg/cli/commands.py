@@ -7,9 +7,9 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -18,10 +18,13 @@ from rich.table import Table
 from asyncimg.api import SubmitReport, Workspace, outcome_line, run_sync
 from asyncimg.cli.output import MonitorDisplay, print_summary
 from asyncimg.lifecycle.check import PassSummary
+from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.lifecycle.submit import TaskRequest
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.states import TaskState
+
+T = TypeVar("T")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
@@ -126,6 +129,13 @@ def _coerce(value: Any) -> Any:
     return value
 
 
+async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
+    """`work`'s result, or None when Ctrl+C / SIGTERM stopped it (records stay intact)."""
+    with StopOnSignals():
+        return await work
+    return None
+
+
 def report_submit(report: SubmitReport) -> None:
     for outcome in report.batch.outcomes:
         out_console.print(outcome_line(outcome), markup=False)
@@ -179,9 +189,12 @@ def submit(
         requests = [TaskRequest(prompt, output_path, characters, style, req_key, size)]
     workspace = _workspace(tasks_dir, config_path)
     try:
-        report = run_sync(workspace.submit(requests))
+        report = run_sync(_until_signal(workspace.submit(requests)))
     except AsyncImgError as exc:
         _fail(str(exc), 2)
+    if report is None:
+        _say_interrupted(workspace)
+        sys.exit(EXIT_INTERRUPTED)
     report_submit(report)
     if report.rejected:
         sys.exit(1)
@@ -361,22 +374,29 @@ def retry(
     workspace = _workspace(tasks_dir, config_path)
     try:
         report = run_sync(
-            workspace.retry(
-                task_ids,
-                all_failed=all_failed,
-                prompt=prompt,
-                style=style,
-                size=size,
-                req_key=req_key,
+            _until_signal(
+                workspace.retry(
+                    task_ids,
+                    all_failed=all_failed,
+                    prompt=prompt,
+                    style=style,
+                    size=size,
+                    req_key=req_key,
+                )
             )
         )
     except (AsyncImgError, KeyError) as exc:
         _fail(str(exc).strip("'\""), 1)
         return
+    if report is None:
+        _say_interrupted(workspace)
+        sys.exit(EXIT_INTERRUPTED)
     if not report.batch.outcomes:
         out_console.print("no failed tasks to retry", markup=False)
         return
     report_submit(report)
+    if report.rejected:
+        sys.exit(1)
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")

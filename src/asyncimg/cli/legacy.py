@@ -67,7 +67,8 @@ def interactive(
         if choice in ("0", "q", "quit", "exit"):
             return 0
         if choice == "1":
-            check_once(tasks_dir)
+            if check_once(tasks_dir) == EXIT_INTERRUPTED:
+                return EXIT_INTERRUPTED
         elif choice == "2":
             if run_monitor(tasks_dir, None, every) == EXIT_INTERRUPTED:
                 return EXIT_INTERRUPTED

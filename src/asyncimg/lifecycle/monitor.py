@@ -7,12 +7,11 @@ synchronous and atomic, so cancellation can never leave one half-written.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asyncimg.lifecycle.check import Checker, PassSummary
+from asyncimg.lifecycle.interrupt import StopOnSignals
 
 EXIT_INTERRUPTED = 130
 
@@ -35,24 +34,8 @@ async def monitor(
 ) -> MonitorOutcome:
     """Run passes until no task is unfinished (with `until_done`), or until interrupted."""
     outcome = MonitorOutcome()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    current = asyncio.current_task()
-    cancels_before = current.cancelling() if current is not None else 0
-
-    def request_stop() -> None:
-        outcome.interrupted = True
-        stop.set()
-        if current is not None and not current.done():
-            current.cancel()
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, request_stop)
-            installed.append(sig)
-    try:
-        while not stop.is_set():
+    with StopOnSignals() as stop:
+        while True:
             summary = await checker.run_pass()
             outcome.passes += 1
             outcome.last = summary
@@ -65,19 +48,6 @@ async def monitor(
                 break
             if max_passes is not None and outcome.passes >= max_passes:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-    except asyncio.CancelledError:
-        if not outcome.interrupted:
-            raise
-        # Our own cancel from the signal handler: swallow it and report.
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-    if outcome.interrupted and current is not None:
-        # Take our cancel request back, also when wait_for absorbed it without raising
-        # (3.11 does when the stop event fires together with the cancel): a task left
-        # "cancelling" turns the caller's next TaskGroup/timeout error into CancelledError.
-        while current.cancelling() > cancels_before:
-            current.uncancel()
+            await asyncio.sleep(interval)
+    outcome.interrupted = stop.interrupted
     return outcome

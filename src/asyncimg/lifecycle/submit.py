@@ -20,7 +20,7 @@ from asyncimg.lifecycle.references import prepare_references
 from asyncimg.lifecycle.styles import compose_full_prompt
 from asyncimg.protocol import models
 from asyncimg.protocol.client import VisualClient
-from asyncimg.protocol.errors import AsyncImgError, InvalidInput
+from asyncimg.protocol.errors import AsyncImgError, InvalidInput, NetworkError
 from asyncimg.store.record import ErrorInfo, TaskRecord
 from asyncimg.store.states import TaskState, transition
 from asyncimg.store.store import TaskStore
@@ -142,17 +142,42 @@ class SubmitOutcome:
 async def submit_record(
     client: VisualClient, store: TaskStore, record: TaskRecord, *, clock: Clock = time.time
 ) -> SubmitOutcome:
-    """Submit one pending record and save what happened. Never raises AsyncImgError."""
+    """Submit one pending record and save what happened. Never raises AsyncImgError.
+
+    Once the request is on its way it is not abandoned on Ctrl+C / SIGTERM: the service may
+    be creating the task, so the answer is awaited and its task id written. Only a second
+    interrupt gives up, and then the record says the task may exist.
+    """
     try:
         fields = await asyncio.to_thread(request_fields, record)
+    except AsyncImgError as exc:
+        return _save_submit_error(store, record, exc, clock())
+    sending = asyncio.ensure_future(_send(client, store, record, fields, clock))
+    try:
+        return await asyncio.shield(sending)
+    except asyncio.CancelledError:
+        try:
+            await sending
+        except asyncio.CancelledError:
+            note = NetworkError(
+                "interrupted while submitting: the service may have created this task; "
+                "if a second copy appears, delete one"
+            )
+            _save_submit_error(store, record, note, clock())
+        raise
+
+
+async def _send(
+    client: VisualClient,
+    store: TaskStore,
+    record: TaskRecord,
+    fields: dict[str, Any],
+    clock: Clock,
+) -> SubmitOutcome:
+    try:
         task_id = await client.submit(record.req_key, fields)
     except AsyncImgError as exc:
-        decision = after_submit_error(exc)
-        now = clock()
-        target = decision.state or record.status
-        updated = transition(record, target, now=now, last_error=ErrorInfo.from_exception(exc, now))
-        store.save(updated)
-        return SubmitOutcome(updated, exc)
+        return _save_submit_error(store, record, exc, clock())
     now = clock()
     updated = transition(
         record,
@@ -165,6 +190,16 @@ async def submit_record(
     )
     store.save(updated)
     return SubmitOutcome(updated)
+
+
+def _save_submit_error(
+    store: TaskStore, record: TaskRecord, error: AsyncImgError, now: float
+) -> SubmitOutcome:
+    decision = after_submit_error(error)
+    target = decision.state or record.status
+    updated = transition(record, target, now=now, last_error=ErrorInfo.from_exception(error, now))
+    store.save(updated)
+    return SubmitOutcome(updated, error)
 
 
 @dataclass
@@ -227,14 +262,3 @@ async def submit_records(
     await asyncio.gather(*(worker() for _ in range(max(1, parallel))))
     ordered = [outcomes.get(r.local_id, SubmitOutcome(r)) for r in records]
     return BatchOutcome(ordered)
-
-
-def record_local_failure(
-    store: TaskStore, record: TaskRecord, error: AsyncImgError, *, now: float
-) -> TaskRecord:
-    """A request that failed before reaching the API still leaves a failed record to fix."""
-    failed = transition(
-        record, TaskState.FAILED, now=now, last_error=ErrorInfo.from_exception(error, now)
-    )
-    store.save(failed)
-    return failed
