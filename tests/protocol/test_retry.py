@@ -28,9 +28,12 @@ def test_submit_is_never_blindly_repeated() -> None:
     assert not should_retry(E.NetworkError("x"), action=SUBMIT, attempt=1, max_attempts=3)
     # Capacity frees in minutes: the caller queues the task instead.
     assert not should_retry(E.ConcurrencyLimited("x"), action=SUBMIT, attempt=1, max_attempts=3)
-    # The service answered with an error: no task was created, repeating is safe.
-    assert should_retry(E.RateLimited("x"), action=SUBMIT, attempt=1, max_attempts=3)
-    assert should_retry(E.ServerError("x"), action=SUBMIT, attempt=1, max_attempts=3)
+    # The service answered with an error code: no task was created, repeating is safe.
+    for code in (50429, 50500, 50501):
+        err = E.classify_business(code, "", None, 500)
+        assert should_retry(err, action=SUBMIT, attempt=1, max_attempts=3)
+    # A code-less server error (e.g. a proxy's page) may hide a created task.
+    assert not should_retry(E.ServerError("x"), action=SUBMIT, attempt=1, max_attempts=3)
 
 
 def test_review_service_errors_are_not_retried() -> None:
@@ -67,3 +70,20 @@ def test_submit_is_not_repeated_after_gateway_errors_that_may_have_reached_the_s
         assert should_retry(err, action=POLL, attempt=1, max_attempts=3)
     unavailable = E.classify_gateway("ServiceUnavailableTemp", "", None, 503)
     assert should_retry(unavailable, action=SUBMIT, attempt=1, max_attempts=3)
+
+
+def test_submit_is_not_repeated_after_replies_that_may_hide_a_created_task() -> None:
+    from asyncimg.protocol.client import _parse_envelope
+
+    with_html = None
+    try:
+        _parse_envelope(SUBMIT, 504, b"<html>504 Gateway Time-out</html>")
+    except E.ServerError as exc:
+        with_html = exc
+    assert with_html is not None and with_html.retryable
+    assert not should_retry(with_html, action=SUBMIT, attempt=1, max_attempts=3)
+    no_task_id = E.ServerError("submit succeeded without a data.task_id")
+    assert not should_retry(no_task_id, action=SUBMIT, attempt=1, max_attempts=3)
+    assert should_retry(no_task_id, action=POLL, attempt=1, max_attempts=3)
+    flow = E.classify_gateway("FlowLimitExceeded", "", None, 429)
+    assert should_retry(flow, action=SUBMIT, attempt=1, max_attempts=3)

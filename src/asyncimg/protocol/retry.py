@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from asyncimg import constants
-from asyncimg.protocol.errors import (
-    AsyncImgError,
-    ConcurrencyLimited,
-    NetworkError,
-)
+from asyncimg.protocol.errors import AsyncImgError
 
 
 def should_retry(error: AsyncImgError, *, action: str, attempt: int, max_attempts: int) -> bool:
@@ -21,16 +17,16 @@ def should_retry(error: AsyncImgError, *, action: str, attempt: int, max_attempt
     if attempt >= max_attempts or not error.retryable:
         return False
     if action == constants.ACTION_SUBMIT:
-        if isinstance(error, NetworkError | ConcurrencyLimited):
-            return False
-        return error.code not in SUBMIT_OUTCOME_UNKNOWN
+        return error.code in SUBMIT_SAFE_TO_REPEAT
     return True
 
 
-# Gateway errors raised after the request may have reached the service: a submit that got
-# one may have created a task, so it is not repeated at once (the record stays pending).
-SUBMIT_OUTCOME_UNKNOWN = frozenset(
-    {"InternalError", "InternalServiceTimeout", "InternalServiceError"}
+# Replies to a submit that certainly created no task, so repeating it cannot bill twice:
+# the service's own refusals (business codes) and the gateway's "did not forward it". Every
+# other failure (no reply, a proxy's HTML 5xx, a gateway timeout, a success without a
+# task id) may hide a created task; the record stays pending and the next pass decides.
+SUBMIT_SAFE_TO_REPEAT = frozenset(
+    {50429, 50500, 50501, "FlowLimitExceeded", "ServiceUnavailableTemp"}
 )
 
 
