@@ -184,21 +184,23 @@ class Workspace:
                 )
             targets.append(record)
         unique = {r.local_id: r for r in targets}
+        fixes = {"prompt": prompt, "style": style, "size": size, "req_key": req_key}
+        for record in unique.values():  # every fix validates before anything is written
+            amend_record(
+                retry_record(record, now=self.clock()), self.config, now=self.clock(), **fixes
+            )
         queued: list[TaskRecord] = []
         for record in unique.values():
-            again = retry_record(record, now=self.clock())
-            again = amend_record(
-                again,
-                self.config,
-                now=self.clock(),
-                prompt=prompt,
-                style=style,
-                size=size,
-                req_key=req_key,
-            )
-            queued.append(again)
-        for again in queued:  # saved only once every fix has validated
-            self.store.save(again)
+            with self.store.lock(record) as held:
+                # Another retry or checker may have moved it since it was read: re-read
+                # under the lock, or two retries would each submit (and bill) the frame.
+                current = self.store.reload(record) if held else None
+                if current is None or current.status is not TaskState.FAILED:
+                    continue
+                again = retry_record(current, now=self.clock())
+                again = amend_record(again, self.config, now=self.clock(), **fixes)
+                self.store.save(again)
+                queued.append(again)
         async with client:
             batch = await submit_records(client, self.store, queued, clock=self.clock)
         return SubmitReport(batch)

@@ -66,6 +66,24 @@ async def test_retry_resubmits_and_keeps_the_history(start: Start) -> None:
     assert sorted(p.name for p in env.out_dir.iterdir()) == ["f1.png"]
 
 
+async def test_two_overlapping_retries_submit_the_frame_once(start: Start) -> None:
+    env = await start()
+    await _failed_by_review(env, "f1")
+    before = env.emu.stats()["tasks_submitted"]
+    # B reads the folder, then A retries the frame; B goes on with what it read (the
+    # timing of two terminals, pinned down by handing B its earlier read).
+    late = env.workspace()
+    stale = late.store.load_all()
+    late.store.load_all = lambda: stale  # type: ignore[method-assign]
+    one = await env.workspace().retry(all_failed=True)
+    two = await late.retry(all_failed=True)
+    assert one.submitted + two.submitted == 1
+    assert env.emu.stats()["tasks_submitted"] == before + 1
+    loaded = TaskStore(env.tasks_dir).load_all()
+    assert loaded.problems == [] and len(loaded.records) == 1
+    assert loaded.records[0].status is S.SUBMITTED and len(loaded.records[0].history) == 1
+
+
 async def test_retry_refuses_a_task_that_has_not_failed(start: Start) -> None:
     env = await start()
     record = env.add("f1")
