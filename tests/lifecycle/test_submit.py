@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -78,6 +79,37 @@ async def test_build_record_resolves_size_and_params(start: Start) -> None:
     assert record.status is TaskState.PENDING and record.task_id is None
     assert record.req_key == "jimeng_t2i_v40" and record.attempts == 0
     assert record.filename == "f.png"
+
+
+async def test_relative_paths_resolve_against_the_submitters_folder(
+    start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = await start()
+    work = tmp_path / "novel"
+    (work / "chars").mkdir(parents=True)
+    env.image("lin.png").replace(work / "chars" / "lin.png")
+    monkeypatch.chdir(work)
+    record = build_record(
+        env.request("f", output_path="frames/001.png", character_images=("chars/lin.png",)),
+        env.config,
+        now=env.now(),
+    )
+    env.store.save(record)
+    # Stored as typed (the guide's fields), with the folder they were typed in.
+    assert record.output_path == "frames/001.png"
+    assert record.character_images == ["chars/lin.png"]
+    assert record.working_dir == str(work)
+    # A check run from another folder (or cron) still reads and writes the same files.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    summary = await env.run_pass()
+    assert summary.submitted == 1
+    env.advance(10)
+    summary = await env.run_pass()
+    assert summary.completed == 1
+    assert (work / "frames" / "001.png").is_file()
+    assert not (elsewhere / "frames").exists()
 
 
 @pytest.mark.parametrize(

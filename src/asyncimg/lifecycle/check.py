@@ -196,7 +196,8 @@ class Checker:
                     raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
         files: list[ResultFile] = []
         for i, blob in enumerate(blobs):
-            saved = await asyncio.to_thread(save_image, blob, result_path(record.output_path, i))
+            target = result_path(record.resolve(record.output_path), i)
+            saved = await asyncio.to_thread(save_image, blob, target)
             files.append(
                 ResultFile(
                     path=saved.path,

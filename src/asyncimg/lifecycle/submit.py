@@ -74,6 +74,7 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
         status=TaskState.PENDING,
         created_at=now,
         updated_at=now,
+        working_dir=str(Path.cwd()),
     )
 
 
@@ -113,7 +114,7 @@ def request_fields(record: TaskRecord) -> dict[str, Any]:
     profile = models.get_profile(record.req_key)
     fields: dict[str, Any] = {"prompt": record.full_prompt, **record.params}
     if record.character_images:
-        refs = prepare_references(record.character_images, profile)
+        refs = prepare_references([record.resolve(p) for p in record.character_images], profile)
         fields["binary_data_base64"] = [r.base64 for r in refs]
     elif profile.references.min_count:
         prepare_references([], profile)  # raises the "needs N images" message

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -139,6 +140,17 @@ class TaskRecord(BaseModel):
     results: list[ResultFile] = Field(default_factory=list)
     download_failures: int = Field(default=0, ge=0)
     """Consecutive passes whose download failed verification (reset on success/retry)."""
+    working_dir: str | None = None
+    """The folder relative `output_path` / `character_images` were given in (the
+    submitter's working directory), so a check run from elsewhere finds the same files.
+    None (legacy records): relative to wherever the checker runs, as the guide's tool did."""
+
+    def resolve(self, path: str) -> Path:
+        """`path` (one of this record's) as the submitter meant it."""
+        given = Path(path).expanduser()
+        if given.is_absolute() or self.working_dir is None:
+            return given
+        return Path(self.working_dir) / given
 
     @model_validator(mode="before")
     @classmethod
