@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from asyncimg.fileio import atomic_write
 from asyncimg.protocol.errors import AsyncImgError
 
 FORMAT_BY_SUFFIX = {
@@ -104,7 +103,8 @@ def save_image(data: bytes, target: str | Path) -> SavedImage:
     img = verify_image(data)
     payload = encode_for(path, img, data)
     try:
-        atomic_write_bytes(path, payload)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, payload, mode=0o644, suffix=".part")
     except OSError as exc:
         raise SaveFailed(f"{path}: cannot write image ({exc.strerror or exc})") from None
     return SavedImage(
@@ -114,33 +114,3 @@ def save_image(data: bytes, target: str | Path) -> SavedImage:
         width=img.width,
         height=img.height,
     )
-
-
-def atomic_write_bytes(path: Path, payload: bytes, mode: int = 0o644) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

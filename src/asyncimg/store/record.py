@@ -212,8 +212,9 @@ def record_from_json(text: str | bytes) -> TaskRecord:
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8-sig")
-    return TaskRecord.model_validate(json.loads(text, parse_constant=_reject_constant))
+    return TaskRecord.model_validate(json.loads(text, parse_constant=reject_json_constant))
 
 
-def _reject_constant(name: str) -> Any:
+def reject_json_constant(name: str) -> Any:
+    """`json.loads(parse_constant=...)`: NaN and Infinity are not valid record values."""
     raise ValueError(f"{name} is not allowed in a task file")

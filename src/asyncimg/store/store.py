@@ -15,9 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,9 +26,15 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
+from asyncimg.fileio import atomic_write, fsync_dir
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.locks import ensure_private_dir, remove_lock_file, try_lock, unlock
-from asyncimg.store.record import TaskRecord, legacy_local_id, record_to_json
+from asyncimg.store.record import (
+    TaskRecord,
+    legacy_local_id,
+    record_to_json,
+    reject_json_constant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +123,13 @@ class TaskStore:
     def save(self, record: TaskRecord) -> Path:
         """Write ``record`` atomically to its file, then remove its older file if it moved."""
         target = self.path_for(record)
-        _write_atomic(target, record_to_json(record).encode("utf-8"))
+        atomic_write(target, record_to_json(record).encode("utf-8"))
         removed = False
         for old in self._other_copies(record, target):
             old.unlink(missing_ok=True)
             removed = True
         if removed:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         self._paths[record.local_id] = target
         return target
 
@@ -158,7 +162,7 @@ class TaskStore:
         for path in dict.fromkeys(paths):
             if path.exists() and self._belongs(path, record.local_id):
                 path.unlink(missing_ok=True)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._paths.pop(record.local_id, None)
         remove_lock_file(self._lock_path(record.local_id), self._held.get(record.local_id))
 
@@ -177,7 +181,7 @@ class TaskStore:
         except FileNotFoundError:
             data = record_to_json(record).encode("utf-8")
         dest = _free_name(dest_dir, source.name)
-        _write_atomic(dest, data)
+        atomic_write(dest, data)
         self.delete(record)
         return dest
 
@@ -314,7 +318,7 @@ class TaskStore:
         }
         if stale.path in expected:
             stale.path.unlink(missing_ok=True)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             log.info("removed %s: superseded by %s", stale.path, best.path.name)
             return None
         return self._quarantine(stale.path, f"another copy of the task in {best.path.name}")
@@ -326,7 +330,7 @@ class TaskStore:
             ensure_private_dir(qdir)
             dest = _free_name(qdir, path.name)
             path.rename(dest)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except FileNotFoundError:
             return Problem(path, reason, qdir / path.name)  # another process moved it
         except OSError as exc:
@@ -335,7 +339,7 @@ class TaskStore:
         stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
         note = f"{path}: {reason} (set aside {stamp})\n"
         try:
-            _write_atomic(dest.with_name(dest.name + ".reason.txt"), note.encode("utf-8"))
+            atomic_write(dest.with_name(dest.name + ".reason.txt"), note.encode("utf-8"))
         except OSError as exc:  # the file is safe already; the note is a courtesy
             log.warning("could not write the reason for %s: %s", dest, exc)
         return Problem(path, reason, dest)
@@ -376,10 +380,6 @@ def _progress(record: TaskRecord) -> tuple[int, bool, int, float]:
     return (len(record.history), record.task_id is not None, record.attempts, record.updated_at)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
 def _read_record(path: Path) -> TaskRecord | str:
     """The record in ``path``, or a one-line reason it is unusable."""
     data = path.read_bytes()
@@ -390,7 +390,7 @@ def _read_record(path: Path) -> TaskRecord | str:
     except UnicodeDecodeError as exc:
         return f"not UTF-8 text (bad byte at offset {exc.start})"
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=reject_json_constant)
     except json.JSONDecodeError as exc:
         return f"not valid JSON (line {exc.lineno}, column {exc.colno})"
     except (ValueError, RecursionError) as exc:
@@ -439,28 +439,3 @@ def _free_name(directory: Path, name: str) -> Path:
         candidate = directory / f"{base.stem}.{n}{base.suffix}"
         n += 1
     return candidate
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old or the new file, never a mix."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
