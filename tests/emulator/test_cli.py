@@ -110,3 +110,44 @@ def test_parse_gen_seconds(text: str, expected: tuple[float, float]) -> None:
 def test_parse_gen_seconds_rejects(text: str) -> None:
     with pytest.raises(click.BadParameter):
         _parse_gen_seconds(text)
+
+
+async def test_cli_takes_every_setting_flag() -> None:
+    _out, err, code, _ = await _run(
+        _clean_env(),
+        "--fault-kinds",
+        "no_image,slow",
+        "--expire-seconds",
+        "100",
+        "--images-per-task",
+        "2",
+        "--latency-ms",
+        "1",
+    )
+    assert code in (0, 130), err
+    assert "Traceback" not in err
+
+
+def test_fault_kinds_are_parsed_and_checked() -> None:
+    from asyncimg.cli.emulator_cmd import _parse_fault_kinds
+    from asyncimg.emulator.faults import FaultKind
+
+    assert _parse_fault_kinds("no_image, slow") == {FaultKind.NO_IMAGE, FaultKind.SLOW}
+    assert _parse_fault_kinds(None) == frozenset(FaultKind)
+    with pytest.raises(click.BadParameter, match="meteor"):
+        _parse_fault_kinds("meteor")
+
+
+def test_bad_setting_is_one_line_not_a_traceback() -> None:
+    import subprocess
+
+    ran = subprocess.run(
+        [str(ASYNCIMG), "emulator", "--images-per-task", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ran.returncode == 2
+    assert "images_per_task must be at least 1" in ran.stderr
+    assert "Traceback" not in ran.stderr

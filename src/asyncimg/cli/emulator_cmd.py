@@ -11,6 +11,7 @@ import click
 from asyncimg import constants
 from asyncimg.emulator import Emulator, EmulatorConfig, run_forever
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
+from asyncimg.emulator.faults import FaultKind
 
 
 def _parse_gen_seconds(value: str) -> tuple[float, float]:
@@ -23,6 +24,19 @@ def _parse_gen_seconds(value: str) -> tuple[float, float]:
     if low < 0 or high < low:
         raise click.BadParameter("expected 0 <= MIN <= MAX")
     return low, high
+
+
+def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
+    if not value:
+        return frozenset(FaultKind)
+    kinds = set()
+    for name in value.split(","):
+        try:
+            kinds.add(FaultKind(name.strip()))
+        except ValueError:
+            known = ", ".join(k.value for k in FaultKind)
+            raise click.BadParameter(f"{name.strip()!r} is not a fault kind ({known})") from None
+    return frozenset(kinds)
 
 
 @click.command("emulator")
@@ -40,6 +54,15 @@ def _parse_gen_seconds(value: str) -> tuple[float, float]:
 @click.option("--retention-seconds", type=float, default=12 * 3600, show_default=True)
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=None, help="Replays task ids, durations and faults.")
+@click.option(
+    "--fault-kinds",
+    default=None,
+    help="Comma-separated kinds --fault-rate draws from (default all): "
+    + ", ".join(k.value for k in FaultKind),
+)
+@click.option("--expire-seconds", type=float, default=None, help="Results report `expired` after.")
+@click.option("--images-per-task", type=int, default=1, show_default=True)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Added per reply.")
 def emulator(
     host: str,
     port: int,
@@ -51,22 +74,33 @@ def emulator(
     retention_seconds: float,
     fault_rate: float,
     seed: int | None,
+    fault_kinds: str | None,
+    expire_seconds: float | None,
+    images_per_task: int,
+    latency_ms: float,
 ) -> None:
     """Run a local emulator of Volcengine's asynchronous visual API."""
     access_key = access_key or os.environ.get(constants.ENV_ACCESS_KEY) or None
     secret_key = secret_key or os.environ.get(constants.ENV_SECRET_KEY) or None
-    config = EmulatorConfig(
-        host=host,
-        port=port,
-        access_key=access_key or DEMO_ACCESS_KEY,
-        secret_key=secret_key or DEMO_SECRET_KEY,
-        gen_seconds=_parse_gen_seconds(gen_seconds),
-        qps=qps,
-        concurrency=concurrency,
-        retention_seconds=retention_seconds,
-        fault_rate=fault_rate,
-        seed=seed,
-    )
+    try:
+        config = EmulatorConfig(
+            host=host,
+            port=port,
+            access_key=access_key or DEMO_ACCESS_KEY,
+            secret_key=secret_key or DEMO_SECRET_KEY,
+            gen_seconds=_parse_gen_seconds(gen_seconds),
+            qps=qps,
+            concurrency=concurrency,
+            retention_seconds=retention_seconds,
+            fault_rate=fault_rate,
+            seed=seed,
+            fault_kinds=_parse_fault_kinds(fault_kinds),
+            expire_seconds=expire_seconds,
+            images_per_task=images_per_task,
+            latency_seconds=latency_ms / 1000,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     def ready(emu: Emulator) -> None:
         click.echo(f"asyncimg emulator listening on {emu.url}")
