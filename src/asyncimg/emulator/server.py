@@ -243,12 +243,8 @@ class Emulator:
         if self.config.latency_seconds:
             await asyncio.sleep(self.config.latency_seconds)
         fault = self._faults.for_request(action)
-        if fault is FaultKind.DROP:
-            if request.transport is not None:
-                request.transport.close()
+        if await self._drop_or_delay(fault, request):
             return web.Response()
-        if fault is FaultKind.SLOW:
-            await asyncio.sleep(self.config.slow_seconds)
         if fault is FaultKind.SERVER_ERROR:
             if self._faults.server_error_is_gateway():
                 internal = GatewayError("InternalError", "The service hit an internal error.")
@@ -363,17 +359,23 @@ class Emulator:
         ):
             return web.json_response({"error": "no such image"}, status=404)
         fault = self._faults.for_image()
-        if fault is FaultKind.DROP:
-            if request.transport is not None:
-                request.transport.close()
+        if await self._drop_or_delay(fault, request):
             return web.Response()
-        if fault is FaultKind.SLOW:
-            await asyncio.sleep(self.config.slow_seconds)
         if fault is FaultKind.SERVER_ERROR:
             return web.json_response({"error": "internal error"}, status=502)
         data = await self._image_bytes(task, int(stem))
         self._downloads += 1
         return web.Response(body=data, content_type=task.content_type)
+
+    async def _drop_or_delay(self, fault: FaultKind | None, request: web.Request) -> bool:
+        """Apply a `drop` (True: the connection is gone, send nothing) or a `slow` fault."""
+        if fault is FaultKind.DROP:
+            if request.transport is not None:
+                request.transport.close()
+            return True
+        if fault is FaultKind.SLOW:
+            await asyncio.sleep(self.config.slow_seconds)
+        return False
 
     async def _inject(self, request: web.Request) -> web.Response:
         try:
