@@ -115,10 +115,6 @@ class Workspace:
         async with self.client_factory() as client:
             return await self.checker(client, **kwargs).run_pass()
 
-    async def check_once_interruptible(self, **kwargs: Any) -> MonitorOutcome:
-        """One pass that Ctrl+C / SIGTERM stop cleanly (`outcome.interrupted`)."""
-        return await self.monitor(interval=0, until_done=False, max_passes=1, **kwargs)
-
     async def monitor(
         self,
         *,

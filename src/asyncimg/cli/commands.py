@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -17,7 +17,6 @@ from rich.table import Table
 
 from asyncimg.api import SubmitReport, Workspace, outcome_line, run_sync
 from asyncimg.cli.output import MonitorDisplay, print_summary
-from asyncimg.lifecycle.check import PassSummary
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.lifecycle.submit import TaskRequest
@@ -44,7 +43,7 @@ config_option = click.option(
 )
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"asyncimg: {message}", markup=False)
     sys.exit(code)
 
@@ -54,7 +53,6 @@ def _workspace(tasks_dir: Path | None, config_path: Path | None) -> Workspace:
         return Workspace.open(tasks_dir, config_path=config_path)
     except AsyncImgError as exc:
         _fail(str(exc), 2)
-        raise  # unreachable; keeps the type checker sure of the return
 
 
 # -- submit -------------------------------------------------------------------------------
@@ -213,18 +211,7 @@ def check(tasks_dir: Path | None, config_path: Path | None) -> None:
 
 def run_check(tasks_dir: Path | None, config_path: Path | None) -> int:
     workspace = _workspace(tasks_dir, config_path)
-    try:
-        outcome = run_sync(workspace.check_once_interruptible(report=_event))
-    except AsyncImgError as exc:
-        err_console.print(f"asyncimg: {exc}", markup=False)
-        return 2
-    except KeyboardInterrupt:
-        outcome = None
-    if outcome is None or outcome.interrupted or outcome.last is None:
-        _say_interrupted(workspace)
-        return EXIT_INTERRUPTED
-    print_summary(out_console, outcome.last, workspace)
-    return 2 if outcome.last.halted else 0
+    return _run_passes(workspace, interval=0, until_done=False, max_passes=1, report=_event)
 
 
 def _say_interrupted(workspace: Workspace) -> None:
@@ -266,31 +253,33 @@ def run_monitor(
     keep_running: bool = False,
 ) -> int:
     workspace = _workspace(tasks_dir, config_path)
-    display = MonitorDisplay(out_console)
+    with MonitorDisplay(out_console) as display:
+        return _run_passes(
+            workspace,
+            interval=interval,
+            until_done=not keep_running,
+            on_pass=display.update,
+            report=display.event,
+        )
+
+
+def _run_passes(workspace: Workspace, **options: Any) -> int:
+    """Passes until `Workspace.monitor` returns; the exit status for check and monitor.
+
+    0 done, 2 setup problem (credentials, clock, config), 130 stopped by a signal.
+    """
     try:
-        with display:
-            outcome = run_sync(
-                workspace.monitor(
-                    interval=interval,
-                    until_done=not keep_running,
-                    on_pass=display.update,
-                    report=display.event,
-                )
-            )
+        outcome = run_sync(workspace.monitor(**options))
     except AsyncImgError as exc:
-        _fail(str(exc), 2)
+        err_console.print(f"asyncimg: {exc}", markup=False)
         return 2
     except KeyboardInterrupt:
         outcome = None
-    last: PassSummary | None = outcome.last if outcome else None
-    if outcome is None or outcome.interrupted:
+    if outcome is None or outcome.interrupted or outcome.last is None:
         _say_interrupted(workspace)
         return EXIT_INTERRUPTED
-    if last is not None:
-        print_summary(out_console, last, workspace)
-        if last.halted:
-            return 2
-    return 0
+    print_summary(out_console, outcome.last, workspace)
+    return 2 if outcome.last.halted else 0
 
 
 # -- list / show --------------------------------------------------------------------------
@@ -342,7 +331,6 @@ def show(task_id: str, tasks_dir: Path | None, config_path: Path | None) -> None
         record = workspace.store.get(task_id)
     except (AsyncImgError, KeyError) as exc:
         _fail(str(exc).strip("'\""), 1)
-        return
     click.echo(json.dumps(json.loads(record.model_dump_json()), ensure_ascii=False, indent=2))
 
 
@@ -387,7 +375,6 @@ def retry(
         )
     except (AsyncImgError, KeyError) as exc:
         _fail(str(exc).strip("'\""), 1)
-        return
     if report is None:
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)

@@ -85,12 +85,7 @@ class Checker:
 
     async def run_pass(self) -> PassSummary:
         summary = PassSummary()
-        loaded = self.store.load_all()
-        for problem in loaded.problems:
-            line = str(problem)
-            summary.problems.append(line)
-            self.report(line)
-        records = loaded.records
+        records = self._load(summary)
 
         flying = decide.in_flight(records)
         budget = decide.submit_budget(len(flying), self.max_in_flight)
@@ -122,16 +117,19 @@ class Checker:
 
         await asyncio.gather(*(guarded(r) for r in flying))
 
-        final_load = self.store.load_all()
-        for problem in final_load.problems:  # set aside since the pass began
-            line = str(problem)
-            summary.problems.append(line)
-            self.report(line)
-        final = final_load.records
+        final = self._load(summary)  # the folder as the pass leaves it, other processes included
         for state in TaskState:
             summary.counts[state.value] = sum(r.status is state for r in final)
         summary.queued = summary.counts.get(TaskState.PENDING.value, 0)
         return summary
+
+    def _load(self, summary: PassSummary) -> list[TaskRecord]:
+        """Every readable record; each one set aside is reported once, in one line."""
+        loaded = self.store.load_all()
+        for problem in loaded.problems:
+            summary.problems.append(str(problem))
+            self.report(str(problem))
+        return loaded.records
 
     async def _check_one(self, record: TaskRecord, summary: PassSummary) -> None:
         with self.store.lock(record) as held:
@@ -197,16 +195,7 @@ class Checker:
         files: list[ResultFile] = []
         for i, blob in enumerate(blobs):
             target = result_path(record.resolve(record.output_path), i)
-            saved = await asyncio.to_thread(save_image, blob, target)
-            files.append(
-                ResultFile(
-                    path=saved.path,
-                    sha256=saved.sha256,
-                    bytes=saved.bytes,
-                    width=saved.width,
-                    height=saved.height,
-                )
-            )
+            files.append(await asyncio.to_thread(save_image, blob, target))
         return files
 
     def _apply(

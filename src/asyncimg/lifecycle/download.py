@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from asyncimg.fileio import atomic_write
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.record import ResultFile
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -44,15 +44,6 @@ class SaveFailed(AsyncImgError):
 
     retryable = True
     hint = "check the output folder's permissions and free space"
-
-
-@dataclass(frozen=True)
-class SavedImage:
-    path: str
-    sha256: str
-    bytes: int
-    width: int
-    height: int
 
 
 def result_path(output_path: str | Path, index: int) -> Path:
@@ -97,7 +88,7 @@ def _flatten(img: Image.Image) -> Image.Image:
     return background
 
 
-def save_image(data: bytes, target: str | Path) -> SavedImage:
+def save_image(data: bytes, target: str | Path) -> ResultFile:
     """Verify `data`, convert it for `target`'s extension and write it atomically."""
     path = Path(target)
     img = verify_image(data)
@@ -107,7 +98,7 @@ def save_image(data: bytes, target: str | Path) -> SavedImage:
         atomic_write(path, payload, mode=0o644, suffix=".part")
     except OSError as exc:
         raise SaveFailed(f"{path}: cannot write image ({exc.strerror or exc})") from None
-    return SavedImage(
+    return ResultFile(
         path=str(path),
         sha256=hashlib.sha256(payload).hexdigest(),
         bytes=len(payload),

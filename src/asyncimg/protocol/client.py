@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -36,6 +36,7 @@ from asyncimg.protocol.errors import (
 from asyncimg.protocol.signing import Credentials
 
 USER_AGENT = "asyncimg/0.1"
+T = TypeVar("T")
 
 
 class TaskStatus(StrEnum):
@@ -261,17 +262,7 @@ class VisualClient:
 
     async def download(self, url: str) -> bytes:
         """Fetch a result image URL (unsigned), with the same retry policy as polling."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._download_once(url)
-            except AsyncImgError as exc:
-                if not retry.should_retry(
-                    exc, action="download", attempt=attempt, max_attempts=self._max_attempts
-                ):
-                    raise
-                await self._sleep(self._delay(attempt))
+        return await self._with_retries("download", lambda: self._download_once(url))
 
     async def _download_once(self, url: str) -> bytes:
         session = self._ensure_session()
@@ -296,22 +287,28 @@ class VisualClient:
 
     async def call(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST one action; returns the success envelope or raises the classified error."""
+        return await self._with_retries(action, lambda: self._call_once(action, body))
+
+    async def _with_retries(self, action: str, once: Callable[[], Awaitable[T]]) -> T:
+        """The one retry loop: `retry.should_retry` decides, `retry.retry_delay` waits."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._call_once(action, body)
+                return await once()
             except AsyncImgError as exc:
                 if not retry.should_retry(
                     exc, action=action, attempt=attempt, max_attempts=self._max_attempts
                 ):
                     raise
-                await self._sleep(self._delay(attempt))
-
-    def _delay(self, attempt: int) -> float:
-        return retry.retry_delay(
-            attempt, base=self._retry_base, cap=self._retry_cap, jitter=self._rng.random()
-        )
+                await self._sleep(
+                    retry.retry_delay(
+                        attempt,
+                        base=self._retry_base,
+                        cap=self._retry_cap,
+                        jitter=self._rng.random(),
+                    )
+                )
 
     async def _call_once(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
         payload = json.dumps(body).encode()
