@@ -23,6 +23,7 @@ from asyncimg.lifecycle.submit import (
     TaskRequest,
     amend_record,
     build_record,
+    check_fixes,
     submit_records,
 )
 from asyncimg.protocol.client import VisualClient
@@ -180,11 +181,8 @@ class Workspace:
                 )
             targets.append(record)
         unique = {r.local_id: r for r in targets}
+        check_fixes(self.config, style=style, size=size, req_key=req_key)  # before any write
         fixes = {"prompt": prompt, "style": style, "size": size, "req_key": req_key}
-        for record in unique.values():  # every fix validates before anything is written
-            amend_record(
-                retry_record(record, now=self.clock()), self.config, now=self.clock(), **fixes
-            )
         queued: list[TaskRecord] = []
         for record in unique.values():
             with self.store.lock(record) as held:

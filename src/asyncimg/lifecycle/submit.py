@@ -17,7 +17,7 @@ from typing import Any
 from asyncimg.lifecycle.config import Config, parse_size
 from asyncimg.lifecycle.decide import after_submit_error, stop_submitting
 from asyncimg.lifecycle.references import prepare_references
-from asyncimg.lifecycle.styles import compose_full_prompt
+from asyncimg.lifecycle.styles import compose_full_prompt, resolve_style
 from asyncimg.protocol import models
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput, NetworkError
@@ -76,6 +76,18 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
         updated_at=now,
         working_dir=str(Path.cwd()),
     )
+
+
+def check_fixes(
+    config: Config, *, style: str | None = None, size: str | None = None, req_key: str | None = None
+) -> None:
+    """Raise InvalidInput now for a fix `amend_record` would refuse (before anything is saved)."""
+    if style is not None:
+        resolve_style(style, config.presets)
+    if size is not None:
+        parse_size(size)
+    if req_key is not None:
+        models.get_profile(req_key)
 
 
 def amend_record(
