@@ -53,17 +53,14 @@ def test_signal_mid_run_stops_cleanly(
     e2e = make_e2e(gen_seconds=(30.0, 30.0), slow_seconds=30.0)
     e2e.submit_frames(8)
     proc = e2e.popen(program, *args)
-    try:
+
+    def a_poll_hangs() -> None:
         # Let at least one full pass happen, then make every poll hang and wait for one to.
         wait_for(lambda: e2e.emu.stats()["requests"].get(RESULT, 0) >= 8, 20, "a first pass")
         e2e.emu.inject("slow", 1000, RESULT)
         wait_for(lambda: e2e.emu.stats()["faults_fired"].get("slow"), 20, "a hanging poll")
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+
+    out, err = _signal_when(proc, sig, a_poll_hangs)
     assert_no_secret(out + err, "the monitor's output")
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert "Traceback" not in err, err
@@ -77,20 +74,31 @@ def test_signal_mid_run_stops_cleanly(
     assert {r["status"] for r in e2e.records()} <= {"submitted", "processing"}
 
 
+def _signal_when(
+    proc: subprocess.Popen[str], sig: signal.Signals, ready: Callable[[], object]
+) -> tuple[str, str]:
+    """Send `sig` once `ready()` returns; the output. The process never outlives the test."""
+    try:
+        ready()
+        proc.send_signal(sig)
+        return proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_check_once(make_e2e: Callable[..., E2E], sig: signal.Signals) -> None:
     e2e = make_e2e(gen_seconds=(30.0, 30.0), slow_seconds=30.0)
     e2e.submit_frames(3)
     e2e.emu.inject("slow", 100, RESULT)
     proc = e2e.popen("check_async_tasks.py", "--check-once")
-    try:
-        wait_for(lambda: e2e.emu.stats()["faults_fired"].get("slow"), 20, "a hanging poll")
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, err = _signal_when(
+        proc,
+        sig,
+        lambda: wait_for(lambda: e2e.emu.stats()["faults_fired"].get("slow"), 20, "a hanging poll"),
+    )
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert "Traceback" not in err, err
     last = out.strip().splitlines()[-1]
