@@ -22,6 +22,7 @@ from asyncimg.lifecycle.submit import (
     SubmitOutcome,
     TaskRequest,
     amend_record,
+    billing_warnings,
     build_record,
     check_fixes,
     submit_records,
@@ -48,6 +49,7 @@ class Rejected:
 class SubmitReport:
     batch: BatchOutcome = field(default_factory=BatchOutcome)
     invalid: list[Rejected] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def submitted(self) -> int:
@@ -58,8 +60,20 @@ class SubmitReport:
         return self.batch.queued
 
     @property
+    def unconfirmed(self) -> int:
+        return self.batch.unconfirmed
+
+    @property
     def rejected(self) -> int:
         return self.batch.rejected + len(self.invalid)
+
+    @property
+    def exit_code(self) -> int:
+        """2 a setup problem stopped it; 1 frames were rejected; else 0 (accepted, queued or
+        unconfirmed frames are all durably recorded and handled by `check` / `monitor`)."""
+        if self.batch.halted is not None:
+            return 2
+        return 1 if self.rejected else 0
 
     def reasons(self) -> list[str]:
         lines = [f"{r.request.output_path}: {r.error}" for r in self.invalid]
@@ -89,10 +103,21 @@ class Workspace:
     ) -> Workspace:
         config = load_config(config_path)
         root = Path(tasks_dir) if tasks_dir is not None else Path(config.defaults.tasks_dir)
-        return cls(TaskStore(root), config, client_factory or VisualClient.from_env, clock)
+        if client_factory is None:
+            timeout = config.defaults.submit_timeout
+
+            def client_factory() -> VisualClient:
+                return VisualClient.from_env(submit_read_timeout=timeout)
+
+        return cls(TaskStore(root), config, client_factory, clock)
+
+    @property
+    def unconfirmed_budget(self) -> int:
+        return self.config.defaults.max_unconfirmed_resubmits
 
     def checker(self, client: VisualClient, **kwargs: Any) -> Checker:
         kwargs.setdefault("poll_concurrency", self.config.defaults.poll_concurrency)
+        kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
         return Checker(self.store, client, clock=self.clock, **kwargs)
 
     async def submit(self, requests: Iterable[TaskRequest]) -> SubmitReport:
@@ -106,10 +131,17 @@ class Workspace:
             except AsyncImgError as exc:
                 report.invalid.append(Rejected(request, exc))
                 continue
+            report.warnings.extend(billing_warnings(record))
             self.store.save(record)
             records.append(record)
         async with client:
-            report.batch = await submit_records(client, self.store, records, clock=self.clock)
+            report.batch = await submit_records(
+                client,
+                self.store,
+                records,
+                clock=self.clock,
+                unconfirmed_budget=self.unconfirmed_budget,
+            )
         return report
 
     async def check_once(self, **kwargs: Any) -> PassSummary:
@@ -196,7 +228,13 @@ class Workspace:
                 self.store.save(again)
                 queued.append(again)
         async with client:
-            batch = await submit_records(client, self.store, queued, clock=self.clock)
+            batch = await submit_records(
+                client,
+                self.store,
+                queued,
+                clock=self.clock,
+                unconfirmed_budget=self.unconfirmed_budget,
+            )
         return SubmitReport(batch)
 
 
@@ -246,6 +284,9 @@ def generate_image_with_character(
         return False
     for line in report.reasons():
         print(f"asyncimg: {line}", file=sys.stderr)
+    if report.batch.halted is not None:
+        print(f"asyncimg: {report.batch.halted}", file=sys.stderr)
+        return False
     return report.rejected == 0
 
 
@@ -256,4 +297,9 @@ def outcome_line(outcome: SubmitOutcome) -> str:
     if outcome.queued:
         why = f" ({record.last_error.message})" if record.last_error else ""
         return f"{record.filename}: queued locally{why}"
+    if outcome.unconfirmed:
+        return (
+            f"{record.filename}: unconfirmed — {outcome.error}; the service may have created "
+            "(and billed) it; `asyncimg check` resubmits it at most once"
+        )
     return f"{record.filename}: rejected — {outcome.error}"

@@ -19,6 +19,15 @@ DEFAULT_REQ_KEY = "jimeng_t2i_v40"
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 30.0
+# A submit carries up to 10 base64 references (tens of MB) and a timeout after sending is
+# an unknown outcome (maybe a billed task): give it far longer than a poll.
+SUBMIT_READ_TIMEOUT_S = 180.0
+
+# Unknown submit outcomes (no reply, timeout after sending) are resubmitted automatically at
+# most this many times per frame; each may bill a second task.
+DEFAULT_MAX_UNCONFIRMED_RESUBMITS = 1
+# Results are kept by the service about 12 h after submission (spec §6).
+RESULT_RETENTION_S = 12 * 3600.0
 
 # Automatic retries inside the client (only for calls that are safe to repeat).
 CLIENT_MAX_ATTEMPTS = 3

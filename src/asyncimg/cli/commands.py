@@ -135,17 +135,30 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
 
 
 def report_submit(report: SubmitReport) -> None:
+    for warning in report.warnings:
+        err_console.print(f"asyncimg: warning: {warning}", markup=False)
     for outcome in report.batch.outcomes:
         out_console.print(outcome_line(outcome), markup=False)
     for rejected in report.invalid:
         out_console.print(
             f"{rejected.request.output_path}: rejected — {rejected.error}", markup=False
         )
+    for outcome in report.batch.outcomes:
+        if outcome.warning:
+            out_console.print(f"{outcome.record.filename}: {outcome.warning}", markup=False)
+    unconfirmed = f", {report.unconfirmed} unconfirmed" if report.unconfirmed else ""
     out_console.print(
-        f"{report.submitted} submitted, {report.queued} queued locally, {report.rejected} rejected",
+        f"{report.submitted} submitted, {report.queued} queued locally{unconfirmed}, "
+        f"{report.rejected} rejected",
         markup=False,
     )
-    if report.queued:
+    if report.batch.halted is not None:
+        err_console.print(
+            f"asyncimg: stopped before sending the rest: {report.batch.halted}"
+            f"{' — ' + report.batch.halted.hint if report.batch.halted.hint else ''}",
+            markup=False,
+        )
+    elif report.queued or report.unconfirmed:
         out_console.print(
             "Queued tasks are submitted by `asyncimg check` / `asyncimg monitor`.", markup=False
         )
@@ -194,8 +207,7 @@ def submit(
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
     report_submit(report)
-    if report.rejected:
-        sys.exit(1)
+    sys.exit(report.exit_code)
 
 
 # -- check / monitor ----------------------------------------------------------------------
@@ -266,7 +278,8 @@ def run_monitor(
 def _run_passes(workspace: Workspace, **options: Any) -> int:
     """Passes until `Workspace.monitor` returns; the exit status for check and monitor.
 
-    0 done, 2 setup problem (credentials, clock, config), 130 stopped by a signal.
+    0 nothing failed, 1 frames failed or wait for the user, 2 setup problem (credentials,
+    clock, config, a record that cannot be written), 130 stopped by a signal.
     """
     try:
         outcome = run_sync(workspace.monitor(**options))
@@ -279,7 +292,7 @@ def _run_passes(workspace: Workspace, **options: Any) -> int:
         _say_interrupted(workspace)
         return EXIT_INTERRUPTED
     print_summary(out_console, outcome.last, workspace)
-    return 2 if outcome.last.halted else 0
+    return outcome.last.exit_code
 
 
 # -- list / show --------------------------------------------------------------------------
@@ -382,8 +395,7 @@ def retry(
         out_console.print("no failed tasks to retry", markup=False)
         return
     report_submit(report)
-    if report.rejected:
-        sys.exit(1)
+    sys.exit(report.exit_code)
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")

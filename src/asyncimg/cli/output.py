@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from asyncimg.api import Workspace
 from asyncimg.lifecycle.check import PassSummary
+from asyncimg.lifecycle.decide import waits_for_user
 from asyncimg.store.states import TaskState
 
 
@@ -60,25 +61,36 @@ class MonitorDisplay:
 
 
 def print_summary(console: Console, summary: PassSummary, workspace: Workspace) -> None:
-    """Counts, the failed tasks with their reasons, and the one command that retries them."""
+    """Counts, the failed and unconfirmed frames with their reasons, and what to run next."""
     console.print(summary.line(), markup=False, highlight=False)
-    failed = [r for r in workspace.store.load_all().records if r.status is TaskState.FAILED]
+    records = workspace.store.load_all().records
+    budget = workspace.unconfirmed_budget
+    failed = [r for r in records if r.status is TaskState.FAILED]
+    waiting = [r for r in records if waits_for_user(r, budget)]
+    root = workspace.store.root
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    if waiting:
+        say(f"{len(waiting)} unconfirmed (a submit's answer was lost; the task may exist):")
+        for record in waiting:
+            reason = record.last_error.message if record.last_error else "answer lost"
+            say(f"  {record.local_id[:8]}  {record.output_path}: {reason}")
+        say(
+            f"  if you find its task id: asyncimg adopt TASK_ID -o PATH --tasks-dir {root}; "
+            f"to pay for it again: asyncimg retry {waiting[0].local_id[:8]} --tasks-dir {root}"
+        )
     if not failed:
         return
-    console.print(f"{len(failed)} failed:", markup=False, highlight=False)
+    say(f"{len(failed)} failed:")
     for record in failed:
         reason = record.last_error.message if record.last_error else "unknown reason"
         hint = ""
         if record.last_error is not None and record.last_error.resubmittable:
             hint = " (resubmitting may help)"
-        console.print(
-            f"  {record.task_id or record.local_id[:8]}  {record.output_path}: {reason}{hint}",
-            markup=False,
-            highlight=False,
-        )
-    console.print(
-        f"retry them all with: asyncimg retry --failed --tasks-dir {workspace.store.root}"
-        " (add --size, --style or --prompt to fix them first)",
-        markup=False,
-        highlight=False,
+        say(f"  {record.task_id or record.local_id[:8]}  {record.output_path}: {reason}{hint}")
+    say(
+        f"retry them all with: asyncimg retry --failed --tasks-dir {root}"
+        " (add --size or --style to fix them first)"
     )

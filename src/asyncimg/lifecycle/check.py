@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from asyncimg import constants
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
-from asyncimg.lifecycle.submit import submit_records
+from asyncimg.lifecycle.submit import RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
-from asyncimg.store.states import TaskState, transition
+from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
 from asyncimg.store.store import TaskStore
 
 # A `done` task whose images fail verification this many passes running is failed
@@ -36,24 +36,38 @@ class PassSummary:
     polled: int = 0
     completed: int = 0
     failed: int = 0
+    unconfirmed: int = 0  # submits whose answer was lost this pass
     transient_errors: int = 0
     skipped_locked: int = 0
     halted: str | None = None  # a setup problem (credentials, clock) stopped the pass
     problems: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0
+    """Unconfirmed records whose automatic resubmits are spent: only the user can move them."""
 
     @property
     def unfinished(self) -> int:
-        return sum(
-            self.counts.get(s.value, 0)
-            for s in (TaskState.PENDING, TaskState.SUBMITTED, TaskState.PROCESSING)
-        )
+        """Records a later pass can still move on its own."""
+        return sum(self.counts.get(s.value, 0) for s in UNFINISHED) - self.waiting
+
+    @property
+    def failed_total(self) -> int:
+        return self.counts.get(TaskState.FAILED.value, 0)
+
+    @property
+    def exit_code(self) -> int:
+        """2 a setup problem stopped the pass; 1 frames failed or wait for the user; else 0."""
+        if self.halted:
+            return 2
+        return 1 if self.failed_total or self.waiting else 0
 
     def line(self) -> str:
         states = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "no tasks"
         extra = []
         if self.submitted:
             extra.append(f"{self.submitted} newly submitted")
+        if self.waiting:
+            extra.append(f"{self.waiting} unconfirmed waiting for you (see below)")
         if self.transient_errors:
             extra.append(f"{self.transient_errors} temporary errors (retried next pass)")
         if self.problems:
@@ -74,6 +88,7 @@ class Checker:
         clock: Clock = time.time,
         poll_concurrency: int = constants.DEFAULT_POLL_CONCURRENCY,
         max_in_flight: int | None = None,
+        unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
         report: Reporter | None = None,
     ) -> None:
         self.store = store
@@ -81,6 +96,7 @@ class Checker:
         self.clock = clock
         self.poll_concurrency = max(1, poll_concurrency)
         self.max_in_flight = max_in_flight
+        self.unconfirmed_budget = unconfirmed_budget
         self.report: Reporter = report or (lambda _line: None)
 
     async def run_pass(self) -> PassSummary:
@@ -89,24 +105,11 @@ class Checker:
 
         flying = decide.in_flight(records)
         budget = decide.submit_budget(len(flying), self.max_in_flight)
-        queue = decide.pending_in_order(records)
+        queue = decide.submit_queue(records, self.unconfirmed_budget)
         if budget is not None:
             queue = queue[:budget]
         if queue:
-            # One at a time: the queue drains strictly oldest-first when capacity frees.
-            batch = await submit_records(
-                self.client, self.store, queue, clock=self.clock, parallel=1
-            )
-            for outcome in batch.outcomes:
-                if outcome.error is not None and decide.is_setup_problem(outcome.error):
-                    self._halt(summary, outcome.error)
-                if outcome.accepted:
-                    summary.submitted += 1
-                    self.report(f"{_name(outcome.record)}: submitted as {outcome.record.task_id}")
-                elif outcome.rejected and outcome.error is not None:
-                    summary.failed += 1
-                    self.report(f"{_name(outcome.record)}: failed — "
-                                f"{decide.failure_reason(outcome.error)}")  # fmt: skip
+            await self._submit(queue, summary)
 
         semaphore = asyncio.Semaphore(self.poll_concurrency)
 
@@ -121,7 +124,38 @@ class Checker:
         for state in TaskState:
             summary.counts[state.value] = sum(r.status is state for r in final)
         summary.queued = summary.counts.get(TaskState.PENDING.value, 0)
+        summary.waiting = sum(decide.waits_for_user(r, self.unconfirmed_budget) for r in final)
         return summary
+
+    async def _submit(self, queue: list[TaskRecord], summary: PassSummary) -> None:
+        """Send the queue one at a time: it drains strictly oldest-first as capacity frees."""
+        try:
+            batch = await submit_records(
+                self.client,
+                self.store,
+                queue,
+                clock=self.clock,
+                parallel=1,
+                unconfirmed_budget=self.unconfirmed_budget,
+            )
+        except RecordNotSaved as exc:
+            self._halt(summary, exc)
+            return
+        if batch.halted is not None:
+            self._halt(summary, batch.halted)
+        for outcome in batch.outcomes:
+            name = _name(outcome.record)
+            if outcome.warning:
+                self.report(f"{name}: {outcome.warning}")
+            if outcome.accepted:
+                summary.submitted += 1
+                self.report(f"{name}: submitted as {outcome.record.task_id}")
+            elif outcome.unconfirmed and outcome.error is not None:
+                summary.unconfirmed += 1
+                self.report(f"{name}: unconfirmed — {outcome.error}; it may exist and be billed")
+            elif outcome.rejected and outcome.error is not None:
+                summary.failed += 1
+                self.report(f"{name}: failed — {decide.failure_reason(outcome.error)}")
 
     def _load(self, summary: PassSummary) -> list[TaskRecord]:
         """Every readable record; each one set aside is reported once, in one line."""
@@ -137,15 +171,13 @@ class Checker:
                 summary.skipped_locked += 1
                 return
             current = self.store.reload(record)
-            if current is None or current.status not in decide.IN_FLIGHT or not current.task_id:
+            if current is None or current.status not in IN_FLIGHT or not current.task_id:
                 return
             summary.polled += 1
             try:
                 result = await self.client.get_result(current.req_key, current.task_id)
             except AsyncImgError as exc:
                 self._apply(current, decide.after_error(exc), summary)
-                if decide.is_setup_problem(exc):
-                    self._halt(summary, exc)
                 return
             decision = decide.after_poll(result)
             if decision.download:
@@ -163,7 +195,9 @@ class Checker:
         try:
             files = await self._fetch_and_save(record, result)
         except AsyncImgError as exc:
-            failures = record.download_failures + 1
+            failures = record.download_failures
+            if isinstance(exc, ImageCheckFailed):
+                failures += 1
             decision = decide.after_download_error(exc, failures, MAX_DOWNLOAD_FAILURES)
             self._apply(record, decision, summary, download_failures=failures)
             return
@@ -176,6 +210,8 @@ class Checker:
             results=files,
             last_error=None,
             download_failures=0,
+            stalled_passes=0,
+            stalled_since=None,
         )
         self.store.save(done)
         summary.completed += 1
@@ -205,13 +241,26 @@ class Checker:
         summary: PassSummary,
         **changes: object,
     ) -> None:
+        """Write what a decision means for `record`: its state, error and stall count."""
         now = self.clock()
+        if decision.halt and decision.error is not None:
+            self._halt(summary, decision.error)
+            return  # a setup problem is nobody's fault: the record is left exactly as it was
+        if decision.stalled:
+            passes = record.stalled_passes + 1
+            since = record.stalled_since if record.stalled_since is not None else now
+            decision = decide.after_stall(decision, passes, since, now)
+            changes.update(stalled_passes=passes, stalled_since=since)
+        elif record.stalled_passes and decision.error is None:
+            changes.update(stalled_passes=0, stalled_since=None)  # progress
         target = decision.state or record.status
         if decision.error is not None:
             changes["last_error"] = ErrorInfo.from_exception(decision.error, now)
             if not decision.fails:
                 summary.transient_errors += 1
-        if target is record.status and not changes:
+        elif target is not record.status and record.last_error is not None:
+            changes["last_error"] = None
+        if target is record.status and all(getattr(record, k) == v for k, v in changes.items()):
             return
         updated = transition(record, target, now=now, **changes)
         self.store.save(updated)

@@ -28,11 +28,13 @@ from pydantic import (
 
 from asyncimg.constants import (
     DEFAULT_INTERVAL_S,
+    DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
     DEFAULT_POLL_CONCURRENCY,
     DEFAULT_REQ_KEY,
     DEFAULT_TASKS_DIR,
     ENV_ACCESS_KEY,
     ENV_SECRET_KEY,
+    SUBMIT_READ_TIMEOUT_S,
 )
 from asyncimg.lifecycle.styles import (
     BUILTIN_PRESETS,
@@ -128,6 +130,10 @@ class Defaults(_Strict):
     poll_concurrency: int = Field(default=DEFAULT_POLL_CONCURRENCY, ge=1, le=256)
     interval: float = Field(default=DEFAULT_INTERVAL_S, gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
+    # Unknown submit outcomes resubmitted automatically (each may bill a second task).
+    max_unconfirmed_resubmits: int = Field(default=DEFAULT_MAX_UNCONFIRMED_RESUBMITS, ge=0, le=10)
+    # Seconds to wait for a submit's answer once the request is sent.
+    submit_timeout: float = Field(default=SUBMIT_READ_TIMEOUT_S, gt=0, strict=False)
 
     @field_validator("size", mode="before")
     @classmethod

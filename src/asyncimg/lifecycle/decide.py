@@ -9,22 +9,41 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from asyncimg.lifecycle.download import DownloadAbandoned, ImageCheckFailed
+from asyncimg.lifecycle.download import DownloadAbandoned, ImageCheckFailed, SaveFailed
 from asyncimg.protocol.client import Result, TaskStatus
-from asyncimg.protocol.errors import AsyncImgError, AuthError, ConcurrencyLimited, ConfigError
+from asyncimg.protocol.errors import (
+    AsyncImgError,
+    AuthError,
+    ConcurrencyLimited,
+    ConfigError,
+    NoProgress,
+    ReplyUnreadable,
+    RequestRefused,
+)
+from asyncimg.protocol.retry import submit_outcome_unknown
 from asyncimg.store.record import TaskRecord
-from asyncimg.store.states import TaskState
+from asyncimg.store.states import IN_FLIGHT, TaskState
 
-IN_FLIGHT = (TaskState.SUBMITTED, TaskState.PROCESSING)
+# An accepted task whose polls make no progress (no data, an unknown status, an image URL
+# that will not download) fails only after this many polls in a row *and* this long, so a
+# short outage never gives up a paid image, and `monitor` still always ends.
+MAX_STALLED_PASSES = 10
+MIN_STALLED_S = 600.0
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Where a task goes next. `state=None` keeps the current state (errors are still noted)."""
+    """Where a task goes next. `state=None` keeps the current state (errors are still noted).
+
+    `stalled`: this poll made no progress (counted toward `MAX_STALLED_PASSES`); `halt`: a
+    setup problem that every other task would hit too, so the pass stops.
+    """
 
     state: TaskState | None
     download: bool = False
     error: AsyncImgError | None = None
+    stalled: bool = False
+    halt: bool = False
 
     @property
     def fails(self) -> bool:
@@ -52,39 +71,88 @@ def after_poll(result: Result) -> Decision:
 
 
 def is_setup_problem(error: AsyncImgError) -> bool:
-    """Credentials, clock, token or permission: wrong for every task alike, not this one's."""
-    return isinstance(error, AuthError | ConfigError)
+    """Credentials, clock, token, permission, or our request refused as malformed: wrong for
+    every task alike, never one task's fault, so it never changes a task's state."""
+    return isinstance(error, AuthError | ConfigError | RequestRefused)
+
+
+def is_poll_setup_problem(error: AsyncImgError) -> bool:
+    """A setup problem, or 50200 on a poll: the poll body is ours, so a parameter error in
+    answer to it says nothing about the task."""
+    return is_setup_problem(error) or error.code == 50200
 
 
 def after_error(error: AsyncImgError) -> Decision:
-    """A poll or download of an accepted task raised.
+    """A poll of an accepted task raised.
 
     Waiting-can-help errors never fail a task, and neither do setup problems: failing an
-    accepted task would lose its result and `retry` would pay for it again.
+    accepted task would lose its result and `retry` would pay for it again. A reply that
+    makes no sense counts toward the stall limit (see `after_stall`).
     """
-    if error.retryable or is_setup_problem(error):
+    if is_poll_setup_problem(error):
+        return Decision(None, error=error, halt=True)
+    if isinstance(error, ReplyUnreadable) and not error.http_status:
+        return Decision(None, error=error, stalled=True)
+    if error.retryable:
         return Decision(None, error=error)
     return Decision(TaskState.FAILED, error=error)
 
 
-def after_download_error(error: AsyncImgError, failures: int, limit: int) -> Decision:
-    """A done task's images could not be fetched or verified, `failures` passes running.
-
-    Corrupt bytes every time mean the result itself is broken: after `limit` such passes
-    the task fails with "resubmit" advice instead of being downloaded forever.
-    """
-    if isinstance(error, ImageCheckFailed) and failures >= limit:
-        abandoned = DownloadAbandoned(
-            f"{error.message} ({failures} downloads in a row)",
-            code=error.code,
-            request_id=error.request_id,
+def after_stall(decision: Decision, passes: int, since: float | None, now: float) -> Decision:
+    """`decision` (a stalled poll) after `passes` stalled polls in a row, counting this one,
+    the first at `since`: it fails the task once both limits are passed."""
+    if not decision.stalled or decision.error is None:
+        return decision
+    started = now if since is None else since
+    if passes >= MAX_STALLED_PASSES and now - started >= MIN_STALLED_S:
+        gave_up = NoProgress(
+            f"no progress in {passes} polls over {int(now - started)} s: {decision.error.message}",
+            code=decision.error.code,
+            request_id=decision.error.request_id,
         )
-        return Decision(TaskState.FAILED, error=abandoned)
-    return after_error(error)
+        return Decision(TaskState.FAILED, error=gave_up, stalled=True)
+    return decision
+
+
+def after_download_error(error: AsyncImgError, failures: int, limit: int) -> Decision:
+    """A done task's images could not be fetched, verified or written.
+
+    - corrupt bytes (`failures` verification failures running): after `limit` the result
+      itself is broken, and the task fails with "resubmit" advice;
+    - the image cannot be written (a folder at the path, a name too long): the task fails
+      at once with the reason; `retry --output` fetches it again without resubmitting;
+    - anything else (a URL that answers 403/404, a dropped connection): the next poll
+      hands out fresh URLs, counted as a stalled poll.
+    """
+    if isinstance(error, ImageCheckFailed):
+        if failures >= limit:
+            abandoned = DownloadAbandoned(
+                f"{error.message} ({failures} downloads in a row)",
+                code=error.code,
+                request_id=error.request_id,
+            )
+            return Decision(TaskState.FAILED, error=abandoned)
+        return Decision(None, error=error)
+    if isinstance(error, SaveFailed):
+        return Decision(TaskState.FAILED, error=error)
+    if is_setup_problem(error):
+        return Decision(None, error=error, halt=True)
+    return Decision(None, error=error, stalled=True)
 
 
 def after_submit_error(error: AsyncImgError) -> Decision:
-    """A submit raised: limits and outages leave it queued (pending); the rest fail it."""
+    """A submit raised.
+
+    - a setup problem: the state stays (the API never accepted it), the pass stops;
+    - an unknown outcome (no reply, a timeout after sending): `unconfirmed`, since the API
+      may have created and billed the task;
+    - limits and outages that certainly created nothing: stays queued (`pending`);
+    - the API's definitive refusal of this frame: `failed`.
+    """
+    if is_setup_problem(error):
+        return Decision(None, error=error, halt=True)
+    if submit_outcome_unknown(error):
+        return Decision(TaskState.UNCONFIRMED, error=error)
     if error.retryable or isinstance(error, ConcurrencyLimited):
         return Decision(TaskState.PENDING, error=error)
     return Decision(TaskState.FAILED, error=error)
@@ -102,8 +170,30 @@ def pending_in_order(records: Iterable[TaskRecord]) -> list[TaskRecord]:
     return sorted(pending, key=lambda r: (r.created_at, r.local_id))
 
 
+def may_resubmit_unconfirmed(record: TaskRecord, budget: int) -> bool:
+    """Whether an unconfirmed record may be resubmitted automatically (once per unit of
+    `budget`, the config's `max_unconfirmed_resubmits`), never once per pass."""
+    return record.status is TaskState.UNCONFIRMED and record.unconfirmed_resubmits < budget
+
+
+def waits_for_user(record: TaskRecord, budget: int) -> bool:
+    """An unconfirmed record whose automatic resubmits are spent: only the user can decide
+    (`asyncimg retry` to pay again, `asyncimg adopt` if its task id turns up)."""
+    return record.status is TaskState.UNCONFIRMED and not may_resubmit_unconfirmed(record, budget)
+
+
+def submit_queue(records: Iterable[TaskRecord], unconfirmed_budget: int) -> list[TaskRecord]:
+    """What to send, oldest first: pending records, and unconfirmed ones within the budget."""
+    queue = [
+        r
+        for r in records
+        if r.status is TaskState.PENDING or may_resubmit_unconfirmed(r, unconfirmed_budget)
+    ]
+    return sorted(queue, key=lambda r: (r.created_at, r.local_id))
+
+
 def submit_budget(in_flight: int, limit: int | None) -> int | None:
-    """How many pending tasks to try this pass: all (None) unless a local cap is configured.
+    """How many queued tasks to try this pass: all (None) unless a local cap is configured.
 
     With no cap the service's 50430 is the signal: the pass stops submitting at the first
     concurrency refusal (see `stop_submitting`).
@@ -115,7 +205,12 @@ def submit_budget(in_flight: int, limit: int | None) -> int | None:
 
 def stop_submitting(error: AsyncImgError) -> bool:
     """After this submit error, the rest of the queue waits for the next pass."""
-    return error.retryable or isinstance(error, ConcurrencyLimited) or is_setup_problem(error)
+    return (
+        error.retryable
+        or isinstance(error, ConcurrencyLimited)
+        or is_setup_problem(error)
+        or submit_outcome_unknown(error)
+    )
 
 
 def in_flight(records: Sequence[TaskRecord]) -> list[TaskRecord]:

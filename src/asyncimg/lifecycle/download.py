@@ -40,10 +40,13 @@ class DownloadAbandoned(AsyncImgError):
 
 
 class SaveFailed(AsyncImgError):
-    """The image could not be written (permissions, disk full, bad path)."""
+    """The image could not be written (a folder at the path, a name too long, permissions,
+    disk full). The result is still on the service for about 12 h."""
 
-    retryable = True
-    hint = "check the output folder's permissions and free space"
+    hint = (
+        "fix the folder, or save it elsewhere: asyncimg retry TASK --output NEWPATH "
+        "(fetched again, not resubmitted, while the service keeps it, ~12 h)"
+    )
 
 
 def result_path(output_path: str | Path, index: int) -> Path:

@@ -7,25 +7,33 @@ asked, and rewritten with the task id as soon as the API answers.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asyncimg import constants
 from asyncimg.lifecycle.config import Config, parse_size
-from asyncimg.lifecycle.decide import after_submit_error, stop_submitting
+from asyncimg.lifecycle.decide import (
+    after_submit_error,
+    is_setup_problem,
+    may_resubmit_unconfirmed,
+    stop_submitting,
+)
 from asyncimg.lifecycle.references import prepare_references
 from asyncimg.lifecycle.styles import compose_full_prompt, resolve_style
 from asyncimg.protocol import models
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput, NetworkError
 from asyncimg.store.record import ErrorInfo, TaskRecord
-from asyncimg.store.states import TaskState, transition
+from asyncimg.store.states import TaskState, resubmit_unconfirmed, transition
 from asyncimg.store.store import TaskStore
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
     params.update(request.params)
     for key in ("prompt", "req_key", "image_urls", "binary_data_base64"):
         params.pop(key, None)
+    if "force_single" in models.get_profile(req_key).fields:
+        params.setdefault("force_single", True)  # one frame, one billed image
     return TaskRecord(
         task_id=None,
         local_id=uuid.uuid4().hex,
@@ -76,6 +86,18 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
         updated_at=now,
         working_dir=str(Path.cwd()),
     )
+
+
+def billing_warnings(record: TaskRecord) -> list[str]:
+    """One line per way this frame may cost more than one image."""
+    profile = models.get_profile(record.req_key)
+    if profile.max_outputs > 1 and record.params.get("force_single") is False:
+        most = profile.max_outputs - len(record.character_images)
+        return [
+            f"{record.filename}: force_single is false, so {record.req_key} may return and "
+            f"bill up to {most} images for this one frame"
+        ]
+    return []
 
 
 def check_fixes(
@@ -138,6 +160,7 @@ def request_fields(record: TaskRecord) -> dict[str, Any]:
 class SubmitOutcome:
     record: TaskRecord
     error: AsyncImgError | None = None
+    warning: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -148,24 +171,78 @@ class SubmitOutcome:
         return self.record.status is TaskState.PENDING
 
     @property
+    def unconfirmed(self) -> bool:
+        return self.record.status is TaskState.UNCONFIRMED
+
+    @property
     def rejected(self) -> bool:
         return self.record.status is TaskState.FAILED
 
 
-async def submit_record(
-    client: VisualClient, store: TaskStore, record: TaskRecord, *, clock: Clock = time.time
-) -> SubmitOutcome:
-    """Submit one pending record and save what happened. Never raises AsyncImgError.
+class RecordNotSaved(AsyncImgError):
+    """The API accepted a task but its record could not be written, even after retries.
 
-    Once the request is on its way it is not abandoned on Ctrl+C / SIGTERM: the service may
-    be creating the task, so the answer is awaited and its task id written. Only a second
-    interrupt gives up, and then the record says the task may exist.
+    The message carries the task id and the exact command that adopts it: the caller must
+    show it and exit non-zero, or the paid task is lost to the folder.
+    """
+
+    def __init__(self, record: TaskRecord, task_id: str, store: TaskStore, cause: OSError) -> None:
+        command = adopt_command(task_id, record, store)
+        super().__init__(
+            f"the API accepted task {task_id} for {record.output_path}, but its record could "
+            f"not be written ({cause.strerror or cause}); once the folder is writable, keep it "
+            f"with: {command}"
+        )
+        self.task_id = task_id
+        self.record = record
+        self.command = command
+
+
+def adopt_command(task_id: str, record: TaskRecord, store: TaskStore) -> str:
+    """The `asyncimg adopt` command that attaches `task_id` to `record`'s frame."""
+    parts = [
+        "asyncimg adopt",
+        shlex.quote(task_id),
+        "-o",
+        shlex.quote(str(record.resolve(record.output_path))),
+        "--req-key",
+        shlex.quote(record.req_key),
+        "--tasks-dir",
+        shlex.quote(str(store.root.absolute())),
+    ]
+    return " ".join(parts)
+
+
+# Saving a record after the API accepted its task: a few tries, a moment apart, before
+# giving up with the task id on screen (a full disk or a busy network share may recover).
+SAVE_ATTEMPTS = 3
+SAVE_RETRY_DELAY_S = 0.2
+
+
+async def submit_record(
+    client: VisualClient,
+    store: TaskStore,
+    record: TaskRecord,
+    *,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
+) -> SubmitOutcome:
+    """Submit one pending record and save what happened.
+
+    Never raises AsyncImgError, except :class:`RecordNotSaved` when the API accepted the
+    task and its record could not be written. The record is marked (`submit_started_at`)
+    before the request leaves, so a process killed mid-request leaves evidence that the
+    outcome is unknown. Once the request is on its way it is not abandoned on Ctrl+C /
+    SIGTERM: the answer is awaited and its task id written. Only a second interrupt gives
+    up, and then the record is unconfirmed.
     """
     try:
         fields = await asyncio.to_thread(request_fields, record)
     except AsyncImgError as exc:
         return _save_submit_error(store, record, exc, clock())
-    sending = asyncio.ensure_future(_send(client, store, record, fields, clock))
+    marked = transition(record, TaskState.PENDING, now=clock(), submit_started_at=clock())
+    store.save(marked)
+    sending = asyncio.ensure_future(_send(client, store, marked, fields, clock, sleep))
     try:
         return await asyncio.shield(sending)
     except asyncio.CancelledError:
@@ -173,10 +250,9 @@ async def submit_record(
             await sending
         except asyncio.CancelledError:
             note = NetworkError(
-                "interrupted while submitting: the service may have created this task; "
-                "if a second copy appears, delete one"
+                "interrupted while submitting: the service may have created this task"
             )
-            _save_submit_error(store, record, note, clock())
+            _save_submit_error(store, marked, note, clock())
         raise
 
 
@@ -186,6 +262,7 @@ async def _send(
     record: TaskRecord,
     fields: dict[str, Any],
     clock: Clock,
+    sleep: Sleep,
 ) -> SubmitOutcome:
     try:
         task_id = await client.submit(record.req_key, fields)
@@ -200,9 +277,24 @@ async def _send(
         submit_time=now,
         attempts=record.attempts + 1,
         last_error=None,
+        submit_started_at=None,
     )
-    store.save(updated)
-    return SubmitOutcome(updated)
+    warning = store.task_id_owner(task_id, updated.local_id)
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
+        try:
+            store.save(updated)
+            break
+        except OSError as exc:
+            if attempt == SAVE_ATTEMPTS:
+                raise RecordNotSaved(record, task_id, store, exc) from exc
+            await sleep(SAVE_RETRY_DELAY_S * attempt)
+    outcome = SubmitOutcome(updated)
+    if warning is not None:
+        outcome.warning = (
+            f"the API returned task id {task_id} again (already in {warning.name}); "
+            f"both records are kept apart"
+        )
+    return outcome
 
 
 def _save_submit_error(
@@ -210,14 +302,35 @@ def _save_submit_error(
 ) -> SubmitOutcome:
     decision = after_submit_error(error)
     target = decision.state or record.status
-    updated = transition(record, target, now=now, last_error=ErrorInfo.from_exception(error, now))
+    updated = transition(
+        record,
+        target,
+        now=now,
+        last_error=ErrorInfo.from_exception(error, now),
+        submit_started_at=None,
+    )
     store.save(updated)
     return SubmitOutcome(updated, error)
+
+
+def stale_submit(record: TaskRecord, *, now: float) -> TaskRecord:
+    """A pending record found marked mid-submit with nobody holding its lock: its submitter
+    died before the answer was written, so the API may have a task for it."""
+    error = NetworkError("the process submitting it stopped before the answer was recorded")
+    return transition(
+        record,
+        TaskState.UNCONFIRMED,
+        now=now,
+        last_error=ErrorInfo.from_exception(error, now),
+        submit_started_at=None,
+    )
 
 
 @dataclass
 class BatchOutcome:
     outcomes: list[SubmitOutcome] = field(default_factory=list)
+    halted: AsyncImgError | None = None
+    """A setup problem (credentials, clock) that stopped the batch; nothing else was sent."""
 
     @property
     def submitted(self) -> int:
@@ -226,6 +339,10 @@ class BatchOutcome:
     @property
     def queued(self) -> int:
         return sum(o.queued for o in self.outcomes)
+
+    @property
+    def unconfirmed(self) -> int:
+        return sum(o.unconfirmed for o in self.outcomes)
 
     @property
     def rejected(self) -> int:
@@ -238,16 +355,23 @@ async def submit_records(
     records: Sequence[TaskRecord],
     *,
     clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
     parallel: int = 4,
+    unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
 ) -> BatchOutcome:
-    """Submit pending records in order, a few at a time, until the service says "limit".
+    """Submit queued records in order, a few at a time, until the service says "limit".
 
-    Every record is already on disk as pending; after the first refusal that waiting can
-    fix (50429, 50430, outage) the rest simply stay pending for the checker.
+    Every record is already on disk; after the first refusal that waiting can fix (50429,
+    50430, outage), an unknown outcome or a setup problem, the rest simply stay queued for
+    the checker. Each record is re-read under its lock first: another process may have
+    sent it meanwhile, or died while sending it (then it is unconfirmed, and resubmitted
+    only within `unconfirmed_budget`).
     """
     outcomes: dict[str, SubmitOutcome] = {}
     stop = asyncio.Event()
     queue: asyncio.Queue[TaskRecord] = asyncio.Queue()
+    unsaved: list[RecordNotSaved] = []
+    halted: list[AsyncImgError] = []
     for record in records:
         queue.put_nowait(record)
 
@@ -261,17 +385,37 @@ async def submit_records(
                 if not held:
                     outcomes[record.local_id] = SubmitOutcome(record)
                     continue
-                # Another process (a monitor, a check) may have submitted it since our copy
-                # was read: sending the stale copy would create and bill a second task.
-                current = store.reload(record) or record
+                current = _sendable(store, record, clock, unconfirmed_budget)
                 if current.status is not TaskState.PENDING:
                     outcomes[record.local_id] = SubmitOutcome(current)
                     continue
-                outcome = await submit_record(client, store, current, clock=clock)
+                try:
+                    outcome = await submit_record(client, store, current, clock=clock, sleep=sleep)
+                except RecordNotSaved as exc:
+                    unsaved.append(exc)
+                    stop.set()
+                    return
             outcomes[record.local_id] = outcome
             if outcome.error is not None and stop_submitting(outcome.error):
+                if is_setup_problem(outcome.error):
+                    halted.append(outcome.error)
                 stop.set()
 
     await asyncio.gather(*(worker() for _ in range(max(1, parallel))))
+    if unsaved:
+        raise unsaved[0]
     ordered = [outcomes.get(r.local_id, SubmitOutcome(r)) for r in records]
-    return BatchOutcome(ordered)
+    return BatchOutcome(ordered, halted[0] if halted else None)
+
+
+def _sendable(store: TaskStore, record: TaskRecord, clock: Clock, budget: int) -> TaskRecord:
+    """The record as it is on disk now (held under its lock), made ready to send if it may
+    be: pending, or unconfirmed within the budget. Anything else comes back as it is."""
+    current = store.reload(record) or record
+    if current.status is TaskState.PENDING and current.submit_started_at is not None:
+        current = stale_submit(current, now=clock())
+        store.save(current)
+    if current.status is TaskState.UNCONFIRMED and may_resubmit_unconfirmed(current, budget):
+        current = resubmit_unconfirmed(current, now=clock())
+        store.save(current)
+    return current

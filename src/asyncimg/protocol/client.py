@@ -26,8 +26,10 @@ from asyncimg.protocol import models, retry, signing
 from asyncimg.protocol.errors import (
     AsyncImgError,
     ConfigError,
+    ConnectFailed,
     EmptyResult,
     NetworkError,
+    ReplyUnreadable,
     ServerError,
     TaskGone,
     classify_business,
@@ -53,11 +55,11 @@ class TaskStatus(StrEnum):
     def parse(cls, wire: object) -> TaskStatus:
         """The only place a wire status string becomes a status."""
         if not isinstance(wire, str):
-            raise ServerError(f"reply has no data.status (got {wire!r})")
+            raise ReplyUnreadable(f"reply has no data.status (got {wire!r})")
         try:
             return cls(wire.strip().lower())
         except ValueError:
-            raise ServerError(f"reply has an unknown data.status {wire!r}") from None
+            raise ReplyUnreadable(f"reply has an unknown data.status {wire!r}") from None
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class VisualClient:
         endpoint: str = constants.DEFAULT_ENDPOINT,
         connect_timeout: float = constants.CONNECT_TIMEOUT_S,
         read_timeout: float = constants.READ_TIMEOUT_S,
+        submit_read_timeout: float = constants.SUBMIT_READ_TIMEOUT_S,
         max_attempts: int = constants.CLIENT_MAX_ATTEMPTS,
         retry_base_delay: float = constants.RETRY_BASE_DELAY_S,
         retry_max_delay: float = constants.RETRY_MAX_DELAY_S,
@@ -152,6 +155,10 @@ class VisualClient:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, connect=connect_timeout,
             sock_read=read_timeout,
+        )  # fmt: skip
+        self._submit_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, connect=connect_timeout,
+            sock_read=submit_read_timeout,
         )  # fmt: skip
         self._max_attempts = max(1, max_attempts)
         self._retry_base = retry_base_delay
@@ -219,8 +226,8 @@ class VisualClient:
         data = reply.get("data")
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str | int) or isinstance(task_id, bool) or task_id == "":
-            raise ServerError(
-                "submit succeeded without a data.task_id", request_id=_request_id(reply)
+            raise ReplyUnreadable(
+                "submit answered success without a data.task_id", request_id=_request_id(reply)
             )
         return str(task_id)
 
@@ -247,13 +254,13 @@ class VisualClient:
         reply = await self.call(constants.ACTION_GET_RESULT, body)
         data = reply.get("data")
         if not isinstance(data, dict):
-            raise ServerError("poll reply has no data object", request_id=_request_id(reply))
+            raise ReplyUnreadable("poll reply has no data object", request_id=_request_id(reply))
         urls = data.get("image_urls") or []
         b64 = data.get("binary_data_base64") or []
         return Result(
             task_id=task_id,
             status=TaskStatus.parse(data.get("status")),
-            code=int(reply.get("code", constants.SUCCESS_CODE)),
+            code=constants.SUCCESS_CODE,
             message=str(reply.get("message", "")),
             request_id=_request_id(reply),
             image_urls=[u for u in urls if isinstance(u, str) and u],
@@ -281,7 +288,7 @@ class VisualClient:
                     )
                 return data
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NetworkError(f"image download failed: {_describe(exc)}") from exc
+            raise _network_error("image download", exc) from exc
 
     # -- one signed call with retries ------------------------------------------------------
 
@@ -331,14 +338,15 @@ class VisualClient:
             scheme=url.scheme,
         )
         session = self._ensure_session()
+        timeout = self._submit_timeout if action == constants.ACTION_SUBMIT else self._timeout
         try:
             async with session.post(
-                url.with_query(query), data=payload, headers=signed.headers
+                url.with_query(query), data=payload, headers=signed.headers, timeout=timeout
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NetworkError(f"{action} failed: {_describe(exc)}") from exc
+            raise _network_error(action, exc) from exc
         return _parse_envelope(action, status, raw)
 
 
@@ -349,7 +357,7 @@ def _parse_envelope(action: str, http_status: int, raw: bytes) -> dict[str, Any]
         reply = None
     if not isinstance(reply, dict):
         snippet = raw[:80].decode("utf-8", "replace")
-        raise ServerError(
+        raise ReplyUnreadable(
             f"{action}: HTTP {http_status} with a non-JSON reply {snippet!r}",
             http_status=http_status,
         )
@@ -363,9 +371,9 @@ def _parse_envelope(action: str, http_status: int, raw: bytes) -> dict[str, Any]
             http_status,
         )
         raise return_error
-    code = reply.get("code")
-    if not isinstance(code, int):
-        raise ServerError(
+    code = business_code(reply.get("code"))
+    if code is None:
+        raise ReplyUnreadable(
             f"{action}: HTTP {http_status} reply has no business code", http_status=http_status
         )
     if code != constants.SUCCESS_CODE:
@@ -373,6 +381,26 @@ def _parse_envelope(action: str, http_status: int, raw: bytes) -> dict[str, Any]
             code, str(reply.get("message") or ""), _request_id(reply), http_status
         )
     return reply
+
+
+def business_code(value: object) -> int | None:
+    """The envelope's `code` as an int: 10000 and "10000" alike (proxies and some SDK
+    layers turn it into a string); None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _network_error(what: str, exc: BaseException) -> NetworkError:
+    """A failed exchange; `ConnectFailed` when no connection was made (nothing was sent)."""
+    text = f"{what} failed: {_describe(exc)}"
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return ConnectFailed(text)
+    return NetworkError(text)
 
 
 def _request_id(reply: Mapping[str, Any]) -> str | None:

@@ -113,6 +113,13 @@ class ConcurrencyLimited(AsyncImgError):
     hint = "queued locally; it is submitted when running tasks finish"
 
 
+class RequestRefused(AsyncImgError):
+    """The gateway refused our request itself (missing parameter, unknown action, a poll
+    body it cannot read): a client bug or something in the way, never one task's fault."""
+
+    hint = "asyncimg's request was refused as malformed; check ASYNCIMG_ENDPOINT and any proxy"
+
+
 class ServerError(AsyncImgError):
     """The service failed internally (50500/50501, gateway 5xx)."""
 
@@ -120,11 +127,28 @@ class ServerError(AsyncImgError):
     hint = "temporary server problem; the next pass tries again"
 
 
+class ReplyUnreadable(ServerError):
+    """A reply we cannot use: not JSON (a proxy's page), no business code, a success
+    without a task id, a poll without data or with an unknown status."""
+
+
 class NetworkError(AsyncImgError):
-    """The request did not complete: connection refused or dropped, timeout, bad reply."""
+    """The request did not complete: connection dropped, timeout after sending."""
 
     retryable = True
     hint = "network problem; the next pass tries again"
+
+
+class ConnectFailed(NetworkError):
+    """No connection was made (refused, unreachable, connect timeout): nothing was sent."""
+
+
+class NoProgress(AsyncImgError):
+    """An accepted task's polls made no progress for too long (no data, an unknown status,
+    an image that would not download)."""
+
+    resubmittable = True
+    hint = "asyncimg retry polls it again (no new submission while the service keeps it, ~12 h)"
 
 
 class TaskGone(AsyncImgError):
@@ -161,9 +185,13 @@ _BUSINESS: dict[int, tuple[type[AsyncImgError], str]] = {
 _NOT_RETRYABLE_SERVER = {50520, 50521, 50522}
 
 _GATEWAY: dict[str, type[AsyncImgError]] = {
-    "MissingParameter": InputRejected,
-    "MissingRequestInfo": InputRejected,
-    "InvalidActionOrVersion": InputRejected,
+    "MissingParameter": RequestRefused,
+    "MissingRequestInfo": RequestRefused,
+    "InvalidActionOrVersion": RequestRefused,
+    "ServiceNotFound": RequestRefused,
+    "MissingAuthenticationToken": AuthError,
+    "MissingSignature": AuthError,
+    "LackPolicy": AuthError,
     "InvalidAuthorization": AuthError,
     "InvalidCredential": AuthError,
     "InvalidTimestamp": AuthError,

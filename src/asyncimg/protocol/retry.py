@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from asyncimg import constants
-from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.protocol.errors import (
+    AsyncImgError,
+    ConnectFailed,
+    NetworkError,
+    ReplyUnreadable,
+    ServerError,
+)
 
 
 def should_retry(error: AsyncImgError, *, action: str, attempt: int, max_attempts: int) -> bool:
@@ -28,6 +34,23 @@ def should_retry(error: AsyncImgError, *, action: str, attempt: int, max_attempt
 SUBMIT_SAFE_TO_REPEAT = frozenset(
     {50429, 50500, 50501, "FlowLimitExceeded", "ServiceUnavailableTemp"}
 )
+
+
+def submit_outcome_unknown(error: AsyncImgError) -> bool:
+    """Whether a failed submit may still have created (and billed) a task.
+
+    Certainly not: a business code (a reply with a code other than 10000 never carries a
+    task), a gateway refusal before forwarding, a connection that was never made. Maybe:
+    no reply or a timeout after sending, a reply we cannot read, a gateway that failed
+    after forwarding (InternalError, InternalServiceTimeout, InternalServiceError).
+    """
+    if isinstance(error, ConnectFailed):
+        return False
+    if isinstance(error, NetworkError | ReplyUnreadable):
+        return True
+    if isinstance(error, ServerError):
+        return not isinstance(error.code, int) and error.code not in SUBMIT_SAFE_TO_REPEAT
+    return False
 
 
 def retry_delay(

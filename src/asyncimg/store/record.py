@@ -20,6 +20,7 @@ from asyncimg import constants
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.states import (
     NEEDS_TASK_ID,
+    NO_TASK_ID,
     IllegalTransition,
     TaskState,
     can_transition,
@@ -140,6 +141,18 @@ class TaskRecord(BaseModel):
     results: list[ResultFile] = Field(default_factory=list)
     download_failures: int = Field(default=0, ge=0)
     """Consecutive passes whose download failed verification (reset on success/retry)."""
+    stalled_passes: int = Field(default=0, ge=0)
+    """Consecutive polls of an accepted task that made no progress (a reply without data,
+    an unknown status, an image URL that would not download); reset by any progress."""
+    stalled_since: float | None = None
+    """When the current run of stalled polls began."""
+    submit_started_at: float | None = None
+    """Set (on a pending record) just before a submit is sent: if the record is found
+    pending with this set and nobody holds its lock, the submitter died mid-request and
+    the outcome is unknown (the record becomes unconfirmed)."""
+    unconfirmed_resubmits: int = Field(default=0, ge=0)
+    """Automatic resubmissions spent after unknown submit outcomes (capped by the config's
+    ``max_unconfirmed_resubmits``; `retry` starts it again)."""
     working_dir: str | None = None
     """The folder relative `output_path` / `character_images` were given in (the
     submitter's working directory), so a check run from elsewhere finds the same files.
@@ -174,8 +187,10 @@ class TaskRecord(BaseModel):
     def _check_invariants(self) -> Self:
         if self.status in NEEDS_TASK_ID and self.task_id is None:
             raise ValueError(f"status {self.status.value} needs a task_id")
-        if self.status is TaskState.PENDING and self.task_id is not None:
-            raise ValueError("status pending cannot have a task_id (the API has not accepted it)")
+        if self.status in NO_TASK_ID and self.task_id is not None:
+            raise ValueError(
+                f"status {self.status.value} cannot have a task_id (the API has not accepted it)"
+            )
         banned = sorted(_NOT_PARAMS.intersection(self.params))
         if banned:
             raise ValueError(f"params must not contain {', '.join(banned)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asyncimg.protocol.errors import AsyncImgError
@@ -23,6 +24,10 @@ class TaskState(StrEnum):
 
     PENDING = "pending"
     """Recorded locally, not yet accepted by the API (queued, or waiting for a retry)."""
+    UNCONFIRMED = "unconfirmed"
+    """A submit was sent but its answer never reached the record (no reply, a timeout, a
+    garbled reply, a crash or a failed write): the API may have created a billed task.
+    Resubmitted automatically only within ``max_unconfirmed_resubmits``."""
     SUBMITTED = "submitted"
     """The API accepted it and gave a task_id; not yet seen running."""
     PROCESSING = "processing"
@@ -38,16 +43,33 @@ _S = TaskState
 #: The allowed moves. A same-state entry lets a caller record a new ``last_error``.
 #: processing → submitted exists because the API may report ``in_queue`` again after
 #: ``generating`` (and polls can arrive out of order); completed is final.
+#: unconfirmed → pending is a resubmission (automatic within the budget, or `retry`);
+#: unconfirmed → submitted is `adopt` finding the task; failed → submitted is a refetch of a
+#: result the API still holds (`retry --output`), never a new submission.
 TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
-    _S.PENDING: frozenset({_S.PENDING, _S.SUBMITTED, _S.PROCESSING, _S.FAILED}),
+    _S.PENDING: frozenset({_S.PENDING, _S.UNCONFIRMED, _S.SUBMITTED, _S.PROCESSING, _S.FAILED}),
+    _S.UNCONFIRMED: frozenset({_S.UNCONFIRMED, _S.PENDING, _S.SUBMITTED, _S.PROCESSING}),
     _S.SUBMITTED: frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED, _S.FAILED}),
     _S.PROCESSING: frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED, _S.FAILED}),
-    _S.FAILED: frozenset({_S.PENDING}),
+    _S.FAILED: frozenset({_S.PENDING, _S.SUBMITTED}),
     _S.COMPLETED: frozenset(),
 }
 
 #: States in which the record must carry the task_id the API gave it.
 NEEDS_TASK_ID: frozenset[TaskState] = frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED})
+#: States in which the record must not carry one (the API has not given one, as far as we know).
+NO_TASK_ID: frozenset[TaskState] = frozenset({_S.PENDING, _S.UNCONFIRMED})
+
+# The state sets every module uses, defined once.
+#: Accepted by the API and not finished: these are polled.
+IN_FLIGHT: frozenset[TaskState] = frozenset({_S.SUBMITTED, _S.PROCESSING})
+#: Waiting to be sent (the local queue).
+QUEUED: frozenset[TaskState] = frozenset({_S.PENDING})
+#: Final: nothing more happens without the user.
+FINISHED: frozenset[TaskState] = frozenset({_S.COMPLETED, _S.FAILED})
+#: Not final. An unconfirmed task is unfinished, though it may be waiting for the user
+#: (see `lifecycle.decide.waits_for_user`).
+UNFINISHED: frozenset[TaskState] = frozenset(TaskState) - FINISHED
 
 #: Fields only :func:`transition` itself may set (identity and bookkeeping).
 _MANAGED = frozenset({"status", "updated_at", "local_id", "schema_version", "created_at"})
@@ -99,33 +121,98 @@ def transition(
     return type(record).model_validate(data)
 
 
-def retry_record(record: TaskRecord, *, now: float) -> TaskRecord:
-    """A failed record sent back to pending for a fresh submission with the same parameters.
-
-    The finished attempt (task_id, submit_time, status, last_error) is kept in ``history``
-    so nothing about it is lost; task_id, last_error, results and download_failures are
-    cleared. Raises :class:`IllegalTransition` unless the record is failed.
-    """
-    if record.status is not TaskState.FAILED:
-        raise IllegalTransition(
-            record.task_id or record.local_id, TaskState(record.status), TaskState.PENDING
-        )
-    earlier = {
+def _attempt(record: TaskRecord, now: float, **extra: Any) -> dict[str, Any]:
+    """The current attempt as a ``history`` entry."""
+    return {
         "task_id": record.task_id,
         "submit_time": record.submit_time,
         "status": record.status,
         "last_error": record.last_error,
         "retried_at": now,
+        **extra,
     }
+
+
+_FRESH: dict[str, Any] = {
+    "task_id": None,
+    "submit_time": None,
+    "last_error": None,
+    "results": [],
+    "completed_time": None,
+    "download_failures": 0,
+    "stalled_passes": 0,
+    "stalled_since": None,
+    "submit_started_at": None,
+}
+
+
+def retry_record(record: TaskRecord, *, now: float, **changes: Any) -> TaskRecord:
+    """A failed or unconfirmed record sent back to pending for a fresh submission.
+
+    The finished attempt (task_id, submit_time, status, last_error) is kept in ``history``
+    so nothing about it is lost; the attempt's own fields are cleared and the automatic
+    resubmit budget starts again (the user chose to resubmit). ``changes`` amend the
+    request at the same time (a new prompt, size, output). Raises
+    :class:`IllegalTransition` unless the record is failed or unconfirmed.
+    """
+    if record.status not in (TaskState.FAILED, TaskState.UNCONFIRMED):
+        raise IllegalTransition(
+            record.task_id or record.local_id, TaskState(record.status), TaskState.PENDING
+        )
     return transition(
         record,
         TaskState.PENDING,
         now=now,
-        history=[*record.history, earlier],
-        task_id=None,
-        submit_time=None,
-        last_error=None,
-        results=[],
-        completed_time=None,
-        download_failures=0,
+        **{
+            **_FRESH,
+            "history": [*record.history, _attempt(record, now)],
+            "unconfirmed_resubmits": 0,
+            **changes,
+        },
     )
+
+
+def resubmit_unconfirmed(record: TaskRecord, *, now: float) -> TaskRecord:
+    """An unconfirmed record queued again automatically: one unit of the budget spent.
+
+    The unknown attempt stays in ``history`` (if the API did create it, it was billed).
+    """
+    if record.status is not TaskState.UNCONFIRMED:
+        raise IllegalTransition(
+            record.task_id or record.local_id, TaskState(record.status), TaskState.PENDING
+        )
+    return transition(
+        record,
+        TaskState.PENDING,
+        now=now,
+        **{
+            **_FRESH,
+            "history": [*record.history, _attempt(record, now)],
+            "unconfirmed_resubmits": record.unconfirmed_resubmits + 1,
+        },
+    )
+
+
+def refetch_record(record: TaskRecord, *, now: float, output_path: str | None = None) -> TaskRecord:
+    """A failed task whose result the API still holds, polled and downloaded again.
+
+    No new submission: the same task_id goes back in flight (optionally to a new
+    ``output_path``). Raises :class:`IllegalTransition` unless failed with a task_id.
+    """
+    if record.status is not TaskState.FAILED or record.task_id is None:
+        raise IllegalTransition(
+            record.task_id or record.local_id, TaskState(record.status), TaskState.SUBMITTED
+        )
+    changes: dict[str, Any] = {
+        "history": [*record.history, _attempt(record, now, refetched=True)],
+        "last_error": None,
+        "results": [],
+        "completed_time": None,
+        "download_failures": 0,
+        "stalled_passes": 0,
+        "stalled_since": None,
+    }
+    if output_path is not None:
+        changes["output_path"] = output_path
+        changes["filename"] = Path(output_path).name
+    return transition(record, TaskState.SUBMITTED, now=now, **changes)

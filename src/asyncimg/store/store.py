@@ -109,8 +109,23 @@ class TaskStore:
             legacy = self.root / f"{stem}.txt"
             if tracked is None and self._belongs(legacy, record.local_id):
                 return legacy
-            return self.root / f"{stem}.json"
+            plain = self.root / f"{stem}.json"
+            apart = self.root / f"{stem}.{record.local_id[:12]}.json"
+            if tracked == apart or (
+                tracked != plain and plain.exists() and not self._belongs(plain, record.local_id)
+            ):
+                return apart  # the API gave this id to another task of ours too
+            return plain
         return self._pending_path(record.local_id)
+
+    def task_id_owner(self, task_id: str, local_id: str) -> Path | None:
+        """The file of *another* task that already holds `task_id`, if any (the API repeated
+        an id: both records are kept, the second under a name of its own)."""
+        stem = file_stem(task_id)
+        for path in (self.root / f"{stem}.json", self.root / f"{stem}.txt"):
+            if path.is_file() and not self._belongs(path, local_id):
+                return path
+        return None
 
     def _pending_path(self, local_id: str) -> Path:
         return self.root / f"{PENDING_PREFIX}{local_id}.json"
