@@ -220,8 +220,13 @@ class E2E:
 
     def ok(self, program: str, *args: str, **kwargs: Any) -> Ran:
         """Run and require exit status 0 and no traceback."""
+        return self.exits(0, program, *args, **kwargs)
+
+    def exits(self, code: int, program: str, *args: str, **kwargs: Any) -> Ran:
+        """Run and require exit status `code` (0 done, 1 frames failed, 2 setup or input,
+        130 interrupted) and no traceback."""
         ran = self.run(program, *args, **kwargs)
-        assert ran.returncode == 0, str(ran)
+        assert ran.returncode == code, str(ran)
         assert "Traceback" not in ran.stderr, str(ran)
         return ran
 

@@ -133,7 +133,7 @@ def _fail_one_of_three(e2e: E2E) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Three frames, the first rejected by output review; monitored to the end."""
     e2e.emu.inject("review_failure", 1, SUBMIT)
     e2e.submit_frames(3)
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=30)  # 1: a frame failed
     records = e2e.records()
     failed = [r for r in records if r["status"] == "failed"]
     done = [r for r in records if r["status"] == "completed"]
@@ -173,7 +173,7 @@ def test_list_show_and_json(e2e: E2E) -> None:
 def test_retry_by_id_and_failed_keeps_history(e2e: E2E) -> None:
     e2e.emu.inject("review_failure", 2, SUBMIT)
     e2e.submit_frames(3)
-    ran = e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    ran = e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=30)
     first, second = (r for r in e2e.records() if r["status"] == "failed")
     assert "asyncimg retry --failed" in ran.stdout, ran
 

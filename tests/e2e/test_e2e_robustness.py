@@ -298,7 +298,8 @@ def test_missing_character_image_names_the_path(e2e: E2E) -> None:
 def test_review_failure_ends_failed_with_retry_hint(e2e: E2E) -> None:
     e2e.emu.inject("review_failure", 1, SUBMIT)
     e2e.submit_frames(2)
-    ran = e2e.ok("check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=30)
+    # Issue item 13: a monitor that ends with failed frames says so to cron and scripts.
+    ran = e2e.exits(1, "check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=30)
     records = e2e.records()
     [failed] = [r for r in records if r["status"] == "failed"]
     assert [r["status"] for r in records].count("completed") == 1
@@ -332,17 +333,31 @@ def test_network_trouble_never_fails_a_task(e2e: E2E) -> None:
     assert all(r["last_error"] is None for r in records)
 
 
-def test_outage_on_submit_queues_locally_then_goes_out(e2e: E2E) -> None:
-    """A submit the service never answers (connection dropped) stays pending, not failed."""
+def test_outage_on_submit_is_unconfirmed_then_goes_out_once(e2e: E2E) -> None:
+    """A submit the service never answers (connection dropped) is unconfirmed, not failed,
+    and the monitor resubmits it once (the default budget)."""
     e2e.emu.inject("drop", 1, SUBMIT)
     ran = e2e.ok("asyncimg", "submit", "a frame", "-o", "out/a.png")
-    assert "0 submitted, 1 queued locally, 0 rejected" in ran.stdout, ran
+    assert "0 submitted, 0 queued locally, 1 unconfirmed, 0 rejected" in ran.stdout, ran
     [record] = e2e.records()
-    assert record["status"] == "pending" and record["task_id"] is None
+    assert record["status"] == "unconfirmed" and record["task_id"] is None
     e2e.ok("check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=30)
     [record] = e2e.records()
-    assert record["status"] == "completed"
+    assert record["status"] == "completed" and record["unconfirmed_resubmits"] == 1
     assert (e2e.root / "out" / "a.png").is_file()
+
+
+def test_a_monitor_whose_frames_wait_for_the_user_ends_with_exit_1_and_advice(
+    e2e: E2E,
+) -> None:
+    e2e.emu.inject("drop", 2, SUBMIT)
+    e2e.ok("asyncimg", "submit", "a frame", "-o", "out/a.png")
+    ran = e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    [record] = e2e.records()
+    assert record["status"] == "unconfirmed" and record["unconfirmed_resubmits"] == 1
+    assert "1 unconfirmed" in ran.stdout and "asyncimg adopt" in ran.stdout, ran
+    assert "asyncimg retry" in ran.stdout
+    assert e2e.emu.stats()["requests"]["CVSync2AsyncSubmitTask"] == 2
 
 
 # -- secrets ------------------------------------------------------------------------------
@@ -354,7 +369,7 @@ def test_secret_key_never_printed_or_written(e2e: E2E) -> None:
     e2e.ok("asyncimg", "submit", "frame", "-o", "out/1.png", "--character", "chars/lin.png")
     wrong = e2e.env(VOLC_SECRETKEY=SK[::-1])
     ran = e2e.run("asyncimg", "submit", "frame", "-o", "out/2.png", env=wrong)
-    assert ran.returncode == 1 and "SignatureDoesNotMatch" in ran.output, ran
+    assert ran.returncode == 2 and "SignatureDoesNotMatch" in ran.output, ran
     assert SK[::-1] not in ran.output
     ran = e2e.run("check_async_tasks.py", "--check-once", env=wrong)
     assert SK[::-1] not in ran.output

@@ -216,7 +216,8 @@ async def test_generate_records_and_submits_then_a_pass_completes_it(
     assert data["prompt"] == "少女站在樱花树下，回眸一笑"
     assert data["full_prompt"].startswith("少女站在樱花树下，回眸一笑，日系漫画风格")
     assert data["character_images"] == [str(char)] and data["style"] == "manga"
-    assert data["params"] == {"width": 1024, "height": 1024, "scale": 0.7}
+    # force_single by default: one frame, one billed image (issue item 12)
+    assert data["params"] == {"width": 1024, "height": 1024, "scale": 0.7, "force_single": True}
     assert data["output_path"] == str(out) and data["filename"] == "001.png"
     # The guide's second step: a check pass over that folder downloads the image.
     env.advance(10)

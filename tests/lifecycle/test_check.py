@@ -12,6 +12,7 @@ from PIL import Image
 
 from asyncimg import constants
 from asyncimg.lifecycle.check import MAX_DOWNLOAD_FAILURES, PassSummary
+from asyncimg.lifecycle.decide import MAX_STALLED_PASSES
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.signing import Credentials
 from asyncimg.store.states import TaskState
@@ -70,6 +71,7 @@ async def test_pending_tasks_go_out_as_capacity_frees(start: Start) -> None:
     assert stats["tasks_submitted"] == 6
     assert summaries[-1].counts == {
         "pending": 0,
+        "unconfirmed": 0,
         "submitted": 0,
         "processing": 0,
         "completed": 6,
@@ -148,8 +150,8 @@ async def test_done_image_is_saved_and_described_in_the_record(start: Start) -> 
 
 async def test_several_images_go_to_numbered_files(start: Start) -> None:
     env = await start(images_per_task=3)
-    await _submitted(env, "multi")
-    await _submitted(env, "single", params={"force_single": True})
+    await _submitted(env, "multi", params={"force_single": False})
+    await _submitted(env, "single")  # force_single is the default
     env.advance(10)
     await env.run_pass()
     out = env.out_dir
@@ -295,13 +297,75 @@ async def test_image_download_faults_never_fail_the_task(
     summary = await env.checker(client).run_pass()
     assert summary.completed == 0 and summary.failed == 0 and summary.transient_errors == 1
     record = TaskStore(env.tasks_dir).get(local_id)
-    assert record.status is S.SUBMITTED and record.download_failures == 1  # unchanged
+    assert record.status is S.SUBMITTED
+    # Only a corrupt image counts toward giving up on the image; a failed fetch is a
+    # stalled poll (the next poll hands out fresh URLs).
+    assert record.download_failures == 0 and record.stalled_passes == 1
     assert record.last_error is not None and record.last_error.retryable
     assert not (env.out_dir / "f1.png").exists()
     summary = await env.checker(client).run_pass()
     record = TaskStore(env.tasks_dir).get(local_id)
     assert record.status is S.COMPLETED and record.download_failures == 0
+    assert record.stalled_passes == 0 and record.stalled_since is None
     assert (env.out_dir / "f1.png").is_file()
+
+
+async def test_an_image_url_answering_403_is_fetched_again_from_a_fresh_poll(
+    start: Start,
+) -> None:
+    """Issue item 8: a 403/404/410 on an image URL failed the paid task at once, though the
+    next poll hands out fresh URLs."""
+    env = await start()
+    client = env.new_client(max_attempts=1)
+    local_id = await _submitted(env, "f1")
+    env.advance(10)
+    env.emu.inject("expired_url", count=2, action="image")
+    for _ in range(2):
+        summary = await env.checker(client).run_pass()
+        assert summary.failed == 0
+        assert _status(env, local_id) is S.SUBMITTED
+    record = TaskStore(env.tasks_dir).get(local_id)
+    assert record.last_error is not None and "403" in record.last_error.message
+    await env.checker(client).run_pass()
+    assert _status(env, local_id) is S.COMPLETED
+    assert env.emu.stats()["tasks_submitted"] == 1
+
+
+async def test_dropped_image_downloads_never_give_up_a_paid_image(start: Start) -> None:
+    """Issue item 8: `download_failures` counted network errors, so three passes with a
+    failed download gave up a paid image."""
+    env = await start()
+    client = env.new_client(max_attempts=1)
+    local_id = await _submitted(env, "f1")
+    env.advance(10)
+    env.emu.inject("server_error", count=MAX_DOWNLOAD_FAILURES + 2, action="image")
+    for _ in range(MAX_DOWNLOAD_FAILURES + 2):
+        summary = await env.checker(client).run_pass()
+        assert summary.failed == 0
+    record = TaskStore(env.tasks_dir).get(local_id)
+    assert record.status is S.SUBMITTED and record.download_failures == 0
+    await env.checker(client).run_pass()
+    assert _status(env, local_id) is S.COMPLETED
+
+
+async def test_an_image_that_never_downloads_fails_after_the_stall_limits(start: Start) -> None:
+    """A task that can make no progress reaches `failed` with the reason, so `monitor` ends;
+    a short outage never does (both a count and a time must pass)."""
+    env = await start()
+    client = env.new_client(max_attempts=1)
+    local_id = await _submitted(env, "f1")
+    env.advance(10)
+    env.emu.inject("expired_url", count=1000, action="image")
+    for _ in range(MAX_STALLED_PASSES - 1):
+        await env.checker(client).run_pass()
+        env.advance(120)
+    assert _status(env, local_id) is S.SUBMITTED  # enough time, too few polls
+    summary = await env.checker(client).run_pass()
+    assert summary.failed == 1
+    record = TaskStore(env.tasks_dir).get(local_id)
+    assert record.status is S.FAILED and record.last_error is not None
+    assert record.last_error.kind == "NoProgress" and "403" in record.last_error.message
+    assert record.task_id  # kept: `retry` can fetch it again without resubmitting
 
 
 async def test_truncated_image_is_never_saved_and_fails_after_the_limit(
@@ -403,14 +467,18 @@ async def test_a_wrong_key_never_fails_accepted_tasks_and_stops_the_pass(start: 
         reported: list[str] = []
         summary = await env.checker(wrong, report=reported.append).run_pass()
     assert summary.halted and "SignatureDoesNotMatch" in summary.halted
-    # The queued frame goes first: refused before any task existed, so failing it is safe;
-    # then the pass stops instead of failing the two accepted tasks.
-    assert summary.failed == 1 and summary.polled == 0
-    assert _status(env, pending.local_id) is S.FAILED
+    # Issue item 6: the queued frame goes first and the gateway refuses it; that is the
+    # key's fault, not the frame's, so it stays queued (failing it made `retry` bill it).
+    assert summary.failed == 0 and summary.polled == 0
+    assert _status(env, pending.local_id) is S.PENDING
+    assert summary.exit_code == 2
     assert sum(line.startswith("stopping this pass") for line in reported) == 1
     for local_id in (first, second):
         assert _status(env, local_id) is S.SUBMITTED  # not failed, task id kept
-    # With the right key the same tasks finish; nothing was submitted twice.
+    # With the right key every frame finishes; each was billed once.
     await env.run_pass()
-    assert _status(env, first) is S.COMPLETED and _status(env, second) is S.COMPLETED
-    assert env.emu.stats()["tasks_submitted"] == submitted_before
+    env.advance(10)
+    await env.run_pass()
+    for local_id in (first, second, pending.local_id):
+        assert _status(env, local_id) is S.COMPLETED
+    assert env.emu.stats()["tasks_submitted"] == submitted_before + 1

@@ -12,12 +12,16 @@ from asyncimg.protocol.errors import (
     AuthError,
     ConcurrencyLimited,
     ConfigError,
+    ConnectFailed,
     EmptyResult,
     InputRejected,
     InvalidInput,
     NetworkError,
+    NoProgress,
     OutputRejected,
     RateLimited,
+    ReplyUnreadable,
+    RequestRefused,
     ServerError,
     TaskGone,
     classify_business,
@@ -36,7 +40,7 @@ def _record(
     created_at: float = 100.0,
     local_id: str | None = None,
 ) -> TaskRecord:
-    if task_id is None and status is not S.PENDING and status is not S.FAILED:
+    if task_id is None and status not in (S.PENDING, S.FAILED, S.UNCONFIRMED):
         task_id = f"t{created_at:.0f}{status.value}"
     extra = {"local_id": local_id} if local_id else {}
     return TaskRecord(
@@ -132,23 +136,25 @@ WAITING_HELPS: list[AsyncImgError] = [
     classify_gateway("ServiceUnavailableTemp", "", "r", 503),
     classify_gateway("InternalServiceError", "", "r", 502),
     NetworkError("connection reset"),
-    ServerError("reply has no data.status"),
-    ImageCheckFailed("the image is incomplete or corrupt"),
-    SaveFailed("out.png: cannot write image"),
+    ServerError("the service answered 502"),
+]
+
+# Our own request refused (issue item 7): never a task's fault, on a poll or a submit.
+REQUEST_REFUSED: list[AsyncImgError] = [
+    classify_gateway(c, "", "r", 400)
+    for c in ("MissingParameter", "MissingRequestInfo", "InvalidActionOrVersion")
 ]
 
 WAITING_DOES_NOT_HELP: list[AsyncImgError] = [
-    *(classify_business(c, "", "r") for c in (50411, 50412, 50413, 50518, 50512, 50200)),
+    *(classify_business(c, "", "r") for c in (50411, 50412, 50413, 50518, 50512)),
     classify_business(50511, "", "r"),
     classify_business(50519, "", "r"),
     *(classify_business(c, "", "r", 500) for c in (50520, 50521, 50522)),
     classify_business(50400, "", "r"),
+    *REQUEST_REFUSED,
     *(
         classify_gateway(c, "", "r", 400)
         for c in (
-            "MissingParameter",
-            "MissingRequestInfo",
-            "InvalidActionOrVersion",
             "InvalidAuthorization",
             "InvalidCredential",
             "InvalidTimestamp",
@@ -158,7 +164,6 @@ WAITING_DOES_NOT_HELP: list[AsyncImgError] = [
             "AccessDenied",
         )
     ),
-    InvalidInput("size", "720x1280", "area too small"),
     ConfigError("VOLC_ACCESSKEY is not set"),
     TaskGone("gone", code="not_found"),
     EmptyResult("no image"),
@@ -172,12 +177,15 @@ def _id(error: AsyncImgError) -> str:
 @pytest.mark.parametrize("error", WAITING_HELPS, ids=_id)
 def test_retryable_errors_keep_the_task_and_note_the_error(error: AsyncImgError) -> None:
     decision = decide.after_error(error)
-    assert decision.state is None and not decision.fails
+    assert decision.state is None and not decision.fails and not decision.halt
+    assert not decision.stalled  # the service's own hiccups never count toward giving up
     assert decision.error is error
     assert decide.stop_submitting(error)
 
 
-SETUP_PROBLEMS = [e for e in WAITING_DOES_NOT_HELP if isinstance(e, AuthError | ConfigError)]
+SETUP_PROBLEMS = [
+    e for e in WAITING_DOES_NOT_HELP if isinstance(e, AuthError | ConfigError | RequestRefused)
+]
 TASK_PROBLEMS = [e for e in WAITING_DOES_NOT_HELP if e not in SETUP_PROBLEMS]
 
 
@@ -190,20 +198,31 @@ def test_other_errors_fail_the_task(error: AsyncImgError) -> None:
 
 
 @pytest.mark.parametrize("error", SETUP_PROBLEMS, ids=_id)
-def test_setup_problems_never_fail_an_accepted_task(error: AsyncImgError) -> None:
-    # A wrong key, a skewed clock or an expired token is not the task's fault: failing it
-    # would drop its result, and `retry` would pay for the frame again.
+def test_setup_problems_never_change_a_tasks_state(error: AsyncImgError) -> None:
+    # A wrong key, a skewed clock, an expired token or our own malformed request is not
+    # the task's fault: failing it would drop its result, and `retry` would pay again.
     assert decide.is_setup_problem(error)
-    decision = decide.after_error(error)
-    assert decision.state is None and decision.error is error
+    for decision in (decide.after_error(error), decide.after_submit_error(error)):
+        assert decision.state is None and decision.halt and decision.error is error
     assert decide.stop_submitting(error)
-    # A submit refused for setup reasons created no task: failing that record is safe.
-    assert decide.after_submit_error(error).state is S.FAILED
+
+
+def test_50200_on_a_poll_is_our_request_and_halts_but_on_a_submit_fails_the_frame() -> None:
+    error = classify_business(50200, "Invalid parameter", "r")
+    poll = decide.after_error(error)
+    assert poll.state is None and poll.halt
+    submit = decide.after_submit_error(error)
+    assert submit.state is S.FAILED and not submit.halt
+
+
+def test_request_refusals_are_their_own_kind() -> None:
+    assert all(isinstance(e, RequestRefused) for e in REQUEST_REFUSED)
+    assert not any(e.retryable or e.resubmittable for e in REQUEST_REFUSED)
 
 
 def test_error_classes_split_as_the_spec_says() -> None:
     kinds = {type(e) for e in WAITING_DOES_NOT_HELP}
-    assert {InputRejected, InvalidInput, OutputRejected, AuthError, ConfigError} <= kinds
+    assert {InputRejected, OutputRejected, AuthError, ConfigError, RequestRefused} <= kinds
     assert {RateLimited, ConcurrencyLimited, ServerError, NetworkError} <= {
         type(e) for e in WAITING_HELPS
     }
@@ -218,11 +237,14 @@ def test_error_classes_split_as_the_spec_says() -> None:
         classify_business(50430, "", "r"),
         classify_business(50500, "", "r"),
         classify_gateway("FlowLimitExceeded", "", "r", 429),
-        NetworkError("timed out"),
+        classify_gateway("ServiceUnavailableTemp", "", "r", 503),
+        ConnectFailed("connection refused"),
     ],
     ids=_id,
 )
-def test_submit_limits_and_outages_leave_the_task_pending(error: AsyncImgError) -> None:
+def test_submit_refusals_that_created_nothing_leave_the_task_pending(
+    error: AsyncImgError,
+) -> None:
     decision = decide.after_submit_error(error)
     assert decision.state is S.PENDING and not decision.fails
     assert decision.error is error
@@ -232,17 +254,32 @@ def test_submit_limits_and_outages_leave_the_task_pending(error: AsyncImgError) 
 @pytest.mark.parametrize(
     "error",
     [
-        classify_business(50200, "prompt too long", "r"),
-        classify_business(50412, "", "r"),
-        classify_business(50400, "", "r"),
-        classify_gateway("SignatureDoesNotMatch", "", "r", 401),
-        classify_gateway("InvalidTimestamp", "", "r", 400),
-        InvalidInput("character_images[0]", "chars/x.png", "no such file"),
-        ConfigError("VOLC_SECRETKEY is not set"),
+        NetworkError("CVSync2AsyncSubmitTask failed: timed out"),
+        NetworkError("CVSync2AsyncSubmitTask failed: Server disconnected"),
+        ReplyUnreadable("HTTP 502 with a non-JSON reply '<html>'", http_status=502),
+        ReplyUnreadable("submit answered success without a data.task_id"),
+        classify_gateway("InternalError", "", "r", 500),
+        classify_gateway("InternalServiceTimeout", "", "r", 504),
+        classify_gateway("InternalServiceError", "", "r", 502),
     ],
     ids=_id,
 )
-def test_submit_input_and_auth_errors_fail_the_task(error: AsyncImgError) -> None:
+def test_submit_outcomes_that_may_hide_a_task_make_it_unconfirmed(error: AsyncImgError) -> None:
+    decision = decide.after_submit_error(error)
+    assert decision.state is S.UNCONFIRMED and not decision.fails
+    assert decide.stop_submitting(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        classify_business(50200, "prompt too long", "r"),
+        classify_business(50412, "", "r"),
+        InvalidInput("character_images[0]", "chars/x.png", "no such file"),
+    ],
+    ids=_id,
+)
+def test_submit_input_errors_fail_the_task(error: AsyncImgError) -> None:
     decision = decide.after_submit_error(error)
     assert decision.state is S.FAILED and decision.fails
     assert decision.error is error
@@ -252,6 +289,77 @@ def test_concurrency_limit_pends_even_if_marked_not_retryable() -> None:
     error = ConcurrencyLimited("limit", code=50430, retryable=False)
     assert decide.after_submit_error(error).state is S.PENDING
     assert decide.stop_submitting(error)
+
+
+# -- stalled polls ----------------------------------------------------------------------------
+
+
+def test_a_reply_without_data_is_a_stalled_poll_not_a_failure() -> None:
+    error = ReplyUnreadable("poll reply has no data object")
+    decision = decide.after_error(error)
+    assert decision.stalled and decision.state is None
+
+
+@pytest.mark.parametrize(
+    ("passes", "elapsed", "fails"),
+    [
+        (1, 0.0, False),
+        (decide.MAX_STALLED_PASSES - 1, 10_000.0, False),  # many seconds, too few polls
+        (decide.MAX_STALLED_PASSES, decide.MIN_STALLED_S - 1, False),  # many polls, too soon
+        (decide.MAX_STALLED_PASSES, decide.MIN_STALLED_S, True),
+        (50, 5_000.0, True),
+    ],
+)
+def test_stalled_polls_fail_only_past_both_limits(passes: int, elapsed: float, fails: bool) -> None:
+    stalled = decide.Decision(None, error=ReplyUnreadable("no data"), stalled=True)
+    decision = decide.after_stall(stalled, passes, 1000.0, 1000.0 + elapsed)
+    assert decision.fails is fails
+    if fails:
+        assert isinstance(decision.error, NoProgress) and decision.error.resubmittable
+        assert "no data" in decision.error.message
+
+
+def test_after_stall_leaves_other_decisions_alone() -> None:
+    plain = decide.Decision(S.PROCESSING)
+    assert decide.after_stall(plain, 99, 0.0, 1e6) is plain
+
+
+# -- unconfirmed submits ----------------------------------------------------------------------
+
+
+def _unconfirmed(spent: int, created_at: float = 100.0) -> TaskRecord:
+    return TaskRecord(
+        output_path="out/u.png",
+        filename="u.png",
+        prompt="p",
+        full_prompt="p",
+        status=S.UNCONFIRMED,
+        created_at=created_at,
+        updated_at=created_at,
+        unconfirmed_resubmits=spent,
+    )
+
+
+@pytest.mark.parametrize(
+    ("spent", "budget", "resubmit"), [(0, 1, True), (1, 1, False), (0, 0, False), (2, 3, True)]
+)
+def test_unconfirmed_resubmits_stay_within_the_budget(
+    spent: int, budget: int, resubmit: bool
+) -> None:
+    record = _unconfirmed(spent)
+    assert decide.may_resubmit_unconfirmed(record, budget) is resubmit
+    assert decide.waits_for_user(record, budget) is not resubmit
+    assert (record in decide.submit_queue([record], budget)) is resubmit
+
+
+def test_submit_queue_is_oldest_first_over_pending_and_unconfirmed() -> None:
+    waiting = _unconfirmed(1, created_at=10.0)
+    again = _unconfirmed(0, created_at=150.0)
+    pending = _record(created_at=200.0)
+    older = _record(created_at=50.0)
+    flying = _record(S.SUBMITTED, created_at=1.0)
+    queue = decide.submit_queue([pending, waiting, flying, again, older], 1)
+    assert queue == [older, again, pending]
 
 
 def test_failure_reason_is_one_line_with_the_hint_and_request_id() -> None:
@@ -292,7 +400,8 @@ def test_submit_budget(flying: int, limit: int | None, budget: int | None) -> No
 
 
 def test_in_flight_is_submitted_and_processing_with_a_task_id() -> None:
-    records = [_record(s, created_at=float(i)) for i, s in enumerate(TaskState)]
+    states = [s for s in TaskState if s is not S.UNCONFIRMED]
+    records = [_record(s, created_at=float(i)) for i, s in enumerate(states)]
     flying = decide.in_flight(records)
     assert sorted(r.status.value for r in flying) == ["processing", "submitted"]
     assert all(r.task_id for r in flying)
@@ -300,15 +409,35 @@ def test_in_flight_is_submitted_and_processing_with_a_task_id() -> None:
 
 def test_after_download_error_gives_up_only_on_repeated_corrupt_images() -> None:
     from asyncimg.lifecycle.download import DownloadAbandoned
-    from asyncimg.protocol.errors import NetworkError
 
     corrupt = ImageCheckFailed("the image is incomplete or corrupt", request_id="r1")
     early = decide.after_download_error(corrupt, 2, 3)
-    assert early.state is None and early.error is corrupt
+    assert early.state is None and early.error is corrupt and not early.stalled
     final = decide.after_download_error(corrupt, 3, 3)
     assert final.state is S.FAILED
     assert isinstance(final.error, DownloadAbandoned)
     assert final.error.resubmittable and not final.error.retryable
     assert final.error.request_id == "r1" and "3 downloads in a row" in final.error.message
-    network = decide.after_download_error(NetworkError("reset"), 9, 3)
-    assert network.state is None  # the network is never the image's fault
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NetworkError("reset"),
+        TaskGone("image URL answered HTTP 403 (URLs are valid 24 h)", code=403),
+        TaskGone("image URL answered HTTP 404 (URLs are valid 24 h)", code=404),
+        ServerError("image download answered HTTP 502", http_status=502),
+    ],
+    ids=_id,
+)
+def test_a_failed_fetch_never_fails_the_task_at_once(error: AsyncImgError) -> None:
+    # The next poll hands out fresh URLs; only many stalled polls over a long time give up.
+    decision = decide.after_download_error(error, 99, 3)
+    assert decision.state is None and decision.stalled and decision.error is error
+
+
+def test_an_image_that_cannot_be_written_fails_the_task_with_the_way_out() -> None:
+    error = SaveFailed("out.png: cannot write image (Is a directory)")
+    decision = decide.after_download_error(error, 0, 3)
+    assert decision.state is S.FAILED
+    assert "--output" in decide.failure_reason(error)

@@ -115,7 +115,7 @@ async def test_cancel_mid_poll_leaves_every_record_loadable(start: Start) -> Non
 async def test_cancel_mid_download_leaves_no_partial_image(start: Start) -> None:
     env = await start(images_per_task=4)
     for i in range(6):
-        env.add(f"f{i}")
+        env.add(f"f{i}", params={"force_single": False})
     await env.run_pass()
     env.advance(10)
     job = asyncio.create_task(monitor(env.checker(), interval=0))

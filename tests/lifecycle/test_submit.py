@@ -18,7 +18,7 @@ from asyncimg.lifecycle.submit import (
     submit_records,
 )
 from asyncimg.protocol.errors import InvalidInput
-from asyncimg.store.states import TaskState
+from asyncimg.store.states import TaskState, transition
 
 if TYPE_CHECKING:
     from conftest import Env, Start
@@ -191,31 +191,85 @@ async def test_a_second_interrupt_gives_up_and_the_record_says_why(start: Start)
     with pytest.raises(asyncio.CancelledError):
         await job
     saved = env.load(record)
-    assert saved.status is TaskState.PENDING and saved.task_id is None
+    assert saved.status is TaskState.UNCONFIRMED and saved.task_id is None
     assert saved.last_error is not None and "may have created" in saved.last_error.message
+    assert saved.submit_started_at is None
 
 
-async def test_dropped_submit_stays_pending_with_the_error_and_is_not_resent(
+async def test_dropped_submit_is_unconfirmed_and_resubmitted_once_by_the_next_pass(
     start: Start,
 ) -> None:
     env = await start()
     env.emu.inject("drop", action=SUBMIT)
     record = env.add("f1")
     outcome = await submit_record(env.client, env.store, record, clock=env.now)
-    assert outcome.queued and not outcome.accepted
+    assert outcome.unconfirmed and not outcome.accepted and not outcome.queued
     saved = env.load(record)
-    assert saved.status is TaskState.PENDING and saved.task_id is None
+    assert saved.status is TaskState.UNCONFIRMED and saved.task_id is None
     assert saved.last_error is not None and saved.last_error.kind == "NetworkError"
-    assert saved.last_error.retryable
     assert saved.attempts == 0
-    # A submit lost on the network is never repeated blindly (it could bill twice).
+    # A submit lost on the network is never repeated blindly by the client.
     assert _submits(env) == 1
     assert _files(env) == [f"pending-{record.local_id}.json"]
-    # The next pass sends it again and it goes through.
+    # The next pass spends the one automatic resubmit, and it goes through.
     summary = await env.run_pass()
     assert summary.submitted == 1
-    assert env.load(record).status is TaskState.SUBMITTED
-    assert env.load(record).last_error is None
+    again = env.load(record)
+    assert again.status is TaskState.SUBMITTED and again.last_error is None
+    assert again.unconfirmed_resubmits == 1
+    assert [a.status for a in again.history] == [TaskState.UNCONFIRMED]
+
+
+async def test_lost_replies_bill_a_frame_at_most_once_more_however_many_passes(
+    start: Start,
+) -> None:
+    """Issue item 1: with a short submit timeout, one frame became 9 billed tasks, one per
+    pass. Now a lost reply is `unconfirmed`, resubmitted within the budget (default 1)."""
+    env = await start(slow_seconds=0.2)
+    client = env.new_client(submit_read_timeout=0.02)
+    env.emu.inject("slow", count=20, action=SUBMIT)
+    record = env.add("f1")
+    await submit_records(client, env.store, [record], clock=env.now)
+    passes = [await env.checker(client).run_pass() for _ in range(8)]
+    # Every slow submit still creates its task after the client gave up on it.
+    await env.wait_until(lambda: env.emu.stats()["tasks_submitted"] == _submits(env))
+    assert _submits(env) == 2 and env.emu.stats()["tasks_submitted"] == 2
+    saved = env.load(record)
+    assert saved.status is TaskState.UNCONFIRMED and saved.unconfirmed_resubmits == 1
+    last = passes[-1]
+    assert last.waiting == 1 and last.unfinished == 0 and last.exit_code == 1
+    assert sum(p.submitted for p in passes) == 0
+
+
+async def test_the_unconfirmed_budget_is_the_users_to_set(start: Start) -> None:
+    env = await start(slow_seconds=0.2)
+    client = env.new_client(submit_read_timeout=0.02)
+    env.emu.inject("slow", count=20, action=SUBMIT)
+    record = env.add("f1")
+    for _ in range(5):
+        await env.checker(client, unconfirmed_budget=0).run_pass()
+    assert _submits(env) == 1  # budget 0: a lost reply is never resubmitted automatically
+    for _ in range(5):
+        await env.checker(client, unconfirmed_budget=3).run_pass()
+    assert _submits(env) == 4
+    assert env.load(record).unconfirmed_resubmits == 3
+
+
+async def test_a_process_killed_mid_submit_leaves_an_unconfirmed_record(start: Start) -> None:
+    """The record is marked before the request leaves; a marked pending record whose lock
+    nobody holds means its submitter died with the answer in the air."""
+    env = await start()
+    record = env.add("f1")
+    marked = transition(record, TaskState.PENDING, now=env.now(), submit_started_at=env.now())
+    env.store.save(marked)  # what a SIGKILL during the request leaves on disk
+    summary = await env.run_pass(unconfirmed_budget=0)
+    assert summary.submitted == 0 and _submits(env) == 0
+    saved = env.load(record)
+    assert saved.status is TaskState.UNCONFIRMED and saved.submit_started_at is None
+    assert saved.last_error is not None and "stopped before" in saved.last_error.message
+    assert summary.waiting == 1 and summary.exit_code == 1
+    summary = await env.run_pass()  # with the default budget of 1: resubmitted once
+    assert summary.submitted == 1 and env.load(record).status is TaskState.SUBMITTED
 
 
 async def test_server_error_on_submit_is_retried_or_left_pending(start: Start) -> None:
@@ -231,7 +285,7 @@ async def test_server_error_on_submit_is_retried_or_left_pending(start: Start) -
     env.emu.inject("server_error", count=1, action=SUBMIT)
     second = env.add("f2")
     outcome = await submit_record(env.client, env.store, second, clock=env.now)
-    assert outcome.queued  # gateway InternalError: not repeated blindly, kept pending
+    assert outcome.unconfirmed  # gateway InternalError: the service may have the task
     saved = env.load(second)
     assert saved.last_error is not None and saved.last_error.code == "InternalError"
     assert _submits(env) == 3
@@ -286,7 +340,7 @@ async def test_references_are_sent_as_base64_but_never_stored(start: Start) -> N
     env = await start(images_per_task=15)
     lin = env.image("lin.png", color=(10, 20, 30))
     mei = env.image("mei.jpg", color=(200, 100, 0), fmt="JPEG")
-    record = env.add("f1", character_images=[str(lin), str(mei)])
+    record = env.add("f1", character_images=[str(lin), str(mei)], params={"force_single": False})
     fields = request_fields(record)
     encoded = [base64.b64encode(p.read_bytes()).decode() for p in (lin, mei)]
     assert fields["binary_data_base64"] == encoded

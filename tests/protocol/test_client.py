@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import logging
 import socket
 import time
@@ -35,15 +36,18 @@ from asyncimg.protocol.errors import (
     AuthError,
     ConcurrencyLimited,
     ConfigError,
+    ConnectFailed,
     EmptyResult,
     InputRejected,
     InvalidInput,
     NetworkError,
     OutputRejected,
     RateLimited,
+    RequestRefused,
     ServerError,
     TaskGone,
 )
+from asyncimg.protocol.retry import submit_outcome_unknown
 from asyncimg.protocol.signing import Credentials
 
 AK = "AKLTprotocoltestkey"
@@ -454,7 +458,8 @@ async def test_session_token_not_expected(emu: Emulator, make_client: MakeClient
 
 
 async def test_unknown_action_is_gateway_404(emu: Emulator, client: VisualClient) -> None:
-    err = await expect(InputRejected, client.call("CVNoSuchAction", {"req_key": V40}))
+    # Our own request refused: a setup problem, never the fault of the task it was about.
+    err = await expect(RequestRefused, client.call("CVNoSuchAction", {"req_key": V40}))
     assert err.code == "InvalidActionOrVersion" and err.http_status == 404 and err.request_id
     assert not err.retryable
 
@@ -680,15 +685,77 @@ async def test_timed_out_submit_is_not_repeated_and_may_still_create_the_task(
 ) -> None:
     """Why a submit is never repeated after a network failure: the service may have its task."""
     emu = await start_emulator(slow_seconds=0.2)
-    client = make_client(emu, read_timeout=0.05, max_attempts=3)
+    client = make_client(emu, submit_read_timeout=0.05, max_attempts=3)
     emu.inject("slow", action=SUBMIT)
-    await expect(NetworkError, client.submit(V40, SMALL))
+    err = await expect(NetworkError, client.submit(V40, SMALL))
+    assert not isinstance(err, ConnectFailed) and submit_outcome_unknown(err)
     assert requests(emu, SUBMIT) == 1 and sleeps(client) == []
     for _ in range(50):
         if emu.stats()["tasks_submitted"]:
             break
         await asyncio.sleep(0.02)
     assert emu.stats()["tasks_submitted"] == 1
+
+
+async def test_a_submit_waits_longer_than_a_poll(
+    start_emulator: StartEmulator, make_client: MakeClient
+) -> None:
+    """A body of ten references takes long to send and answer: the poll timeout must not
+    cut a submit short (a cut submit is an unknown outcome, maybe a billed task)."""
+    emu = await start_emulator(slow_seconds=0.3)
+    client = make_client(emu, read_timeout=0.05, submit_read_timeout=5.0, max_attempts=1)
+    emu.inject("slow", action=SUBMIT)
+    task_id = await client.submit(V40, SMALL)
+    emu.inject("slow", action=RESULT)
+    await expect(NetworkError, client.get_result(V40, task_id))
+    assert emu.stats()["tasks_submitted"] == 1
+
+
+async def test_a_refused_connection_certainly_sent_nothing(make_client: MakeClient) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before the client connects
+    client = make_client(endpoint=f"http://127.0.0.1:{port}", max_attempts=1)
+    err = await expect(ConnectFailed, client.submit(V40, SMALL))
+    assert not submit_outcome_unknown(err)
+
+
+def _code_as_string(reply: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(reply.get("code"), int):
+        reply["code"] = str(reply["code"])
+    return reply
+
+
+async def test_a_success_code_given_as_a_string_is_a_success(
+    start_emulator: StartEmulator, make_client: MakeClient
+) -> None:
+    """Issue item 2: `"code": "10000"` (a proxy or SDK layer stringifies it) was taken for an
+    error, and the frame was resubmitted every pass."""
+
+    @web.middleware
+    async def stringify(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            assert response.body is not None and isinstance(response.body, bytes)
+            reply = json.loads(response.body)
+            return web.json_response(_code_as_string(reply), status=response.status)
+        return response
+
+    emu = Emulator(
+        EmulatorConfig(access_key=AK, secret_key=SK, gen_seconds=(10.0, 10.0), clock=FakeClock())
+    )
+    emu.app.middlewares.append(stringify)
+    await emu.start()
+    try:
+        client = make_client(emu, max_attempts=1)
+        task_id = await client.submit(V40, SMALL)
+        assert emu.stats()["tasks_submitted"] == 1
+        assert (await client.get_result(V40, task_id)).status is TaskStatus.IN_QUEUE
+        emu.inject("server_error", action=SUBMIT)  # 50500 as "50500": still that error
+        err = await expect(ServerError, client.submit(V40, SMALL))
+        assert err.code == 50500 or err.code == "InternalError"
+    finally:
+        await emu.close()
 
 
 # -- retry policy for submit ---------------------------------------------------------------------

@@ -41,7 +41,13 @@ def test_business_codes(
 @pytest.mark.parametrize(
     ("code", "kind", "retryable"),
     [
-        ("MissingParameter", E.InputRejected, False),
+        ("MissingParameter", E.RequestRefused, False),
+        ("MissingRequestInfo", E.RequestRefused, False),
+        ("InvalidActionOrVersion", E.RequestRefused, False),
+        ("ServiceNotFound", E.RequestRefused, False),
+        ("MissingAuthenticationToken", E.AuthError, False),
+        ("MissingSignature", E.AuthError, False),
+        ("LackPolicy", E.AuthError, False),
         ("InvalidTimestamp", E.AuthError, False),
         ("InvalidAccessKey", E.AuthError, False),
         ("SignatureDoesNotMatch", E.AuthError, False),

@@ -20,9 +20,11 @@ from asyncimg.store import (
     retry_record,
     transition,
 )
+from asyncimg.store.states import refetch_record, resubmit_unconfirmed
 
-P, S, R, C, F = (
+P, U, S, R, C, F = (
     TaskState.PENDING,
+    TaskState.UNCONFIRMED,
     TaskState.SUBMITTED,
     TaskState.PROCESSING,
     TaskState.COMPLETED,
@@ -31,16 +33,17 @@ P, S, R, C, F = (
 
 # Written out independently of the implementation's table, so a wrong table fails here.
 EXPECTED = {
-    (P, P), (P, S), (P, R), (P, F),
+    (P, P), (P, U), (P, S), (P, R), (P, F),
+    (U, U), (U, P), (U, S), (U, R),
     (S, S), (S, R), (S, C), (S, F),
     (R, S), (R, R), (R, C), (R, F),
-    (F, P),
+    (F, P), (F, S),
 }  # fmt: skip
 ALL_PAIRS = [(a, b) for a in TaskState for b in TaskState]
 
 
 def make(status: TaskState = P, **extra: Any) -> TaskRecord:
-    task_id = None if status is P else "t-100"
+    task_id = None if status in (P, U) else "t-100"
     data: dict[str, Any] = {
         "task_id": task_id,
         "output_path": "out/frame_01.png",
@@ -58,7 +61,7 @@ def make(status: TaskState = P, **extra: Any) -> TaskRecord:
 
 def changes_for(old: TaskRecord, new: TaskState) -> dict[str, Any]:
     """The minimum a caller must change for the record to stay consistent in `new`."""
-    if new is P and old.task_id is not None:
+    if new in (P, U) and old.task_id is not None:
         return {"task_id": None}
     if new in (S, R, C) and old.task_id is None:
         return {"task_id": "t-200"}
@@ -68,6 +71,7 @@ def changes_for(old: TaskRecord, new: TaskState) -> dict[str, Any]:
 def test_state_values_are_the_guides_strings() -> None:
     assert [s.value for s in TaskState] == [
         "pending",
+        "unconfirmed",
         "submitted",
         "processing",
         "completed",
@@ -91,7 +95,21 @@ def test_every_allowed_transition_works(old: TaskState, new: TaskState) -> None:
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [(C, C), (C, F), (C, P), (C, S), (F, F), (F, S), (F, C), (P, C), (S, P), (R, P)],
+    [
+        (C, C),
+        (C, F),
+        (C, P),
+        (C, S),
+        (F, F),
+        (F, U),
+        (F, C),
+        (P, C),
+        (S, P),
+        (R, P),
+        (S, U),
+        (U, F),
+        (U, C),
+    ],
 )
 def test_forbidden_transitions_raise_naming_task_and_states(old: TaskState, new: TaskState) -> None:
     record = make(old)
@@ -168,9 +186,43 @@ def test_retry_record_keeps_the_earlier_attempt() -> None:
 
 
 @pytest.mark.parametrize("status", [P, S, R, C])
-def test_retry_record_only_from_failed(status: TaskState) -> None:
+def test_retry_record_only_from_failed_or_unconfirmed(status: TaskState) -> None:
     with pytest.raises(IllegalTransition):
         retry_record(make(status), now=1.0)
+
+
+def test_retry_record_of_an_unconfirmed_record_keeps_the_unknown_attempt() -> None:
+    lost = make(U, unconfirmed_resubmits=1, submit_started_at=None)
+    again = retry_record(lost, now=50.0)
+    assert again.status is P and again.unconfirmed_resubmits == 0  # the user chose to pay
+    (earlier,) = again.history
+    assert earlier.status is U and earlier.task_id is None
+
+
+def test_resubmit_unconfirmed_spends_one_unit_of_the_budget() -> None:
+    lost = make(U)
+    again = resubmit_unconfirmed(lost, now=20.0)
+    assert again.status is P and again.unconfirmed_resubmits == 1
+    assert [a.status for a in again.history] == [U]
+    with pytest.raises(IllegalTransition):
+        resubmit_unconfirmed(make(P), now=21.0)
+
+
+def test_refetch_record_polls_the_same_task_again_without_a_new_submission() -> None:
+    failed = make(F, task_id="t-9", submit_time=5.0, attempts=1, download_failures=2)
+    again = refetch_record(failed, now=30.0, output_path="elsewhere/frame.png")
+    assert again.status is S and again.task_id == "t-9" and again.attempts == 1
+    assert again.output_path == "elsewhere/frame.png" and again.filename == "frame.png"
+    assert again.download_failures == 0 and again.last_error is None
+    (earlier,) = again.history
+    assert earlier.task_id == "t-9" and earlier.status is F
+    with pytest.raises(IllegalTransition):
+        refetch_record(make(F, task_id=None), now=31.0)  # never accepted: nothing to fetch
+
+
+def test_unconfirmed_records_never_carry_a_task_id() -> None:
+    with pytest.raises(ValidationError):
+        make(U, task_id="t-1")
 
 
 @given(st.lists(st.sampled_from(list(TaskState)), max_size=40))
@@ -182,7 +234,7 @@ def test_random_sequences_only_move_along_the_table(targets: list[TaskState]) ->
         now += 1.0
         before = record
         try:
-            if target is P and record.status is F:
+            if target is P and record.status in (F, U):
                 record = retry_record(record, now=now)
             else:
                 record = transition(record, target, now=now, **changes_for(record, target))

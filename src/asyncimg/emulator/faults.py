@@ -18,6 +18,12 @@ class FaultKind(StrEnum):
     NO_IMAGE = "no_image"
     TRUNCATED_IMAGE = "truncated_image"
     BASE64_ONLY = "base64_only"  # done with URLs asked for, yet only base64 comes (spec §4)
+    EXPIRED_URL = "expired_url"  # an image URL answers 403, as a CDN does past its signature
+
+    @property
+    def image_only(self) -> bool:
+        """Faults that only make sense on an image download (never drawn for API calls)."""
+        return self is FaultKind.EXPIRED_URL
 
     @property
     def is_task_outcome(self) -> bool:
@@ -33,7 +39,7 @@ TASK_FAULTS = frozenset(
         FaultKind.BASE64_ONLY,
     }
 )
-REQUEST_FAULTS = frozenset(FaultKind) - TASK_FAULTS
+REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
 # The pseudo-action that targets `GET /_emulator/images/...` with inject(kind, action=...).
 IMAGE_ACTION = "image"
 
@@ -73,6 +79,8 @@ class FaultPlan:
             raise ValueError(f"unknown action {action!r}")
         if kind.is_task_outcome and action not in (None, constants.ACTION_SUBMIT):
             raise ValueError(f"{kind} is decided at submit; action must be the submit action")
+        if kind.image_only and action != IMAGE_ACTION:
+            raise ValueError(f"{kind} applies to image downloads; action must be {IMAGE_ACTION!r}")
         self._queue.append(_Injected(kind, count, action))
 
     def _take(self, action: str, task_outcome: bool) -> FaultKind | None:

@@ -363,6 +363,8 @@ class Emulator:
             return web.Response()
         if fault is FaultKind.SERVER_ERROR:
             return web.json_response({"error": "internal error"}, status=502)
+        if fault is FaultKind.EXPIRED_URL:
+            return web.Response(text="AccessDenied: Request has expired", status=403)
         data = await self._image_bytes(task, int(stem))
         self._downloads += 1
         return web.Response(body=data, content_type=task.content_type)

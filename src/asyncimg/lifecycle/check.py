@@ -8,6 +8,7 @@ import binascii
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from asyncimg import constants
 from asyncimg.lifecycle import decide
@@ -231,7 +232,7 @@ class Checker:
         files: list[ResultFile] = []
         for i, blob in enumerate(blobs):
             target = result_path(record.resolve(record.output_path), i)
-            files.append(await asyncio.to_thread(save_image, blob, target))
+            files.append(await _finish_in_thread(save_image, blob, target))
         return files
 
     def _apply(
@@ -267,6 +268,19 @@ class Checker:
         if decision.fails and decision.error is not None:
             summary.failed += 1
             self.report(f"{_name(updated)}: failed — {decide.failure_reason(decision.error)}")
+
+
+async def _finish_in_thread(
+    fn: Callable[[bytes, Path], ResultFile], blob: bytes, target: Path
+) -> ResultFile:
+    """Run a write in a thread; a cancel (Ctrl+C) waits for it to finish, so no temp file
+    is left behind by a thread that was still writing when the pass stopped."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn, blob, target))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await job
+        raise
 
 
 def _name(record: TaskRecord) -> str:
