@@ -19,11 +19,20 @@ class FaultKind(StrEnum):
     TRUNCATED_IMAGE = "truncated_image"
     BASE64_ONLY = "base64_only"  # done with URLs asked for, yet only base64 comes (spec §4)
     EXPIRED_URL = "expired_url"  # an image URL answers 403, as a CDN does past its signature
+    # Our own request refused, as a proxy that mangles requests would cause: the gateway's
+    # MissingParameter (HTTP 400), or the service's 50200 parameter error.
+    GATEWAY_REFUSAL = "gateway_refusal"
+    PARAM_ERROR = "param_error"
 
     @property
     def image_only(self) -> bool:
-        """Faults that only make sense on an image download (never drawn for API calls)."""
+        """Faults that only make sense on an image download."""
         return self is FaultKind.EXPIRED_URL
+
+    @property
+    def injected_only(self) -> bool:
+        """Faults a test asks for explicitly; never drawn at random (`--fault-rate`)."""
+        return self in INJECTED_ONLY
 
     @property
     def is_task_outcome(self) -> bool:
@@ -38,6 +47,9 @@ TASK_FAULTS = frozenset(
         FaultKind.TRUNCATED_IMAGE,
         FaultKind.BASE64_ONLY,
     }
+)
+INJECTED_ONLY = frozenset(
+    {FaultKind.EXPIRED_URL, FaultKind.GATEWAY_REFUSAL, FaultKind.PARAM_ERROR}
 )
 REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
 # The pseudo-action that targets `GET /_emulator/images/...` with inject(kind, action=...).
@@ -60,7 +72,7 @@ class FaultPlan:
 
     def __init__(self, rate: float, kinds: frozenset[FaultKind], seed: int | None) -> None:
         self.rate = rate
-        self._request_kinds = sorted(kinds & REQUEST_FAULTS)
+        self._request_kinds = sorted((kinds & REQUEST_FAULTS) - INJECTED_ONLY)
         self._task_kinds = sorted(kinds & TASK_FAULTS)
         self._rng = random.Random(None if seed is None else f"{seed}:faults")
         self._queue: list[_Injected] = []

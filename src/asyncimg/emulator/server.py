@@ -245,6 +245,11 @@ class Emulator:
         fault = self._faults.for_request(action)
         if await self._drop_or_delay(fault, request):
             return web.Response()
+        if fault is FaultKind.GATEWAY_REFUSAL:
+            missing = GatewayError("MissingParameter", "A required parameter is missing.")
+            return self._gateway_reply(missing, request_id, action, version)
+        if fault is FaultKind.PARAM_ERROR:
+            return self._business_reply(50200, _MESSAGES[50200], request_id, None, started, 400)
         if fault is FaultKind.SERVER_ERROR:
             if self._faults.server_error_is_gateway():
                 internal = GatewayError("InternalError", "The service hit an internal error.")

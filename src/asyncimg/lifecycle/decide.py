@@ -90,6 +90,12 @@ def after_error(error: AsyncImgError) -> Decision:
     makes no sense counts toward the stall limit (see `after_stall`).
     """
     if is_poll_setup_problem(error):
+        if not is_setup_problem(error):  # 50200: say whose request it was
+            error = RequestRefused(
+                f"the service refused asyncimg's poll as malformed: {error.message}",
+                code=error.code,
+                request_id=error.request_id,
+            )
         return Decision(None, error=error, halt=True)
     if isinstance(error, ReplyUnreadable) and not error.http_status:
         return Decision(None, error=error, stalled=True)
