@@ -48,9 +48,7 @@ TASK_FAULTS = frozenset(
         FaultKind.BASE64_ONLY,
     }
 )
-INJECTED_ONLY = frozenset(
-    {FaultKind.EXPIRED_URL, FaultKind.GATEWAY_REFUSAL, FaultKind.PARAM_ERROR}
-)
+INJECTED_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.GATEWAY_REFUSAL, FaultKind.PARAM_ERROR})
 REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
 # The pseudo-action that targets `GET /_emulator/images/...` with inject(kind, action=...).
 IMAGE_ACTION = "image"
