@@ -375,7 +375,7 @@ def test_failure_reason_is_one_line_with_the_hint_and_request_id() -> None:
 # -- the local queue --------------------------------------------------------------------------
 
 
-def test_pending_in_order_is_oldest_first_and_only_pending() -> None:
+def test_submit_queue_is_oldest_first_and_only_queued() -> None:
     a = _record(created_at=300.0, local_id="a")
     b = _record(created_at=100.0, local_id="zz")
     c = _record(created_at=100.0, local_id="bb")  # same time: local_id breaks the tie
@@ -386,9 +386,9 @@ def test_pending_in_order_is_oldest_first_and_only_pending() -> None:
         _record(S.FAILED, created_at=50.0),
         _record(S.COMPLETED, created_at=50.0),
     ]
-    ordered = decide.pending_in_order([a, *others, b, d, c])
+    ordered = decide.submit_queue([a, *others, b, d, c], 1)
     assert [r.local_id for r in ordered] == ["bb", "zz", "d", "a"]
-    assert decide.pending_in_order(others) == []
+    assert decide.submit_queue(others, 1) == []
 
 
 @pytest.mark.parametrize(

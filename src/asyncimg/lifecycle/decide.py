@@ -170,12 +170,6 @@ def failure_reason(error: AsyncImgError) -> str:
     return f"{text} — {error.hint}" if error.hint else text
 
 
-def pending_in_order(records: Iterable[TaskRecord]) -> list[TaskRecord]:
-    """The local queue: oldest first, so a chapter's frames go out in the order given."""
-    pending = [r for r in records if r.status is TaskState.PENDING]
-    return sorted(pending, key=lambda r: (r.created_at, r.local_id))
-
-
 def may_resubmit_unconfirmed(record: TaskRecord, budget: int) -> bool:
     """Whether an unconfirmed record may be resubmitted automatically (once per unit of
     `budget`, the config's `max_unconfirmed_resubmits`), never once per pass."""
