@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
+from asyncimg.lifecycle.scheduler import Scheduler
 from asyncimg.lifecycle.submit import (
     BatchOutcome,
     SubmitOutcome,
@@ -153,19 +154,38 @@ class Workspace:
         *,
         interval: float | None = None,
         until_done: bool = True,
-        on_pass: Callable[[PassSummary], None] | None = None,
+        on_pass: Callable[[Any], None] | None = None,
         max_passes: int | None = None,
         **kwargs: Any,
     ) -> MonitorOutcome:
+        """Watch the folder until every frame is done (or for ever without `until_done`).
+
+        By default one long-lived scheduler (see `lifecycle/scheduler.py`); with
+        `max_passes` (what `check` uses: one), fixed passes `interval` seconds apart.
+        `on_pass` gets a PassSummary after each pass, or a SchedulerView as things move.
+        """
         every = interval if interval is not None else self.config.defaults.interval
         async with self.client_factory() as client:
-            return await monitor(
-                self.checker(client, **kwargs),
+            checker = self.checker(client, **kwargs)
+            if max_passes is not None:
+                return await monitor(
+                    checker,
+                    interval=every,
+                    until_done=until_done,
+                    on_pass=on_pass,
+                    max_passes=max_passes,
+                )
+            defaults = self.config.defaults
+            scheduler = Scheduler(
+                checker,
                 interval=every,
                 until_done=until_done,
-                on_pass=on_pass,
-                max_passes=max_passes,
+                max_in_flight=defaults.max_in_flight,
+                submit_rate=defaults.submit_rate,
+                poll_rate=defaults.poll_rate,
+                on_progress=on_pass,
             )
+            return await scheduler.run()
 
     def clean_completed(
         self, *, older_than: float | None = None, archive: str | Path | None = None

@@ -267,7 +267,9 @@ async def test_poll_faults_keep_the_state_and_a_later_pass_completes(
     assert record.last_error is not None and record.last_error.kind == kind
     assert record.last_error.retryable
     assert env.emu.stats()["faults_fired"] == {fault: 2}
-    summary = await env.checker(client).run_pass()
+    # The default client: a 50 ms read timeout could also cut the image download short
+    # on a loaded machine (the emulator renders the image on first request).
+    summary = await env.checker().run_pass()
     assert summary.completed == 1
     record = TaskStore(env.tasks_dir).get(local_id)
     assert record.status is S.COMPLETED and record.last_error is None

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from asyncimg.api import Workspace
 from asyncimg.lifecycle.check import PassSummary
 from asyncimg.lifecycle.decide import waits_for_user
+from asyncimg.lifecycle.scheduler import SchedulerView
 from asyncimg.store.states import TaskState
 
 
@@ -20,6 +21,7 @@ class MonitorDisplay:
         self.console = console
         self.progress: Progress | None = None
         self.task: TaskID | None = None
+        self._printed: tuple[tuple[str, int], ...] = ()
 
     def __enter__(self) -> MonitorDisplay:
         if self.console.is_terminal:
@@ -47,7 +49,7 @@ class MonitorDisplay:
     def event(self, line: str) -> None:
         self.console.print(line, markup=False, highlight=False)
 
-    def update(self, summary: PassSummary) -> None:
+    def update(self, summary: PassSummary | SchedulerView) -> None:
         total = sum(summary.counts.values())
         finished = summary.counts.get(TaskState.COMPLETED.value, 0) + summary.counts.get(
             TaskState.FAILED.value, 0
@@ -56,8 +58,14 @@ class MonitorDisplay:
             self.progress.update(
                 self.task, total=total, completed=finished, description=summary.line()
             )
-        else:
+            return
+        if isinstance(summary, PassSummary):
             self.console.print(f"pass: {summary.line()}", markup=False, highlight=False)
+            return
+        counts = tuple(sorted(summary.counts.items()))
+        if counts != self._printed:  # a log or a pipe gets a line when something moved
+            self._printed = counts
+            self.console.print(f"progress: {summary.line()}", markup=False, highlight=False)
 
 
 def print_summary(console: Console, summary: PassSummary, workspace: Workspace) -> None:

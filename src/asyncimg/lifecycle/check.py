@@ -13,7 +13,7 @@ from pathlib import Path
 from asyncimg import constants
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
-from asyncimg.lifecycle.submit import RecordNotSaved, submit_records
+from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
@@ -110,7 +110,7 @@ class Checker:
         if budget is not None:
             queue = queue[:budget]
         if queue:
-            await self._submit(queue, summary)
+            await self.submit(queue, summary)
 
         semaphore = asyncio.Semaphore(self.poll_concurrency)
 
@@ -128,8 +128,12 @@ class Checker:
         summary.waiting = sum(decide.waits_for_user(r, self.unconfirmed_budget) for r in final)
         return summary
 
-    async def _submit(self, queue: list[TaskRecord], summary: PassSummary) -> None:
-        """Send the queue one at a time: it drains strictly oldest-first as capacity frees."""
+    async def submit(self, queue: list[TaskRecord], summary: PassSummary) -> BatchOutcome | None:
+        """Send the queue one at a time: it drains strictly oldest-first as capacity frees.
+
+        None: a record could not be written after the API accepted its task (the pass is
+        halted with the task id and the command that adopts it).
+        """
         try:
             batch = await submit_records(
                 self.client,
@@ -141,7 +145,7 @@ class Checker:
             )
         except RecordNotSaved as exc:
             self._halt(summary, exc)
-            return
+            return None
         if batch.halted is not None:
             self._halt(summary, batch.halted)
         for outcome in batch.outcomes:
@@ -157,6 +161,7 @@ class Checker:
             elif outcome.rejected and outcome.error is not None:
                 summary.failed += 1
                 self.report(f"{name}: failed — {decide.failure_reason(outcome.error)}")
+        return batch
 
     def _load(self, summary: PassSummary) -> list[TaskRecord]:
         """Every readable record; each one set aside is reported once, in one line."""
@@ -167,24 +172,29 @@ class Checker:
         return loaded.records
 
     async def _check_one(self, record: TaskRecord, summary: PassSummary) -> None:
+        await self.check_task(record, summary)
+
+    async def check_task(self, record: TaskRecord, summary: PassSummary) -> TaskRecord | None:
+        """Poll one in-flight task and act on the answer; the record as this left it.
+
+        None: busy in another process (or gone); the caller tries again later.
+        """
         with self.store.lock(record) as held:
             if not held:
                 summary.skipped_locked += 1
-                return
+                return None
             current = self.store.reload(record)
             if current is None or current.status not in IN_FLIGHT or not current.task_id:
-                return
+                return current
             summary.polled += 1
             try:
                 result = await self.client.get_result(current.req_key, current.task_id)
             except AsyncImgError as exc:
-                self._apply(current, decide.after_error(exc), summary)
-                return
+                return self._apply(current, decide.after_error(exc), summary)
             decision = decide.after_poll(result)
             if decision.download:
-                await self._download(current, result, summary)
-            else:
-                self._apply(current, decision, summary)
+                return await self._download(current, result, summary)
+            return self._apply(current, decision, summary)
 
     def _halt(self, summary: PassSummary, error: AsyncImgError) -> None:
         """Every other task would hit the same wall: stop polling, say it once."""
@@ -192,7 +202,9 @@ class Checker:
             summary.halted = decide.failure_reason(error)
             self.report(f"stopping this pass: {summary.halted}")
 
-    async def _download(self, record: TaskRecord, result: Result, summary: PassSummary) -> None:
+    async def _download(
+        self, record: TaskRecord, result: Result, summary: PassSummary
+    ) -> TaskRecord:
         try:
             files = await self._fetch_and_save(record, result)
         except AsyncImgError as exc:
@@ -200,8 +212,7 @@ class Checker:
             if isinstance(exc, ImageCheckFailed):
                 failures += 1
             decision = decide.after_download_error(exc, failures, MAX_DOWNLOAD_FAILURES)
-            self._apply(record, decision, summary, download_failures=failures)
-            return
+            return self._apply(record, decision, summary, download_failures=failures)
         now = self.clock()
         done = transition(
             record,
@@ -217,6 +228,7 @@ class Checker:
         self.store.save(done)
         summary.completed += 1
         self.report(f"{_name(done)}: completed → {done.output_path}")
+        return done
 
     async def _fetch_and_save(self, record: TaskRecord, result: Result) -> list[ResultFile]:
         blobs: list[bytes] = []
@@ -241,12 +253,12 @@ class Checker:
         decision: decide.Decision,
         summary: PassSummary,
         **changes: object,
-    ) -> None:
+    ) -> TaskRecord:
         """Write what a decision means for `record`: its state, error and stall count."""
         now = self.clock()
         if decision.halt and decision.error is not None:
             self._halt(summary, decision.error)
-            return  # a setup problem is nobody's fault: the record is left exactly as it was
+            return record  # a setup problem is nobody's fault: the record is left as it was
         if decision.stalled:
             passes = record.stalled_passes + 1
             since = record.stalled_since if record.stalled_since is not None else now
@@ -262,12 +274,13 @@ class Checker:
         elif target is not record.status and record.last_error is not None:
             changes["last_error"] = None
         if target is record.status and all(getattr(record, k) == v for k, v in changes.items()):
-            return
+            return record
         updated = transition(record, target, now=now, **changes)
         self.store.save(updated)
         if decision.fails and decision.error is not None:
             summary.failed += 1
             self.report(f"{_name(updated)}: failed — {decide.failure_reason(decision.error)}")
+        return updated
 
 
 async def _finish_in_thread(

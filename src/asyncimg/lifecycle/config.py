@@ -134,6 +134,11 @@ class Defaults(_Strict):
     max_unconfirmed_resubmits: int = Field(default=DEFAULT_MAX_UNCONFIRMED_RESUBMITS, ge=0, le=10)
     # Seconds to wait for a submit's answer once the request is sent.
     submit_timeout: float = Field(default=SUBMIT_READ_TIMEOUT_S, gt=0, strict=False)
+    # The scheduler (monitor): the most tasks in flight (None: learned from 50430 replies),
+    # and fixed submit / poll rates per second (None: adapted to 50429 replies).
+    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
+    submit_rate: float | None = Field(default=None, gt=0, le=1000, strict=False)
+    poll_rate: float | None = Field(default=None, gt=0, le=1000, strict=False)
 
     @field_validator("size", mode="before")
     @classmethod

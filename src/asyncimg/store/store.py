@@ -219,7 +219,7 @@ class TaskStore:
                 continue
             by_id.setdefault(outcome.local_id, []).append(_Loaded(path, outcome))
         for local_id, copies in by_id.items():
-            best = max(copies, key=lambda c: _progress(c.record))
+            best = max(copies, key=lambda c: record_progress(c.record))
             for other in copies:
                 if other is best:
                     continue
@@ -244,9 +244,18 @@ class TaskStore:
             found = self._read_matching(names, record.local_id)
         if not found:
             return None
-        best = max(found, key=lambda c: _progress(c.record))
+        best = max(found, key=lambda c: record_progress(c.record))
         self._paths[record.local_id] = best.path
         return best.record
+
+    def read(self, path: Path) -> TaskRecord | None:
+        """The record in one file, or None if it is gone or unreadable (never quarantines:
+        load_all does that)."""
+        try:
+            outcome = _read_record(path)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            return None
+        return None if isinstance(outcome, str) else outcome
 
     def get(self, key: str) -> TaskRecord:
         """The record whose task_id or local_id is ``key`` or starts with it.
@@ -390,7 +399,7 @@ def _local_id_of(obj: dict[str, Any]) -> str | None:
     return legacy_local_id(task_id) if isinstance(task_id, str) and task_id else None
 
 
-def _progress(record: TaskRecord) -> tuple[int, bool, int, float]:
+def record_progress(record: TaskRecord) -> tuple[int, bool, int, float]:
     """Orders copies of one task: retries, then acceptance, then submissions, then time."""
     return (len(record.history), record.task_id is not None, record.attempts, record.updated_at)
 

@@ -1,0 +1,462 @@
+"""`monitor` as one long-lived scheduler: slots refilled the moment they free, each task
+polled on its own schedule, the in-flight cap and the call rates adapted to the account.
+
+A thin loop around the pure decisions of :mod:`asyncimg.lifecycle.schedule` and the
+per-task work of :class:`~asyncimg.lifecycle.check.Checker` (submit, poll, download, all
+under the record's lock). Three coroutines share one view of the folder:
+
+- the submitter sends the oldest queued frame whenever a slot is free, through a token
+  bucket, and learns the account's concurrency limit from 50430;
+- the poller polls each in-flight task when its own next-poll time comes, through another
+  token bucket, and refills a slot as soon as a task finishes;
+- the watcher picks up records other processes add or change (by name and mtime).
+
+Ctrl+C / SIGTERM stop it as they stop a pass (see `interrupt.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+
+from asyncimg.fileio import atomic_write
+from asyncimg.lifecycle import decide
+from asyncimg.lifecycle.check import Checker, PassSummary
+from asyncimg.lifecycle.interrupt import StopOnSignals
+from asyncimg.lifecycle.monitor import MonitorOutcome
+from asyncimg.lifecycle.schedule import (
+    DEFAULT_POLL_FLOOR_S,
+    DEFAULT_POLL_RATE,
+    DEFAULT_SUBMIT_RATE,
+    Cap,
+    EtaModel,
+    Rate,
+    bucket_of,
+    limit_backoff,
+    next_poll_delay,
+)
+from asyncimg.protocol.errors import ConcurrencyLimited, RateLimited
+from asyncimg.store.record import TaskRecord
+from asyncimg.store.states import IN_FLIGHT, TaskState
+from asyncimg.store.store import record_progress
+
+#: What the scheduler learned about the account, kept for the next run.
+STATE_FILE = ".scheduler-state"  # JSON; no .json suffix: only records end in .json
+#: How often the folder is looked at for records other processes added or changed.
+WATCH_EVERY_S = 2.0
+#: How often progress is reported at most.
+PROGRESS_EVERY_S = 0.5
+
+Clock = Callable[[], float]
+Progress = Callable[["SchedulerView"], None]
+
+
+@dataclass
+class SchedulerView:
+    """What the progress display shows: counts, elapsed time and the estimated rest."""
+
+    counts: dict[str, int]
+    elapsed: float
+    eta: float | None
+    in_flight: int
+    cap: int
+    summary: PassSummary
+
+    def line(self) -> str:
+        rest = f", about {_duration(self.eta)} left" if self.eta is not None else ""
+        return f"{self.summary.line()} — {_duration(self.elapsed)} elapsed{rest}"
+
+
+@dataclass
+class Scheduler:
+    """Runs until nothing is left (or for ever with `until_done=False`)."""
+
+    checker: Checker
+    interval: float
+    """The longest wait between two polls of a task (the guide's `--interval`)."""
+    until_done: bool = True
+    floor: float = DEFAULT_POLL_FLOOR_S
+    max_in_flight: int | None = None
+    submit_rate: float | None = None
+    poll_rate: float | None = None
+    on_progress: Progress | None = None
+    watch_every: float = WATCH_EVERY_S
+
+    records: dict[str, TaskRecord] = field(default_factory=dict)
+    _due: dict[str, float] = field(default_factory=dict)
+    _polling: set[str] = field(default_factory=set)
+    _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _summary: PassSummary = field(default_factory=PassSummary)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _backoff_until: float = 0.0
+    _refusals: int = 0
+    _started: float = 0.0
+    _last_progress: float = 0.0
+
+    def __post_init__(self) -> None:
+        learned = self._load_state()
+        start = self.max_in_flight or learned.get("limit") or 1
+        self.cap = Cap(
+            limit=int(start),
+            learned=learned.get("learned"),
+            ceiling=self.max_in_flight,
+            probe_after=int(learned.get("probe_after") or Cap().probe_after),
+        )
+        if self.submit_rate is not None:
+            self.submits = Rate(self.submit_rate, ceiling=self.submit_rate)
+        else:
+            self.submits = Rate(float(learned.get("submit_rate") or DEFAULT_SUBMIT_RATE))
+        self.polls = Rate(self.poll_rate or DEFAULT_POLL_RATE, ceiling=self.poll_rate)
+        self._submit_bucket = _bucket(self.submits)
+        self._poll_bucket = _bucket(self.polls)
+        self.eta = EtaModel()
+
+    @property
+    def clock(self) -> Clock:
+        return self.checker.clock
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> MonitorOutcome:
+        outcome = MonitorOutcome()
+        with StopOnSignals() as stop:
+            await self._run()
+        outcome.interrupted = stop.interrupted
+        outcome.passes = 1
+        final = self._final_summary()
+        outcome.last = final
+        outcome.summaries.append(final)
+        self._save_state()
+        return outcome
+
+    async def _run(self) -> None:
+        self._started = self.clock()
+        self._load_folder()
+        now = self.clock()
+        for record in self.records.values():
+            if _flying(record):
+                self._due[record.local_id] = now  # a first look at once, then its own pace
+        async with asyncio.TaskGroup() as group:
+            workers = [
+                group.create_task(self._submitter()),
+                group.create_task(self._poller(group)),
+                group.create_task(self._watcher()),
+            ]
+            await self._until_finished()
+            for worker in workers:
+                worker.cancel()
+
+    async def _until_finished(self) -> None:
+        while True:
+            self._report_progress(force=False)
+            if self._summary.halted is not None:
+                return
+            if self.until_done and not self._work_left():
+                return
+            await self._wait(1.0)
+
+    def _work_left(self) -> bool:
+        if self._polling:
+            return True
+        budget = self.checker.unconfirmed_budget
+        return any(
+            r.status is TaskState.PENDING
+            or _flying(r)
+            or decide.may_resubmit_unconfirmed(r, budget)
+            for r in self.records.values()
+        )
+
+    async def _wait(self, timeout: float) -> None:
+        """Until something changes or `timeout` seconds pass."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, timeout)):
+                await self._changed.wait()
+
+    def _poke(self) -> None:
+        self._changed.set()
+
+    # -- submitting -----------------------------------------------------------------------
+
+    async def _submitter(self) -> None:
+        while True:
+            now = self.clock()
+            queue = decide.submit_queue(self.records.values(), self.checker.unconfirmed_budget)
+            free = self.cap.free_slots(self._in_flight())
+            if not queue or free == 0 or now < self._backoff_until:
+                wait = self._backoff_until - now if now < self._backoff_until else self.interval
+                await self._wait(wait)
+                continue
+            await self._submit_bucket.acquire()
+            await self._submit_one(queue[0])
+
+    async def _submit_one(self, record: TaskRecord) -> None:
+        in_flight = self._in_flight()
+        batch = await self.checker.submit([record], self._summary)
+        if batch is None:  # accepted, but its record could not be written: halted
+            self._poke()
+            return
+        [outcome] = batch.outcomes
+        self._remember(outcome.record)
+        now = self.clock()
+        error = outcome.error
+        if outcome.accepted:
+            self._refusals = 0
+            self._retune(submits=self.submits.after_success())
+            self._schedule(outcome.record, now)
+        elif _flying(outcome.record):  # another process sent it meanwhile: just poll it
+            self._due.setdefault(outcome.record.local_id, now)
+        elif error is None and outcome.record.status is TaskState.PENDING:
+            self._backoff_until = now + self.floor  # busy in another process
+        elif isinstance(error, ConcurrencyLimited):
+            self.cap = self.cap.after_limit_reply(in_flight)
+            self._refusals += 1
+            self._backoff_until = now + limit_backoff(self._refusals)
+        elif isinstance(error, RateLimited):
+            self._refusals += 1
+            self._retune(submits=self.submits.after_limit_reply())
+            self._backoff_until = now + limit_backoff(self._refusals)
+        elif error is not None and decide.stop_submitting(error):
+            self._refusals += 1  # an outage or a lost answer: wait before the next one
+            self._backoff_until = now + limit_backoff(self._refusals)
+        self._poke()
+
+    # -- polling --------------------------------------------------------------------------
+
+    async def _poller(self, group: asyncio.TaskGroup) -> None:
+        while True:
+            now = self.clock()
+            ready = sorted(
+                (due, local_id)
+                for local_id, due in self._due.items()
+                if due <= now and local_id not in self._polling
+            )
+            for _, local_id in ready:
+                self._polling.add(local_id)
+                group.create_task(self._poll_one(local_id))
+            upcoming = [d for i, d in self._due.items() if i not in self._polling]
+            await self._wait(min(upcoming, default=now + self.interval) - now)
+
+    async def _poll_one(self, local_id: str) -> None:
+        try:
+            record = self.records.get(local_id)
+            if record is None or not _flying(record):
+                self._due.pop(local_id, None)
+                return
+            await self._poll_bucket.acquire()
+            in_flight = self._in_flight()
+            after = await self.checker.check_task(record, self._summary)
+            now = self.clock()
+            if after is None:  # another process holds it: look again a little later
+                self._due[local_id] = now + self.floor
+                return
+            self._remember(after)
+            if _flying(after):
+                self._schedule(after, now)
+                self._retune(polls=self.polls.after_success())
+                if after.last_error is not None and after.last_error.kind == "RateLimited":
+                    self._retune(polls=self.polls.after_limit_reply())
+                return
+            self._due.pop(local_id, None)
+            if after.status is TaskState.COMPLETED and after.submit_time is not None:
+                bucket = bucket_of(after.req_key, after.params)
+                self.eta = self.eta.observe(bucket, now - after.submit_time)
+            self.cap = self.cap.after_completion(saturated=in_flight >= self.cap.limit)
+        finally:
+            self._polling.discard(local_id)
+            self._poke()
+
+    def _schedule(self, record: TaskRecord, now: float) -> None:
+        estimate = self.eta.estimate(bucket_of(record.req_key, record.params))
+        elapsed = now - (record.submit_time if record.submit_time is not None else now)
+        delay = next_poll_delay(elapsed, estimate, floor=self.floor, ceiling=self.interval)
+        self._due[record.local_id] = now + delay
+
+    # -- the folder -----------------------------------------------------------------------
+
+    def _load_folder(self) -> None:
+        report = self.checker.store.load_all()
+        for problem in report.problems:
+            self._summary.problems.append(str(problem))
+            self.checker.report(str(problem))
+        for record in report.records:
+            self.records[record.local_id] = record
+        self._seen = _listing(self.checker.store.root)
+        durations = [
+            (bucket_of(r.req_key, r.params), r.completed_time - r.submit_time)
+            for r in report.records
+            if r.status is TaskState.COMPLETED
+            and r.completed_time is not None
+            and r.submit_time is not None
+        ]
+        self.eta = EtaModel.learn(durations)
+
+    async def _watcher(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_every)
+            self._pick_up_changes()
+
+    def _pick_up_changes(self) -> None:
+        """Records other processes added or changed since the last look: by name and mtime,
+        so an idle folder costs one directory listing."""
+        listing = _listing(self.checker.store.root)
+        changed = [name for name, key in listing.items() if self._seen.get(name) != key]
+        self._seen = listing
+        now = self.clock()
+        for name in changed:
+            record = self.checker.store.read(self.checker.store.root / name)
+            if record is None:
+                continue
+            known = self.records.get(record.local_id)
+            if known is not None and record_progress(known) > record_progress(record):
+                continue
+            fresh = known is None or known.status is not record.status
+            self.records[record.local_id] = record
+            if _flying(record) and record.local_id not in self._due and fresh:
+                self._due[record.local_id] = now
+        if changed:
+            self._poke()
+
+    def _remember(self, record: TaskRecord) -> None:
+        self.records[record.local_id] = record
+
+    def _in_flight(self) -> int:
+        return sum(_flying(r) for r in self.records.values())
+
+    # -- rates ----------------------------------------------------------------------------
+
+    def _retune(self, *, submits: Rate | None = None, polls: Rate | None = None) -> None:
+        if submits is not None:
+            if submits.per_second != self.submits.per_second:
+                self._submit_bucket = _bucket(submits)
+            self.submits = submits
+        if polls is not None:
+            if polls.per_second != self.polls.per_second:
+                self._poll_bucket = _bucket(polls)
+            self.polls = polls
+
+    # -- what the user sees ---------------------------------------------------------------
+
+    def view(self) -> SchedulerView:
+        counts = {state.value: 0 for state in TaskState}
+        for record in self.records.values():
+            counts[record.status.value] += 1
+        self._summary.counts = counts
+        self._summary.waiting = sum(
+            decide.waits_for_user(r, self.checker.unconfirmed_budget) for r in self.records.values()
+        )
+        return SchedulerView(
+            counts=counts,
+            elapsed=self.clock() - self._started,
+            eta=self.remaining(),
+            in_flight=self._in_flight(),
+            cap=self.cap.limit,
+            summary=self._summary,
+        )
+
+    def remaining(self) -> float | None:
+        """Seconds until the last frame is done, from the ETA model: what is in flight, then
+        the queue at the current cap. None when nothing is left."""
+        now = self.clock()
+        left: list[float] = []
+        queued = 0
+        for record in self.records.values():
+            estimate = self.eta.estimate(bucket_of(record.req_key, record.params))
+            if _flying(record) and record.submit_time is not None:
+                left.append(max(0.0, estimate.mean - (now - record.submit_time)))
+            elif record.status is TaskState.PENDING:
+                queued += 1
+                left.append(estimate.mean)
+        if not left:
+            return None
+        return sum(left) / max(1, self.cap.limit) if queued else max(left)
+
+    def _report_progress(self, *, force: bool) -> None:
+        now = self.clock()
+        if self.on_progress is None or (not force and now - self._last_progress < 0.5):
+            return
+        self._last_progress = now
+        self.on_progress(self.view())
+
+    def _final_summary(self) -> PassSummary:
+        summary = self._summary
+        final = self.checker.store.load_all().records
+        summary.counts = {s.value: sum(r.status is s for r in final) for s in TaskState}
+        summary.queued = summary.counts[TaskState.PENDING.value]
+        budget = self.checker.unconfirmed_budget
+        summary.waiting = sum(decide.waits_for_user(r, budget) for r in final)
+        return summary
+
+    # -- what is kept between runs ----------------------------------------------------------
+
+    def _state_path(self) -> Path:
+        return self.checker.store.root / STATE_FILE
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self._state_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        good = {
+            k: v
+            for k, v in data.items()
+            if k in ("limit", "learned", "probe_after", "submit_rate")
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and v > 0
+        }
+        return good
+
+    def _save_state(self) -> None:
+        data = {
+            "limit": self.cap.learned or self.cap.limit,
+            "learned": self.cap.learned,
+            "probe_after": self.cap.probe_after,
+            "submit_rate": round(self.submits.per_second, 3),
+            "saved_at": time.time(),
+        }
+        with contextlib.suppress(OSError):
+            atomic_write(self._state_path(), json.dumps(data).encode("utf-8"))
+
+
+def _bucket(rate: Rate) -> AsyncLimiter:
+    """A token bucket of one token refilled at `rate` per second (no bursts)."""
+    return AsyncLimiter(1, 1.0 / rate.per_second)
+
+
+def _flying(record: TaskRecord) -> bool:
+    return record.status in IN_FLIGHT and record.task_id is not None
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    with contextlib.suppress(FileNotFoundError), os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.endswith((".json", ".txt")):
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat()
+                out[entry.name] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
