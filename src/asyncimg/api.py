@@ -164,7 +164,7 @@ def can_refetch(record: TaskRecord, now: float) -> bool:
 def output_problem(path: Path) -> str | None:
     """Why an image could not be written at `path` (resolved), or None."""
     if path.is_dir():
-        return "is a folder; give a file path"
+        return "is a folder"
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -632,7 +632,10 @@ def _retry_problems(plan: _Plan) -> list[str]:
     problems: list[str] = []
     problem = output_problem(record.resolve(record.output_path).absolute())
     if problem is not None:
-        problems.append(f"{where}: output_path={record.output_path!r}: {problem}")
+        problems.append(
+            f"{where}: output_path={record.output_path!r}: {problem} (fix it, or save it "
+            f"elsewhere: asyncimg retry {_task_name(plan.original)} --output NEWPATH)"
+        )
     if not plan.refetch:
         try:
             request_fields(record)
