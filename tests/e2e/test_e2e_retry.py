@@ -36,11 +36,10 @@ def emulator_task_ids(e2e: E2E) -> list[str]:
 
 
 def failed_by_review(e2e: E2E, count: int, *extra: str) -> list[dict[str, Any]]:
-    """`count` frames whose output fails review, monitored to the end (exit 1: failed)."""
+    """`count` frames whose output fails review, monitored to the end."""
     e2e.emu.inject("review_failure", count, SUBMIT)
     e2e.submit_frames(count, *extra)
-    ran = e2e.asyncimg("monitor", "--interval", "0.2", timeout=30)
-    assert ran.returncode == 1, ran
+    e2e.asyncimg("monitor", "--interval", "0.2", timeout=30)
     records = e2e.records()
     assert [r["status"] for r in records] == ["failed"] * count, records
     return records
