@@ -7,15 +7,19 @@ endpoint come from the environment (VOLC_ACCESSKEY, VOLC_SECRETKEY, ASYNCIMG_END
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from asyncimg import constants
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
+from asyncimg.lifecycle.decide import is_poll_setup_problem
 from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
 from asyncimg.lifecycle.scheduler import Scheduler
 from asyncimg.lifecycle.submit import (
@@ -26,12 +30,14 @@ from asyncimg.lifecycle.submit import (
     billing_warnings,
     build_record,
     check_fixes,
+    request_fields,
     submit_records,
 )
-from asyncimg.protocol.client import VisualClient
-from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.protocol import models
+from asyncimg.protocol.client import TaskStatus, VisualClient
+from asyncimg.protocol.errors import AsyncImgError, InvalidInput
 from asyncimg.store.record import TaskRecord
-from asyncimg.store.states import TaskState, retry_record
+from asyncimg.store.states import TaskState, refetch_record, retry_record, transition
 from asyncimg.store.store import TaskStore
 
 T = TypeVar("T")
@@ -82,6 +88,142 @@ class SubmitReport:
             if o.rejected and o.error is not None:
                 lines.append(f"{o.record.output_path}: {o.error}")
         return lines
+
+
+class Refused(AsyncImgError):
+    """The request is understood, but the folder or the API says no (a task that is not
+    failed, a task id already in the folder, a task the API no longer knows)."""
+
+
+class RetryInvalid(AsyncImgError):
+    """`retry` found tasks it cannot send as amended; nothing was saved or sent.
+
+    `problems` has one line per problem, each naming the task, its output and the field.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("nothing was retried: " + "; ".join(self.problems))
+
+
+@dataclass
+class RetryReport(SubmitReport):
+    refetched: list[TaskRecord] = field(default_factory=list)
+    """Failed tasks put back in flight under their own task id (no new submission, no new
+    bill): the next `check` / `monitor` polls and downloads them."""
+    skipped: list[TaskRecord] = field(default_factory=list)
+    """Moved on by another process between reading and locking (as found then)."""
+
+
+@dataclass
+class CleanReport:
+    completed: int = 0
+    failed: int = 0
+
+
+@dataclass
+class AdoptReport:
+    record: TaskRecord
+    """The record that now holds the task id (saved, `submitted`)."""
+    status: TaskStatus
+    """What the API said about the task when it was polled."""
+    took_over: TaskState | None = None
+    """The state of the existing record that took the id (unconfirmed / pending), or None
+    when a new record was created."""
+    warnings: list[str] = field(default_factory=list)
+
+
+# Failures after which the service may still hold a finished task's result: `retry`
+# polls the same task id again (no new submission) while the service keeps results.
+REFETCHABLE_KINDS = frozenset({"SaveFailed", "NoProgress"})
+
+# The prompt of a record created by `adopt` for a task submitted elsewhere: asyncimg never
+# saw the request. `retry` refuses to resubmit it without `--prompt`.
+ADOPTED_PROMPT = "(unknown: task adopted with asyncimg adopt)"
+
+_RETRYABLE = frozenset({TaskState.FAILED, TaskState.UNCONFIRMED})
+# Records `adopt` may give a task id to: waiting for an answer that never came.
+_ADOPTABLE = frozenset({TaskState.UNCONFIRMED, TaskState.PENDING})
+# Bytes `atomic_write` adds to a file name for its temp file (".NAME.xxxxxxxx.part").
+_TEMP_NAME_EXTRA = len("..00000000.part")
+
+
+def can_refetch(record: TaskRecord, now: float) -> bool:
+    """Whether `retry` fetches this failed task again instead of resubmitting it: it has a
+    task id, failed on our side (the image could not be saved, polls made no progress),
+    and was accepted less than RESULT_RETENTION_S ago."""
+    return (
+        record.status is TaskState.FAILED
+        and record.task_id is not None
+        and record.last_error is not None
+        and record.last_error.kind in REFETCHABLE_KINDS
+        and record.submit_time is not None
+        and now - record.submit_time < constants.RESULT_RETENTION_S
+    )
+
+
+def output_problem(path: Path) -> str | None:
+    """Why an image could not be written at `path` (resolved), or None."""
+    if path.is_dir():
+        return "is a folder"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so the folder cannot be created"
+    try:
+        name_max = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    size = len(os.fsencode(path.name))
+    if size + _TEMP_NAME_EXTRA > name_max:
+        fits = name_max - _TEMP_NAME_EXTRA
+        return f"the file name is too long ({size} bytes; at most {fits} fit)"
+    return None
+
+
+def typed_here(record: TaskRecord, path: str) -> str:
+    """`path`, typed now in this folder, as `record` must store it so `record.resolve` finds
+    it: as typed when it is absolute or the record's folder is this one, else absolute."""
+    given = Path(path).expanduser()
+    if given.is_absolute() or record.working_dir is None:
+        return path
+    if _same_path(Path(record.working_dir), Path.cwd()):
+        return path
+    return str(Path.cwd() / given)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return a.absolute().resolve() == b.absolute().resolve()
+
+
+def _task_name(record: TaskRecord) -> str:
+    return record.task_id or record.local_id[:8]
+
+
+@dataclass(frozen=True)
+class _Fixes:
+    prompt: str | None = None
+    style: str | None = None
+    size: str | None = None
+    req_key: str | None = None
+    characters: tuple[str, ...] | None = None
+    output: str | None = None
+
+    @property
+    def change_the_request(self) -> bool:
+        """A changed request needs a new task: a fetched result would ignore the change."""
+        fixes = (self.prompt, self.style, self.size, self.req_key, self.characters)
+        return any(f is not None for f in fixes)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What `retry` will save for one task, decided (and checked) before anything is saved."""
+
+    original: TaskRecord
+    updated: TaskRecord
+    refetch: bool
 
 
 @dataclass
@@ -187,75 +329,339 @@ class Workspace:
             )
             return await scheduler.run()
 
-    def clean_completed(
-        self, *, older_than: float | None = None, archive: str | Path | None = None
-    ) -> int:
-        """Delete (or move to `archive`) completed records; images are never touched."""
+    def clean(
+        self,
+        *,
+        completed: bool = False,
+        failed: bool = False,
+        older_than: float | None = None,
+        archive: str | Path | None = None,
+    ) -> CleanReport:
+        """Delete (or move to `archive`) completed and/or failed records; images are never
+        touched. `older_than` (seconds) keeps records finished more recently than that."""
+        states = {TaskState.COMPLETED} if completed else set()
+        if failed:
+            states.add(TaskState.FAILED)
         cutoff = self.clock() - older_than if older_than is not None else None
-        removed = 0
+        report = CleanReport()
         for record in self.store.load_all().records:
-            if record.status is not TaskState.COMPLETED:
+            if record.status not in states:
                 continue
             finished = record.completed_time or record.updated_at
             if cutoff is not None and finished > cutoff:
                 continue
-            if archive is not None:
-                self.store.archive(record, Path(archive))
+            with self.store.lock(record) as held:
+                # A failed record may be being retried by another process right now.
+                current = self.store.reload(record) if held else None
+                if current is None or current.status is not record.status:
+                    continue
+                if archive is not None:
+                    self.store.archive(current, Path(archive))
+                else:
+                    self.store.delete(current)
+            if record.status is TaskState.COMPLETED:
+                report.completed += 1
             else:
-                self.store.delete(record)
-            removed += 1
-        return removed
+                report.failed += 1
+        return report
+
+    def clean_completed(
+        self, *, older_than: float | None = None, archive: str | Path | None = None
+    ) -> int:
+        """Delete (or move to `archive`) completed records; images are never touched."""
+        return self.clean(completed=True, older_than=older_than, archive=archive).completed
+
+    def clean_failed(
+        self, *, older_than: float | None = None, archive: str | Path | None = None
+    ) -> int:
+        """Delete (or move to `archive`) failed records; images are never touched."""
+        return self.clean(failed=True, older_than=older_than, archive=archive).failed
 
     async def retry(
         self,
         keys: Sequence[str] = (),
         *,
         all_failed: bool = False,
+        all_unconfirmed: bool = False,
         prompt: str | None = None,
         style: str | None = None,
         size: str | None = None,
         req_key: str | None = None,
-    ) -> SubmitReport:
-        """Resubmit failed tasks; earlier ids stay in `history`.
+        characters: Sequence[str] | None = None,
+        output: str | None = None,
+    ) -> RetryReport:
+        """Retry failed (and unconfirmed) tasks; earlier attempts stay in `history`.
 
-        The parameters stay the same unless a fix is given (`size="1440x2560"`, a new
-        `prompt`, `style` or `req_key`), which applies to every task retried.
+        A task that failed only on our side (its image could not be saved, its polls made
+        no progress) and was accepted less than ~12 h ago is fetched again under its own
+        task id, without a new submission. Every other task is resubmitted, with the same
+        parameters unless a fix is given (`size="1440x2560"`, `style`, `req_key`,
+        `characters` replacing the references; `prompt` and `output` only for one task);
+        any fix to the request means a new submission. Every amended record is built and
+        checked first: if any is bad, :class:`RetryInvalid` lists them all and nothing is
+        saved. Unconfirmed tasks (the service may already have one) are retried only when
+        named or with `all_unconfirmed`: the user chooses to pay again.
         """
-        client = self.client_factory()
-        targets: list[TaskRecord] = []
-        if all_failed:
-            targets = [r for r in self.store.load_all().records if r.status is TaskState.FAILED]
-        for key in keys:
-            record = self.store.get(key)
-            if record.status is not TaskState.FAILED:
-                raise AsyncImgError(
-                    f"task {key} is {record.status.value}; only failed tasks can be retried"
-                )
-            targets.append(record)
-        unique = {r.local_id: r for r in targets}
+        client = self.client_factory()  # raises ConfigError before anything is written
+        targets = self._retry_targets(keys, all_failed, all_unconfirmed)
+        several = all_failed or all_unconfirmed or len(targets) > 1
+        if several and prompt is not None:
+            raise InvalidInput(
+                "prompt", prompt, "a new prompt is for one frame: name a single task to change it"
+            )
+        if several and output is not None:
+            raise InvalidInput(
+                "output", output, "a new output path is for one frame: name a single task"
+            )
         check_fixes(self.config, style=style, size=size, req_key=req_key)  # before any write
-        fixes = {"prompt": prompt, "style": style, "size": size, "req_key": req_key}
+        fixes = _Fixes(
+            prompt=prompt,
+            style=style,
+            size=size,
+            req_key=req_key,
+            characters=tuple(characters) if characters is not None else None,
+            output=output,
+        )
+        now = self.clock()
+        plans: list[_Plan] = []
+        problems: list[str] = []
+        for record in targets:
+            try:
+                plans.append(self._retry_plan(record, fixes, now))
+            except AsyncImgError as exc:
+                problems.append(f"{_task_name(record)} ({record.output_path}): {_plain(exc)}")
+        for plan in plans:
+            problems.extend(await asyncio.to_thread(_retry_problems, plan))
+        if problems:
+            raise RetryInvalid(problems)
+
+        report = RetryReport()
         queued: list[TaskRecord] = []
-        for record in unique.values():
-            with self.store.lock(record) as held:
+        for plan in plans:
+            with self.store.lock(plan.original) as held:
                 # Another retry or checker may have moved it since it was read: re-read
                 # under the lock, or two retries would each submit (and bill) the frame.
-                current = self.store.reload(record) if held else None
-                if current is None or current.status is not TaskState.FAILED:
+                current = self.store.reload(plan.original) if held else None
+                if (
+                    current is None
+                    or current.status is not plan.original.status
+                    or current.updated_at != plan.original.updated_at
+                ):
+                    report.skipped.append(current or plan.original)
                     continue
-                again = retry_record(current, now=self.clock())
-                again = amend_record(again, self.config, now=self.clock(), **fixes)
-                self.store.save(again)
-                queued.append(again)
-        async with client:
-            batch = await submit_records(
-                client,
-                self.store,
-                queued,
-                clock=self.clock,
-                unconfirmed_budget=self.unconfirmed_budget,
+                self.store.save(plan.updated)
+            if plan.refetch:
+                report.refetched.append(plan.updated)
+            else:
+                queued.append(plan.updated)
+        if queued:
+            async with client:
+                report.batch = await submit_records(
+                    client,
+                    self.store,
+                    queued,
+                    clock=self.clock,
+                    unconfirmed_budget=self.unconfirmed_budget,
+                )
+        return report
+
+    def _retry_targets(
+        self, keys: Sequence[str], all_failed: bool, all_unconfirmed: bool
+    ) -> list[TaskRecord]:
+        """The records named by `keys` (failed or unconfirmed, else refused) and every failed
+        / unconfirmed one asked for, oldest first, each once."""
+        wanted = {TaskState.FAILED} if all_failed else set()
+        if all_unconfirmed:
+            wanted.add(TaskState.UNCONFIRMED)
+        targets: list[TaskRecord] = []
+        if wanted:
+            found = [r for r in self.store.load_all().records if r.status in wanted]
+            targets = sorted(found, key=lambda r: (r.created_at, r.local_id))
+        for key in keys:
+            record = self.store.get(key)
+            if record.status not in _RETRYABLE:
+                raise Refused(
+                    f"task {key} is {record.status.value}; only failed tasks can be retried, "
+                    "or unconfirmed ones (to pay for them again)"
+                )
+            targets.append(record)
+        return list({r.local_id: r for r in targets}.values())
+
+    def _retry_plan(self, record: TaskRecord, fixes: _Fixes, now: float) -> _Plan:
+        moved: dict[str, Any] = {}
+        if fixes.output is not None:
+            path = typed_here(record, fixes.output)
+            moved = {"output_path": path, "filename": Path(path).name}
+        if not fixes.change_the_request and can_refetch(record, now):
+            again = refetch_record(record, now=now, output_path=moved.get("output_path"))
+            return _Plan(record, again, refetch=True)
+        if record.prompt == ADOPTED_PROMPT and fixes.prompt is None:
+            raise InvalidInput(
+                "prompt",
+                record.prompt,
+                "asyncimg never saw this adopted task's prompt; give it with --prompt",
             )
-        return SubmitReport(batch)
+        characters = fixes.characters
+        if characters is not None:
+            characters = tuple(typed_here(record, p) for p in characters)
+        again = retry_record(record, now=now, **moved)
+        again = amend_record(
+            again,
+            self.config,
+            now=now,
+            prompt=fixes.prompt,
+            style=fixes.style,
+            size=fixes.size,
+            req_key=fixes.req_key,
+            character_images=characters,
+        )
+        return _Plan(record, again, refetch=False)
+
+    async def adopt(
+        self, task_id: str, output_path: str, req_key: str | None = None
+    ) -> AdoptReport:
+        """Attach a task the API already has (a lost reply, a record that could not be
+        written, the guide's scripts, a task submitted by hand) to this folder.
+
+        The task is polled once first: :class:`Refused` if the folder already has it or the
+        API no longer knows it. An unconfirmed or pending record for the same output file
+        takes the id; otherwise a new record is created (its prompt is unknown:
+        :data:`ADOPTED_PROMPT`). The next `check` polls and downloads it.
+        """
+        task_id = task_id.strip()
+        if not task_id:
+            raise InvalidInput("task_id", task_id, "a task id is required")
+        if not str(output_path).strip():
+            raise InvalidInput("output_path", output_path, "an output file path is required")
+        client = self.client_factory()  # raises ConfigError before anything is asked
+        holder, same, key = self._adoption(task_id, output_path, req_key)
+        async with client:
+            try:
+                result = await client.get_result(key, task_id)
+            except AsyncImgError as exc:
+                if is_poll_setup_problem(exc) or exc.retryable:
+                    raise  # could not ask: setup, network or server
+                raise Refused(f"task {task_id}: {exc}") from exc
+        gone = result.error()
+        if gone is not None:
+            raise Refused(
+                f"task {task_id}: {gone.message} (for model {key}; is --req-key right?)"
+                if result.status is TaskStatus.NOT_FOUND
+                else f"task {task_id}: {gone.message}"
+            )
+        now = self.clock()
+        if holder is not None:
+            adopted = self._adopt_into(holder, task_id, key, now)
+        else:
+            adopted = self._adopt_new(task_id, output_path, key, now)
+        warnings = [
+            f"{output_path} is also the output of task {_task_name(r)} ({r.status.value})"
+            for r in same
+            if r.local_id != adopted.local_id and r.status not in _ADOPTABLE
+        ]
+        took_over = holder.status if holder is not None else None
+        return AdoptReport(adopted, result.status, took_over, warnings)
+
+    def _adoption(
+        self, task_id: str, output_path: str, req_key: str | None
+    ) -> tuple[TaskRecord | None, list[TaskRecord], str]:
+        """Checked before the API is asked: the waiting record that will take the id (if
+        any), every record for that output file, and the model to poll."""
+        records = self.store.load_all().records
+        owner = next((r for r in records if r.task_id == task_id), None)
+        if owner is not None:
+            raise Refused(
+                f"task {task_id} is already in {self.store.root}: {owner.output_path} "
+                f"({owner.status.value})"
+            )
+        target = Path(output_path).expanduser().absolute()
+        problem = output_problem(target)
+        if problem is not None:
+            raise InvalidInput("output_path", output_path, problem)
+        same = [r for r in records if _same_path(r.resolve(r.output_path), target)]
+        waiting = [r for r in same if r.status in _ADOPTABLE]
+        waiting.sort(key=lambda r: (r.status is not TaskState.UNCONFIRMED, r.created_at))
+        holder = waiting[0] if waiting else None
+        key = req_key or (holder.req_key if holder else self.config.defaults.req_key)
+        models.get_profile(key)  # InvalidInput for an unknown model
+        return holder, same, key
+
+    def _adopt_into(self, holder: TaskRecord, task_id: str, req_key: str, now: float) -> TaskRecord:
+        """Give `task_id` to the waiting record `holder`, under its lock."""
+        with self.store.lock(holder) as held:
+            if not held:
+                raise Refused(
+                    f"the record for {holder.output_path} is busy (another asyncimg is "
+                    "submitting it); run adopt again once it has finished"
+                )
+            current = self.store.reload(holder)
+            if current is None or current.status not in _ADOPTABLE:
+                state = current.status.value if current is not None else "gone"
+                raise Refused(f"the record for {holder.output_path} is now {state}")
+            self._refuse_a_held_id(task_id, current.local_id)
+            adopted = transition(
+                current,
+                TaskState.SUBMITTED,
+                now=now,
+                task_id=task_id,
+                req_key=req_key,
+                submit_time=now,
+                attempts=current.attempts + 1,
+                last_error=None,
+                submit_started_at=None,
+            )
+            self.store.save(adopted)
+        return adopted
+
+    def _adopt_new(self, task_id: str, output_path: str, req_key: str, now: float) -> TaskRecord:
+        record = TaskRecord(
+            output_path=output_path,
+            filename=Path(output_path).name,
+            prompt=ADOPTED_PROMPT,
+            full_prompt=ADOPTED_PROMPT,
+            req_key=req_key,
+            status=TaskState.PENDING,
+            local_id=uuid.uuid4().hex,
+            created_at=now,
+            updated_at=now,
+            working_dir=str(Path.cwd()),
+        )
+        self._refuse_a_held_id(task_id, record.local_id)
+        adopted = transition(
+            record, TaskState.SUBMITTED, now=now, task_id=task_id, submit_time=now, attempts=1
+        )
+        self.store.save(adopted)
+        return adopted
+
+    def _refuse_a_held_id(self, task_id: str, local_id: str) -> None:
+        """Refused if another record got `task_id` meanwhile (say, a second adopt)."""
+        owner = self.store.task_id_owner(task_id, local_id)
+        if owner is not None:
+            raise Refused(f"task {task_id} is already in the folder ({owner.name})")
+
+
+def _plain(error: AsyncImgError) -> str:
+    """A local check's message without the API's code (it names the field and the rule)."""
+    return error.message if isinstance(error, InvalidInput) else str(error)
+
+
+def _retry_problems(plan: _Plan) -> list[str]:
+    """Everything that would make `plan` fail once saved: the output, the request itself."""
+    record = plan.updated
+    where = f"{_task_name(plan.original)} ({record.output_path})"
+    problems: list[str] = []
+    problem = output_problem(record.resolve(record.output_path).absolute())
+    if problem is not None:
+        problems.append(
+            f"{where}: output_path={record.output_path!r}: {problem} (fix it, or save it "
+            f"elsewhere: asyncimg retry {_task_name(plan.original)} --output NEWPATH)"
+        )
+    if not plan.refetch:
+        try:
+            request_fields(record)
+        except AsyncImgError as exc:
+            problems.append(f"{where}: {_plain(exc)}")
+    return problems
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,4 +1,4 @@
-"""`asyncimg submit | check | monitor | list | show | retry | clean`."""
+"""`asyncimg submit | check | monitor | list | show | retry | clean | adopt`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from asyncimg.api import SubmitReport, Workspace, outcome_line, run_sync
+from asyncimg.api import Refused, RetryInvalid, SubmitReport, Workspace, outcome_line, run_sync
 from asyncimg.cli.output import MonitorDisplay, print_summary
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.lifecycle.submit import TaskRequest
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.states import TaskState
+from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
 T = TypeVar("T")
 
@@ -350,28 +351,68 @@ def show(task_id: str, tasks_dir: Path | None, config_path: Path | None) -> None
 # -- retry / clean ------------------------------------------------------------------------
 
 
+def _exit_code(error: AsyncImgError) -> int:
+    """1 when the folder or the API refused (a task that is not failed, an unknown task, an
+    id already held, a task the API no longer has); 2 for a setup or input problem."""
+    return 1 if isinstance(error, Refused | TaskNotFound | AmbiguousTaskKey) else 2
+
+
 @click.command()
 @click.argument("task_ids", nargs=-1)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed task.")
+@click.option(
+    "--unconfirmed",
+    "all_unconfirmed",
+    is_flag=True,
+    help="Resubmit every unconfirmed task (the service may have one already: pays again).",
+)
 @click.option("--size", default=None, help="Fix the size first, e.g. 1440x2560.")
 @click.option("--style", default=None, help="Fix the style first.")
-@click.option("--prompt", default=None, help="Replace the prompt first.")
+@click.option("--prompt", default=None, help="Replace the prompt first (one task only).")
 @click.option("--req-key", default=None, help="Use another model.")
+@click.option(
+    "--character",
+    "characters",
+    multiple=True,
+    help="Replace the reference images (repeat for several).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Save this one task's image here instead (fetched again without resubmitting "
+    "while the service keeps it, ~12 h).",
+)
 @tasks_dir_option
 @config_option
 def retry(
     task_ids: tuple[str, ...],
     all_failed: bool,
+    all_unconfirmed: bool,
     size: str | None,
     style: str | None,
     prompt: str | None,
     req_key: str | None,
+    characters: tuple[str, ...],
+    output: str | None,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
-    """Resubmit failed tasks (history is kept in the record), optionally with a fix."""
-    if not task_ids and not all_failed:
-        raise click.UsageError("name TASK_ID... or use --failed")
+    """Retry failed tasks (history is kept in the record), optionally with a fix.
+
+    A task whose image could not be saved, or whose polls made no progress, is fetched
+    again under its own task id while the service keeps it (~12 h): no new submission.
+    Everything else is resubmitted. Every amended task is checked first; if any is bad,
+    nothing is retried.
+    """
+    if not task_ids and not all_failed and not all_unconfirmed:
+        raise click.UsageError("name TASK_ID... or use --failed / --unconfirmed")
+    several = all_failed or all_unconfirmed or len(set(task_ids)) > 1
+    one = "name a single TASK_ID (not several, nor --failed / --unconfirmed)"
+    if several and prompt is not None:
+        _fail(f"--prompt changes one frame's prompt: {one}", 2)
+    if several and output is not None:
+        _fail(f"--output saves one frame elsewhere: {one}", 2)
     workspace = _workspace(tasks_dir, config_path)
     try:
         report = run_sync(
@@ -379,22 +420,42 @@ def retry(
                 workspace.retry(
                     task_ids,
                     all_failed=all_failed,
+                    all_unconfirmed=all_unconfirmed,
                     prompt=prompt,
                     style=style,
                     size=size,
                     req_key=req_key,
+                    characters=characters or None,
+                    output=output,
                 )
             )
         )
-    except (AsyncImgError, KeyError) as exc:
-        _fail(str(exc).strip("'\""), 1)
+    except RetryInvalid as exc:
+        for problem in exc.problems:
+            err_console.print(f"asyncimg: {problem}", markup=False)
+        _fail("nothing was retried: fix the above, then run it again", 2)
+    except AsyncImgError as exc:
+        _fail(str(exc), _exit_code(exc))
     if report is None:
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
-    if not report.batch.outcomes:
-        out_console.print("no failed tasks to retry", markup=False)
-        return
-    report_submit(report)
+    for record in report.refetched:
+        out_console.print(
+            f"{record.filename}: task {record.task_id} fetched again (no new submission); "
+            f"`asyncimg check` downloads it to {record.output_path}",
+            markup=False,
+        )
+    for record in report.skipped:
+        out_console.print(
+            f"{record.filename}: skipped — another asyncimg is handling it "
+            f"(now {record.status.value})",
+            markup=False,
+        )
+    if report.batch.outcomes:
+        report_submit(report)
+    elif not report.refetched and not report.skipped:
+        kinds = [k for k, on in (("failed", all_failed), ("unconfirmed", all_unconfirmed)) if on]
+        out_console.print(f"no {' or '.join(kinds) or 'failed'} tasks to retry", markup=False)
     sys.exit(report.exit_code)
 
 
@@ -411,8 +472,9 @@ def parse_age(text: str) -> float:
 
 
 @click.command()
-@click.option("--completed", is_flag=True, required=True, help="Remove completed records.")
-@click.option("--older-than", default=None, help="Only records completed longer ago (7d, 12h).")
+@click.option("--completed", is_flag=True, help="Remove completed records.")
+@click.option("--failed", is_flag=True, help="Remove failed records.")
+@click.option("--older-than", default=None, help="Only records finished longer ago (7d, 12h).")
 @click.option(
     "--archive",
     type=click.Path(file_okay=False, path_type=Path),
@@ -423,17 +485,67 @@ def parse_age(text: str) -> float:
 @config_option
 def clean(
     completed: bool,
+    failed: bool,
     older_than: str | None,
     archive: Path | None,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
-    """Delete (or archive) finished records. Images are never touched."""
+    """Delete (or archive) completed and/or failed records. Images are never touched."""
+    if not completed and not failed:
+        raise click.UsageError("say which records: --completed, --failed or both")
     workspace = _workspace(tasks_dir, config_path)
     age = parse_age(older_than) if older_than else None
-    removed = workspace.clean_completed(older_than=age, archive=archive)
+    report = workspace.clean(completed=completed, failed=failed, older_than=age, archive=archive)
     verb = f"archived to {archive}" if archive else "deleted"
-    out_console.print(f"{removed} completed records {verb}", markup=False)
+    if completed:
+        out_console.print(f"{report.completed} completed records {verb}", markup=False)
+    if failed:
+        out_console.print(f"{report.failed} failed records {verb}", markup=False)
 
 
-ALL_COMMANDS = (submit, check, monitor, list_, show, retry, clean)
+# -- adopt --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("task_id")
+@click.option(
+    "-o", "--output", "output_path", required=True, help="Where the task's image is saved."
+)
+@click.option(
+    "--req-key",
+    default=None,
+    help="The task's model (default: the waiting record's, else asyncimg.toml's).",
+)
+@tasks_dir_option
+@config_option
+def adopt(
+    task_id: str,
+    output_path: str,
+    req_key: str | None,
+    tasks_dir: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Attach an existing TASK_ID (a lost reply, an unwritten record, a task submitted by
+    hand or by the old scripts) to the folder; `asyncimg check` then downloads it.
+
+    An unconfirmed or pending record for the same output file takes the id; otherwise a new
+    record is made (its prompt shows as unknown).
+    """
+    workspace = _workspace(tasks_dir, config_path)
+    try:
+        report = run_sync(_until_signal(workspace.adopt(task_id, output_path, req_key)))
+    except AsyncImgError as exc:
+        _fail(str(exc), _exit_code(exc))
+    if report is None:
+        _say_interrupted(workspace)
+        sys.exit(EXIT_INTERRUPTED)
+    for warning in report.warnings:
+        err_console.print(f"asyncimg: warning: {warning}", markup=False)
+    out_console.print(
+        f"adopted {report.record.task_id} for {output_path}; asyncimg check downloads it",
+        markup=False,
+    )
+
+
+ALL_COMMANDS = (submit, check, monitor, list_, show, retry, clean, adopt)

@@ -121,8 +121,13 @@ def amend_record(
     style: str | None = None,
     size: str | None = None,
     req_key: str | None = None,
+    character_images: Sequence[str] | None = None,
 ) -> TaskRecord:
-    """A pending record with the user's fixes applied (for `asyncimg retry --size ...`)."""
+    """A pending record with the user's fixes applied (for `asyncimg retry --size ...`).
+
+    `character_images` replaces the references (read from disk only when it is submitted:
+    `request_fields` says whether they are usable).
+    """
     changes: dict[str, Any] = {}
     if prompt is not None or style is not None:
         new_prompt = record.prompt if prompt is None else prompt
@@ -138,6 +143,8 @@ def amend_record(
     if req_key is not None:
         models.get_profile(req_key)
         changes["req_key"] = req_key
+    if character_images is not None:
+        changes["character_images"] = [str(p) for p in character_images]
     if not changes:
         return record
     return transition(record, record.status, now=now, **changes)
