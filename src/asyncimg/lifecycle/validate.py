@@ -100,7 +100,7 @@ def check_lines(lines: Sequence[Line], config: Config) -> Checked:
     outputs: dict[str, Line] = {}
     for line in lines:
         problems: list[Problem] = []
-        request, checkable = _request(line, config, problems)
+        request, usable = _request(line, config, problems)
         output = _output_of(line)
         if output is not None:
             for message in output_problems(output, base):
@@ -113,7 +113,7 @@ def check_lines(lines: Sequence[Line], config: Config) -> Checked:
                     _problem(line, _output_field(line), f"same output as {earlier} ({output})")
                 )
         record = None
-        if request is not None and checkable:
+        if request is not None:
             record = _check_model(line, request, config, problems)
         if problems:
             # In the order the line gives its fields (sort is stable: checks keep their order).
@@ -121,7 +121,7 @@ def check_lines(lines: Sequence[Line], config: Config) -> Checked:
             problems.sort(key=lambda p: order.get(p.field.partition("[")[0], len(order)))
             checked.problems.extend(problems)
             checked.bad_lines += 1
-        elif request is not None and record is not None:
+        elif request is not None and record is not None and usable:
             checked.frames.append(Frame(line, request, record))
     return checked
 
@@ -187,12 +187,11 @@ def _output_of(line: Line) -> str | None:
 def _request(
     line: Line, config: Config, problems: list[Problem]
 ) -> tuple[TaskRequest | None, bool]:
-    """The request a line makes, and whether it can be checked against its model.
+    """The request to check the line's model fields with (None: no known model to check
+    against), and whether it is the line's own request (False: a field was missing or
+    unreadable and was filled in only so the other fields could still be checked).
 
-    Every field is looked at, whatever the others hold. A field that cannot be read is
-    reported and left out, so the rest of the line is still checked against the model;
-    without a prompt or an output there is no request, and with an unknown model nothing
-    to check it against.
+    Every field is looked at, whatever the others hold: one problem never hides another.
     """
     row = line.fields
     before = len(problems)
@@ -217,18 +216,18 @@ def _request(
         if name in BATCH_FIELDS or name in unknown or _blank(value):
             continue
         params[name] = _coerce(value) if line.from_csv else value
-    if prompt is None or output is None:
+    if profile is None:
         return None, False
     request = TaskRequest(
-        prompt=prompt,
-        output_path=output,
+        prompt=prompt if prompt is not None else "(no prompt)",
+        output_path=output if output is not None else "(no output)",
         character_images=tuple(refs),
         style=style,
         req_key=req_key,
         size=size,
         params=params,
     )
-    return request, profile is not None
+    return request, prompt is not None and output is not None
 
 
 def _profile(line: Line, req_key: str, problems: list[Problem]) -> models.ModelProfile | None:
@@ -423,6 +422,9 @@ def output_problems(path: str, base: Path) -> list[str]:
         target = _resolve(path, base)
     except RuntimeError as exc:  # "~nobody/…": no such user
         return [f"cannot expand '~' ({exc})"]
+    for part in Path(path).parts[:-1]:
+        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            return [f"folder name {part[:40]!r}... is over {NAME_MAX} bytes"]
     name = target.name
     size = len(name.encode("utf-8", "surrogateescape"))
     if size > MAX_OUTPUT_NAME_BYTES:
@@ -439,9 +441,6 @@ def output_problems(path: str, base: Path) -> list[str]:
         while not folder.exists() and folder != folder.parent:
             missing.append(folder.name)
             folder = folder.parent
-        too_long = [m for m in missing if len(m.encode("utf-8", "surrogateescape")) > NAME_MAX]
-        if too_long:
-            return [f"folder name {too_long[0][:40]!r}... is over {NAME_MAX} bytes"]
         if not folder.is_dir():
             return [f"{folder} is a file, so the folder {target.parent} cannot be created"]
         if not os.access(folder, os.W_OK | os.X_OK):
