@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,11 +34,12 @@ from asyncimg.lifecycle.submit import (
     request_fields,
     submit_records,
 )
+from asyncimg.lifecycle.validate import output_key
 from asyncimg.protocol import models
 from asyncimg.protocol.client import TaskStatus, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput
-from asyncimg.store.record import TaskRecord
-from asyncimg.store.states import TaskState, refetch_record, retry_record, transition
+from asyncimg.store.record import TaskRecord, record_from_json
+from asyncimg.store.states import IN_FLIGHT, TaskState, refetch_record, retry_record, transition
 from asyncimg.store.store import TaskStore
 
 T = TypeVar("T")
@@ -52,11 +54,116 @@ class Rejected:
     error: AsyncImgError
 
 
+class Rerun(StrEnum):
+    """What a request does when its output file already has a record."""
+
+    NEW = "new"
+    """Submit it as a new record (no record yet, a completed frame whose image is gone, or
+    `force`)."""
+    SKIP = "skip"
+    """Leave it: the frame is queued, in flight, of unknown outcome, or done."""
+    REPLACE = "replace"
+    """Its record failed: resubmit that record with the new request, keeping the failed
+    attempt in its history."""
+
+
+@dataclass(frozen=True)
+class RerunCheck:
+    action: Rerun
+    previous: TaskRecord | None = None
+    reason: str = ""
+
+
+def rerun_rule(previous: TaskRecord | None, *, image_exists: bool, force: bool) -> RerunCheck:
+    """What a request does, given the latest record for its output file (pure).
+
+    Running a batch again must not bill its frames again: only a frame with no record,
+    a failed one, or a completed one whose image is missing is submitted. `force` submits
+    the others anyway, as a separate record.
+    """
+    if previous is None:
+        return RerunCheck(Rerun.NEW)
+    status = previous.status
+    if status is TaskState.FAILED:
+        return RerunCheck(Rerun.REPLACE, previous, f"replaces failed {_name(previous)}")
+    if status is TaskState.COMPLETED and not image_exists:
+        return RerunCheck(Rerun.NEW, previous, f"{_name(previous)} completed but its image is gone")
+    if force:
+        return RerunCheck(Rerun.NEW, previous, f"--force: {_name(previous)} is {status.value}")
+    if status is TaskState.PENDING:
+        reason = "already queued locally (pending; `asyncimg check` submits it)"
+    elif status is TaskState.UNCONFIRMED:
+        reason = (
+            "already sent, outcome unknown (unconfirmed; the service may have created it, "
+            "`asyncimg check` settles it)"
+        )
+    elif status in IN_FLIGHT:
+        reason = f"already submitted as {_name(previous)}"
+    else:
+        reason = f"already done ({_name(previous)})"
+    return RerunCheck(Rerun.SKIP, previous, reason)
+
+
+def _name(record: TaskRecord) -> str:
+    return f"task {record.task_id}" if record.task_id else f"local task {record.local_id[:8]}"
+
+
+class OutputIndex:
+    """The latest record (by created_at) for each output file, as reruns need it."""
+
+    def __init__(self, records: Iterable[TaskRecord] = ()) -> None:
+        self._latest: dict[str, TaskRecord] = {}
+        for record in sorted(records, key=lambda r: (r.created_at, r.updated_at)):
+            self.add(record)
+
+    def add(self, record: TaskRecord) -> None:
+        self._latest[output_key(record)] = record
+
+    def check(self, record: TaskRecord, *, force: bool = False) -> RerunCheck:
+        """What `record` (a new one, not yet saved) does, given the records already there."""
+        previous = self._latest.get(output_key(record))
+        exists = False
+        if previous is not None and previous.status is TaskState.COMPLETED:
+            exists = previous.resolve(previous.output_path).is_file()
+        return rerun_rule(previous, image_exists=exists, force=force)
+
+
+def read_records(root: Path) -> list[TaskRecord]:
+    """The readable records in a tasks folder, read only: nothing is created, moved or
+    removed (for `submit --dry-run`; everything else uses TaskStore.load_all)."""
+    if not root.is_dir():
+        return []
+    records: list[TaskRecord] = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or path.suffix not in (".json", ".txt"):
+            continue
+        try:
+            records.append(record_from_json(path.read_bytes()))
+        except (OSError, ValueError, RecursionError):
+            continue
+    return records
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A request left alone because its output already has a record (see rerun_rule)."""
+
+    request: TaskRequest
+    previous: TaskRecord
+    reason: str
+
+    def line(self, hint: str = "") -> str:
+        return f"{self.request.output_path}: skipped — {self.reason}{hint}"
+
+
 @dataclass
 class SubmitReport:
     batch: BatchOutcome = field(default_factory=BatchOutcome)
     invalid: list[Rejected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    replaced: dict[str, str] = field(default_factory=dict)
+    """local_id → the failed task its record replaced ("task 123")."""
 
     @property
     def submitted(self) -> int:
@@ -111,7 +218,7 @@ class RetryReport(SubmitReport):
     refetched: list[TaskRecord] = field(default_factory=list)
     """Failed tasks put back in flight under their own task id (no new submission, no new
     bill): the next `check` / `monitor` polls and downloads them."""
-    skipped: list[TaskRecord] = field(default_factory=list)
+    moved_on: list[TaskRecord] = field(default_factory=list)
     """Moved on by another process between reading and locking (as found then)."""
 
 
@@ -263,10 +370,17 @@ class Workspace:
         kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
         return Checker(self.store, client, clock=self.clock, **kwargs)
 
-    async def submit(self, requests: Iterable[TaskRequest]) -> SubmitReport:
-        """Record every request (pending), then submit them; see submit_records."""
+    async def submit(self, requests: Iterable[TaskRequest], *, force: bool = False) -> SubmitReport:
+        """Record every request (pending), then submit them; see submit_records.
+
+        A request whose output file already has a record follows :func:`rerun_rule`:
+        skipped (reported, not billed), its failed record replaced, or submitted anew.
+        """
         report = SubmitReport()
         client = self.client_factory()  # raises ConfigError before anything is written
+        loaded = self.store.load_all()
+        report.warnings.extend(str(p) for p in loaded.problems)
+        index = OutputIndex(loaded.records)
         records: list[TaskRecord] = []
         for request in requests:
             try:
@@ -274,8 +388,24 @@ class Workspace:
             except AsyncImgError as exc:
                 report.invalid.append(Rejected(request, exc))
                 continue
+            check = index.check(record, force=force)
+            if check.action is Rerun.REPLACE and check.previous is not None:
+                replaced = self._replace_failed(check.previous, record)
+                if isinstance(replaced, str):
+                    report.skipped.append(Skipped(request, check.previous, replaced))
+                    continue
+                report.replaced[replaced.local_id] = _name(check.previous)
+                record = replaced
+            elif check.action is Rerun.SKIP and check.previous is not None:
+                reason = check.reason
+                if any(r.local_id == check.previous.local_id for r in records):
+                    reason = "same output as an earlier frame of this submit"
+                report.skipped.append(Skipped(request, check.previous, reason))
+                continue
+            else:
+                self.store.save(record)
             report.warnings.extend(billing_warnings(record))
-            self.store.save(record)
+            index.add(record)
             records.append(record)
         async with client:
             report.batch = await submit_records(
@@ -286,6 +416,31 @@ class Workspace:
                 unconfirmed_budget=self.unconfirmed_budget,
             )
         return report
+
+    def _replace_failed(self, failed: TaskRecord, fresh: TaskRecord) -> TaskRecord | str:
+        """`failed` sent back to pending as `fresh` asks (its attempt kept in history), saved;
+        or why not (another process holds it or has moved it on)."""
+        with self.store.lock(failed) as held:
+            current = self.store.reload(failed) if held else None
+            if current is None:
+                return f"its failed {_name(failed)} is busy in another process; run again"
+            if current.status is not TaskState.FAILED:
+                return f"{_name(current)} was just moved on by another process ({current.status})"
+            again = retry_record(
+                current,
+                now=self.clock(),
+                prompt=fresh.prompt,
+                full_prompt=fresh.full_prompt,
+                style=fresh.style,
+                req_key=fresh.req_key,
+                params=fresh.params,
+                character_images=fresh.character_images,
+                output_path=fresh.output_path,
+                filename=fresh.filename,
+                working_dir=fresh.working_dir,
+            )
+            self.store.save(again)
+            return again
 
     async def check_once(self, **kwargs: Any) -> PassSummary:
         async with self.client_factory() as client:
@@ -447,7 +602,7 @@ class Workspace:
                     or current.status is not plan.original.status
                     or current.updated_at != plan.original.updated_at
                 ):
-                    report.skipped.append(current or plan.original)
+                    report.moved_on.append(current or plan.original)
                     continue
                 self.store.save(plan.updated)
             if plan.refetch:
@@ -683,7 +838,9 @@ def generate_image_with_character(
     style: str | None = None,
     **options: Any,
 ) -> bool:
-    """Submit one frame. True: durably recorded and accepted (or queued locally on a limit).
+    """Submit one frame. True: durably recorded and accepted (or queued locally on a limit),
+    or already there: a second call for a frame that is queued, in flight or done bills
+    nothing and says so in one line on stderr (a failed one is resubmitted).
 
     False: something waiting will not fix; the reason is printed in one line on stderr.
     Options: `tasks_dir`, `config_path`, `req_key`, `size` ("1440x2560") and any model
@@ -710,6 +867,8 @@ def generate_image_with_character(
         return False
     for line in report.reasons():
         print(f"asyncimg: {line}", file=sys.stderr)
+    for skipped in report.skipped:
+        print(f"asyncimg: {skipped.line()}", file=sys.stderr)
     if report.batch.halted is not None:
         print(f"asyncimg: {report.batch.halted}", file=sys.stderr)
         return False

@@ -271,27 +271,26 @@ def test_missing_credentials_one_clear_line_and_no_record(e2e: E2E, missing: str
 
 
 def test_bad_size_is_rejected_with_the_suggestion(e2e: E2E) -> None:
-    ran = e2e.asyncimg("submit", "a frame", "-o", "out/a.png", "--size", "720x1280")
-    assert ran.returncode == 1, ran
-    assert "720x1280" in ran.output and "1440x2560" in ran.output, ran
-    assert "0 submitted, 0 queued locally, 1 rejected" in ran.stdout
+    # Checked before anything is spent: exit 2, one line naming the field, no record.
+    ran = e2e.exits(2, "asyncimg", "submit", "a frame", "-o", "out/a.png", "--size", "720x1280")
+    assert "720x1280" in ran.stderr and "1440x2560" in ran.stderr, ran
+    assert "size" in ran.stderr and e2e.records() == []
     assert e2e.emu.stats()["tasks_submitted"] == 0
 
-    ran = e2e.asyncimg("submit", "a frame", "-o", "out/b.png", "--size", "big")
-    assert ran.returncode == 1 and "big" in ran.output and "1440x2560" in ran.output, ran
-    assert "Traceback" not in ran.stderr
+    ran = e2e.exits(2, "asyncimg", "submit", "a frame", "-o", "out/b.png", "--size", "big")
+    assert "big" in ran.output and "1440x2560" in ran.output, ran
 
 
 def test_missing_character_image_names_the_path(e2e: E2E) -> None:
     # A relative path, and an absolute one as long as a real project's (it must not be cut).
     deep = e2e.root / "novel" / "chapter_01_the_rainy_night" / "characters" / "lin_xiao_v2.png"
     for i, missing in enumerate(["chars/nobody.png", str(deep)]):
-        ran = e2e.asyncimg("submit", "a frame", "-o", f"out/{i}.png", "--character", missing)
-        assert ran.returncode == 1, ran
-        assert missing in ran.output, ran
-        assert "no such file" in ran.output
-        assert "1 rejected" in ran.stdout
-        assert "Traceback" not in ran.stderr
+        ran = e2e.exits(
+            2, "asyncimg", "submit", "a frame", "-o", f"out/{i}.png", "--character", missing
+        )
+        assert missing in ran.stderr, ran
+        assert "no such file" in ran.stderr
+        assert e2e.records() == []
     assert e2e.emu.stats()["tasks_submitted"] == 0
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import sys
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -15,12 +16,26 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from asyncimg.api import Refused, RetryInvalid, SubmitReport, Workspace, outcome_line, run_sync
+from asyncimg.api import (
+    OutputIndex,
+    Refused,
+    Rerun,
+    RetryInvalid,
+    SubmitReport,
+    Workspace,
+    outcome_line,
+    read_records,
+    run_sync,
+)
 from asyncimg.cli.output import MonitorDisplay, print_summary
+from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
-from asyncimg.lifecycle.submit import TaskRequest
+from asyncimg.lifecycle.submit import max_billed_images
+from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
+from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.record import reject_json_constant
 from asyncimg.store.states import TaskState
 from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
@@ -58,74 +73,105 @@ def _workspace(tasks_dir: Path | None, config_path: Path | None) -> Workspace:
 
 # -- submit -------------------------------------------------------------------------------
 
-BATCH_FIELDS = {"prompt", "output_path", "output", "character_images", "style", "req_key", "size"}
 
+def read_batch(path: Path) -> tuple[list[Line], list[Problem]]:
+    """The frames of a JSONL or CSV file, and every line that could not be read.
 
-def read_batch(path: Path) -> Iterator[TaskRequest]:
-    """Requests from a JSONL or CSV file; every problem names the file and line."""
-    text = path.read_text(encoding="utf-8-sig")
+    JSONL is split on "\\n" only: a U+2028 inside a prompt is text, not a line break. CSV
+    goes through the csv module on the whole text, so quoted cells keep their line breaks
+    and each frame is numbered by the line it starts on.
+    """
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return [], [Problem(source, "(file)", f"cannot read: {exc.strerror or exc}")]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return [], [Problem(source, "(file)", f"not UTF-8 text (bad byte at offset {exc.start})")]
     if path.suffix.lower() == ".csv":
-        rows: Iterator[tuple[int, dict[str, Any]]] = (
-            (i + 2, dict(row)) for i, row in enumerate(csv.DictReader(text.splitlines()))
-        )
+        lines, problems = _csv_lines(source, text)
     else:
-        rows = _jsonl_rows(path, text)
-    for line_no, row in rows:
-        yield _request_from_row(path, line_no, row)
+        lines, problems = _jsonl_lines(source, text)
+    if not lines and not problems:
+        problems.append(Problem(source, "(file)", "no frames in it"))
+    return lines, problems
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
+def _jsonl_lines(source: str, text: str) -> tuple[list[Line], list[Problem]]:
+    lines: list[Line] = []
+    problems: list[Problem] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        if not raw.strip() or raw.lstrip().startswith("#"):
             continue
+        where = f"{source}:{number}"
         try:
-            row = json.loads(line)
+            row = json.loads(raw, parse_constant=reject_json_constant)
         except json.JSONDecodeError as exc:
-            raise click.UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+            problems.append(
+                Problem(where, "(line)", f"not valid JSON: {exc.msg} (column {exc.colno})")
+            )
+            continue
+        except (ValueError, RecursionError) as exc:
+            problems.append(Problem(where, "(line)", f"not valid JSON: {exc}"))
+            continue
         if not isinstance(row, dict):
-            raise click.UsageError(f"{path}:{i}: each line must be a JSON object")
-        yield i, row
+            problems.append(Problem(where, "(line)", "each line must be a JSON object {...}"))
+            continue
+        lines.append(Line(source, number, row))
+    return lines, problems
 
 
-def _request_from_row(path: Path, line_no: int, row: dict[str, Any]) -> TaskRequest:
-    where = f"{path}:{line_no}"
-    prompt = row.get("prompt")
-    output = row.get("output_path") or row.get("output")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise click.UsageError(f"{where}: prompt is missing")
-    if not isinstance(output, str) or not output.strip():
-        raise click.UsageError(f"{where}: output_path is missing")
-    refs = row.get("character_images") or []
-    if isinstance(refs, str):
-        refs = [p for p in re.split(r"[;|]", refs) if p.strip()]
-    if not isinstance(refs, list) or not all(isinstance(p, str) for p in refs):
-        raise click.UsageError(f"{where}: character_images must be a list of paths")
-    params = {k: v for k, v in row.items() if k not in BATCH_FIELDS and v not in (None, "")}
-    params = {k: _coerce(v) for k, v in params.items()}
-    return TaskRequest(
-        prompt=prompt,
-        output_path=output,
-        character_images=tuple(p.strip() for p in refs),
-        style=row.get("style") or None,
-        req_key=row.get("req_key") or None,
-        size=row.get("size") or None,
-        params=params,
-    )
+def _csv_lines(source: str, text: str) -> tuple[list[Line], list[Problem]]:
+    lines: list[Line] = []
+    problems: list[Problem] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in next(reader)]
+        end = reader.line_num
+        seen: set[str] = set()
+        for name in header:
+            if name in seen:
+                problems.append(Problem(f"{source}:1", name, "this column appears twice"))
+            seen.add(name)
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(header):
+                problems.append(
+                    Problem(
+                        f"{source}:{start}",
+                        "(line)",
+                        f"{len(row)} cells, but the header has {len(header)} columns",
+                    )
+                )
+                continue
+            lines.append(Line(source, start, dict(zip(header, row, strict=False)), from_csv=True))
+    except StopIteration:
+        pass
+    except csv.Error as exc:
+        problems.append(Problem(f"{source}:{reader.line_num}", "(line)", f"not valid CSV: {exc}"))
+    return lines, problems
 
 
-def _coerce(value: Any) -> Any:
-    """CSV cells are strings: read numbers and booleans as such."""
-    if not isinstance(value, str):
-        return value
-    lowered = value.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
+def command_line(
+    prompt: str,
+    output_path: str,
+    characters: tuple[str, ...],
+    style: str | None,
+    req_key: str | None,
+    size: str | None,
+) -> Line:
+    """A single `submit PROMPT -o OUT ...`, as one line to check like a batch line."""
+    fields: dict[str, Any] = {"prompt": prompt, "output_path": output_path}
+    optional = {"character_images": list(characters), "style": style, "req_key": req_key}
+    fields.update({k: v for k, v in optional.items() if v})
+    if size is not None:
+        fields["size"] = size
+    return Line("command line", None, fields)
 
 
 async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
@@ -135,11 +181,19 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
     return None
 
 
-def report_submit(report: SubmitReport) -> None:
+FORCE_HINT = " (use --force to submit again)"
+
+
+def report_submit(report: SubmitReport, *, invalid: int = 0) -> None:
+    """One line per frame, then the totals; `invalid` frames were refused before submitting."""
     for warning in report.warnings:
         err_console.print(f"asyncimg: warning: {warning}", markup=False)
     for outcome in report.batch.outcomes:
-        out_console.print(outcome_line(outcome), markup=False)
+        replaced = report.replaced.get(outcome.record.local_id)
+        extra = f" (replaces failed {replaced})" if replaced else ""
+        out_console.print(outcome_line(outcome) + extra, markup=False)
+    for left in report.skipped:
+        out_console.print(left.line(FORCE_HINT), markup=False)
     for rejected in report.invalid:
         out_console.print(
             f"{rejected.request.output_path}: rejected — {rejected.error}", markup=False
@@ -148,9 +202,10 @@ def report_submit(report: SubmitReport) -> None:
         if outcome.warning:
             out_console.print(f"{outcome.record.filename}: {outcome.warning}", markup=False)
     unconfirmed = f", {report.unconfirmed} unconfirmed" if report.unconfirmed else ""
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     out_console.print(
         f"{report.submitted} submitted, {report.queued} queued locally{unconfirmed}, "
-        f"{report.rejected} rejected",
+        f"{report.rejected + invalid} rejected{skipped}",
         markup=False,
     )
     if report.batch.halted is not None:
@@ -165,6 +220,46 @@ def report_submit(report: SubmitReport) -> None:
         )
 
 
+def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
+    """`submit --dry-run`: one line per frame and the totals; nothing is sent or written."""
+    to_submit = skipped = least = most = 0
+    for frame in checked.frames:
+        record = frame.record
+        check = index.check(record, force=force)
+        if check.action is Rerun.SKIP:
+            skipped += 1
+            out_console.print(
+                f"{frame.line.where}  {record.output_path}  skipped — {check.reason}",
+                markup=False,
+            )
+            continue
+        to_submit += 1
+        billed = max_billed_images(record)
+        least, most = least + 1, most + billed
+        size = frame.width_height
+        shown_size = f"{size[0]}x{size[1]}" if size else _default_size(record.req_key)
+        refs = len(record.character_images)
+        note = f"  ({check.reason})" if check.reason else ""
+        out_console.print(
+            f"{frame.line.where}  {record.output_path}  {record.req_key}  {shown_size}  "
+            f"{refs} character{'s' if refs != 1 else ''}  "
+            f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}",
+            markup=False,
+        )
+    images = f"{least}" if least == most else f"{least} to {most}"
+    problems = f", {checked.bad_lines} with problems" if checked.bad_lines else ""
+    out_console.print(
+        f"dry run: {to_submit} to submit, {skipped} skipped{problems}; "
+        f"images billed: {images}; nothing was submitted or written",
+        markup=False,
+    )
+
+
+def _default_size(req_key: str) -> str:
+    width, height = models.get_profile(req_key).size.default
+    return f"{width}x{height} (model default)"
+
+
 @click.command()
 @click.argument("prompt", required=False)
 @click.option("-o", "--output", "output_path", help="Where the image is saved.")
@@ -177,6 +272,17 @@ def report_submit(report: SubmitReport) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSONL or CSV: one frame per line.",
 )
+@click.option("--dry-run", is_flag=True, help="Check and print the plan; submit and write nothing.")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Submit the frames without problems even if others have some (exit status 1).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Submit frames whose output already has a queued, running or done task.",
+)
 @tasks_dir_option
 @config_option
 def submit(
@@ -187,28 +293,64 @@ def submit(
     req_key: str | None,
     size: str | None,
     batch: Path | None,
+    dry_run: bool,
+    skip_invalid: bool,
+    force: bool,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
-    """Submit one frame (PROMPT -o OUT) or a whole batch (--batch FILE)."""
+    """Submit one frame (PROMPT -o OUT) or a whole batch (--batch FILE).
+
+    Every frame is checked first; if any has a problem, all problems are printed and
+    nothing is submitted (exit status 2) unless --skip-invalid. A frame whose output
+    already has a queued, running or done task is skipped unless --force; one whose
+    task failed is resubmitted in its place.
+    """
     if batch is not None:
         if prompt or output_path:
             raise click.UsageError("give either PROMPT -o OUT or --batch FILE, not both")
-        requests = list(read_batch(batch))
+        lines, problems = read_batch(batch)
     else:
         if not prompt or not output_path:
             raise click.UsageError("PROMPT and -o/--output are required (or use --batch FILE)")
-        requests = [TaskRequest(prompt, output_path, characters, style, req_key, size)]
-    workspace = _workspace(tasks_dir, config_path)
+        lines = [command_line(prompt, output_path, characters, style, req_key, size)]
+        problems = []
     try:
-        report = run_sync(_until_signal(workspace.submit(requests)))
+        config = load_config(config_path)
+    except AsyncImgError as exc:
+        _fail(str(exc), 2)
+    checked = check_lines(lines, config)
+    problems += checked.problems
+    for problem in problems:
+        err_console.print(str(problem), markup=False)
+    bad = len({p.where for p in problems})
+    if dry_run:
+        root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
+        print_plan(checked, OutputIndex(read_records(root)), force=force)
+        sys.exit(2 if problems else 0)
+    if problems and not skip_invalid:
+        total = len(checked.frames) + bad
+        _fail(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {total} "
+            f"frame{'s' if total != 1 else ''}; nothing was submitted or written. Fix "
+            + ("them" if len(problems) != 1 else "it")
+            + " and run again"
+            + (", or add --skip-invalid to submit the others" if checked.frames else ""),
+            2,
+        )
+    if not checked.frames:
+        _fail("no frame without problems: nothing was submitted", 1)
+    workspace = _workspace(tasks_dir, config_path)
+    requests = [frame.request for frame in checked.frames]
+    try:
+        report = run_sync(_until_signal(workspace.submit(requests, force=force)))
     except AsyncImgError as exc:
         _fail(str(exc), 2)
     if report is None:
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
-    report_submit(report)
-    sys.exit(report.exit_code)
+    report_submit(report, invalid=bad)
+    sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
 
 
 # -- check / monitor ----------------------------------------------------------------------
@@ -445,7 +587,7 @@ def retry(
             f"`asyncimg check` downloads it to {record.output_path}",
             markup=False,
         )
-    for record in report.skipped:
+    for record in report.moved_on:
         out_console.print(
             f"{record.filename}: skipped — another asyncimg is handling it "
             f"(now {record.status.value})",
@@ -453,7 +595,7 @@ def retry(
         )
     if report.batch.outcomes:
         report_submit(report)
-    elif not report.refetched and not report.skipped:
+    elif not report.refetched and not report.moved_on:
         kinds = [k for k, on in (("failed", all_failed), ("unconfirmed", all_unconfirmed)) if on]
         out_console.print(f"no {' or '.join(kinds) or 'failed'} tasks to retry", markup=False)
     sys.exit(report.exit_code)

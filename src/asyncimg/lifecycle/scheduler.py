@@ -175,11 +175,11 @@ class Scheduler:
             for r in self.records.values()
         )
 
-    async def _wait(self, timeout: float) -> None:
-        """Until something changes or `timeout` seconds pass."""
+    async def _wait(self, seconds: float) -> None:
+        """Until something changes or `seconds` pass."""
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, timeout)):
+            async with asyncio.timeout(max(0.0, seconds)):
                 await self._changed.wait()
 
     def _poke(self) -> None:

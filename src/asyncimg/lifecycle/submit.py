@@ -88,11 +88,19 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
     )
 
 
-def billing_warnings(record: TaskRecord) -> list[str]:
-    """One line per way this frame may cost more than one image."""
+def max_billed_images(record: TaskRecord) -> int:
+    """The most images this frame can return (and bill): 1 unless force_single is false on a
+    model that may return several (then its maximum, less the reference images)."""
     profile = models.get_profile(record.req_key)
     if profile.max_outputs > 1 and record.params.get("force_single") is False:
-        most = profile.max_outputs - len(record.character_images)
+        return max(1, profile.max_outputs - len(record.character_images))
+    return 1
+
+
+def billing_warnings(record: TaskRecord) -> list[str]:
+    """One line per way this frame may cost more than one image."""
+    most = max_billed_images(record)
+    if most > 1:
         return [
             f"{record.filename}: force_single is false, so {record.req_key} may return and "
             f"bill up to {most} images for this one frame"
