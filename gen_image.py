@@ -20,6 +20,6 @@ __all__ = ["generate_image_with_character"]
 if __name__ == "__main__":
     import sys
 
-    from asyncimg.cli.main import cli
+    from asyncimg.cli.main import main
 
-    cli.main(args=["submit", *sys.argv[1:]], prog_name="gen_image.py")
+    main(["submit", *sys.argv[1:]], prog_name="gen_image.py")

@@ -62,3 +62,15 @@ def test_exit_codes_are_the_same_for_the_guides_script(e2e: E2E) -> None:
     e2e.exits(1, "check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=30)
     e2e.exits(1, "check_async_tasks.py", "--check-once")
     e2e.exits(1, "asyncimg", "check")
+
+
+def test_a_tasks_folder_that_cannot_be_made_is_one_line_and_exit_2(e2e: E2E) -> None:
+    (e2e.root / "afile").write_text("not a folder")
+    for program, args in (
+        ("asyncimg", ("submit", "a frame", "-o", "out/a.png", "--tasks-dir", "afile/t")),
+        ("asyncimg", ("list", "--tasks-dir", "afile/t")),
+        ("gen_image.py", ("a frame", "-o", "out/a.png", "--tasks-dir", "afile/t")),
+        ("check_async_tasks.py", ("--check-once", "--tasks-dir", "afile/t")),
+    ):
+        ran = e2e.exits(2, program, *args)
+        assert "afile/t" in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asyncimg import constants
+from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.submit import RecordNotSaved, billing_warnings, submit_records
 from asyncimg.protocol.client import VisualClient
+from asyncimg.protocol.errors import RequestRefused, classify_business, classify_gateway
 from asyncimg.protocol.signing import Credentials
 from asyncimg.store.states import TaskState
 from asyncimg.store.store import TaskStore
@@ -178,3 +180,52 @@ async def test_a_batch_that_asks_for_many_images_is_warned(start: Start) -> None
     env = await start()
     report = await env.workspace().submit([env.request("many", params={"force_single": False})])
     assert len(report.warnings) == 1 and "may return and bill up to" in report.warnings[0]
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+async def test_every_task_accepted_before_a_full_disk_is_named(start: Start) -> None:
+    """Parallel submits hit an unwritable folder together: each accepted task id (and its
+    adopt command) reaches the user, not only the first."""
+    env = await start()
+    records = [env.add(f"f{i}") for i in range(3)]
+    probe = await start()
+    ids = [
+        await probe.client.submit("jimeng_t2i_v40", {"prompt": "x", "size": 1024**2})
+        for _ in records
+    ]
+    for task_id in ids:
+        (env.tasks_dir / f"{task_id}.json").mkdir()
+        for record in records:
+            (env.tasks_dir / f"{task_id}.{record.local_id[:12]}.json").mkdir()
+
+    async def no_sleep(_seconds: float) -> None:
+        return None
+
+    with pytest.raises(RecordNotSaved) as info:
+        await submit_records(env.client, env.store, records, clock=env.now, sleep=no_sleep)
+    assert env.emu.stats()["tasks_submitted"] == 3
+    text = str(info.value)
+    for task_id in ids:
+        assert f"asyncimg adopt {task_id} -o " in text
+    assert len(info.value.others) == 2
+
+
+async def test_an_unlisted_gateway_refusal_on_a_poll_fails_no_paid_task(start: Start) -> None:
+    env = await start()
+    [local_id] = await _accepted(env, "f1")
+    refused = classify_gateway("RequestExpired", "expired", "r", 400)
+    assert isinstance(refused, RequestRefused) and refused.unrecognised
+    decision = decide.after_error(refused)
+    assert decision.halt and decision.state is None
+    assert _status(env, local_id) is S.SUBMITTED
+
+
+def test_an_unknown_business_code_on_a_poll_is_a_stalled_poll_not_a_failure() -> None:
+    odd = classify_business(50999, "something new", "r", 400)
+    assert odd.unrecognised
+    decision = decide.after_error(odd)
+    assert decision.stalled and decision.state is None
+    known = classify_business(50511, "", "r", 400)
+    assert not known.unrecognised and decide.after_error(known).fails

@@ -129,6 +129,15 @@ def _clean(tasks_dir: Path | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except OSError as exc:  # a folder or file it cannot use: one line, exit 2
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"asyncimg: {where}{exc.strerror or exc}", markup=False)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     tasks_dir = Path(args.tasks_dir) if args.tasks_dir else None
     if args.check_once:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from asyncimg.cli.commands import ALL_COMMANDS
@@ -19,8 +21,15 @@ for _command in ALL_COMMANDS:
 cli.add_command(emulator)
 
 
-def main() -> None:
-    cli()
+def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
+    """`asyncimg` (and the guide's `gen_image.py`): a file or folder that cannot be read or
+    written is one line naming it and exit 2, never a traceback."""
+    try:
+        cli.main(args=args, prog_name=prog_name)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"asyncimg: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

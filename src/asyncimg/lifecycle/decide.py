@@ -99,6 +99,9 @@ def after_error(error: AsyncImgError) -> Decision:
         return Decision(None, error=error, halt=True)
     if isinstance(error, ReplyUnreadable) and not error.http_status:
         return Decision(None, error=error, stalled=True)
+    if error.unrecognised and not error.retryable:
+        # A code we do not know is no definitive answer: bounded like a stalled poll.
+        return Decision(None, error=error, stalled=True)
     if error.retryable:
         return Decision(None, error=error)
     return Decision(TaskState.FAILED, error=error)

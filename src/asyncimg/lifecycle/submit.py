@@ -211,6 +211,14 @@ class RecordNotSaved(AsyncImgError):
         self.task_id = task_id
         self.record = record
         self.command = command
+        self.others: list[RecordNotSaved] = []
+        """Further tasks accepted in the same batch whose records could not be written
+        either (parallel submits hit a full disk together); each is in the message."""
+
+    def include(self, other: RecordNotSaved) -> None:
+        self.others.append(other)
+        self.message = f"{self.message}; and {other.message}"
+        self.args = (self.message,)
 
 
 def adopt_command(task_id: str, record: TaskRecord, store: TaskStore) -> str:
@@ -418,7 +426,10 @@ async def submit_records(
 
     await asyncio.gather(*(worker() for _ in range(max(1, parallel))))
     if unsaved:
-        raise unsaved[0]
+        first, *rest = unsaved
+        for other in rest:  # every accepted task id reaches the user, not just the first
+            first.include(other)
+        raise first
     ordered = [outcomes.get(r.local_id, SubmitOutcome(r)) for r in records]
     return BatchOutcome(ordered, halted[0] if halted else None)
 

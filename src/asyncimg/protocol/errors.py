@@ -15,6 +15,8 @@ class AsyncImgError(Exception):
     retryable: bool = False
     resubmittable: bool = False
     hint: str = ""
+    unrecognised: bool = False
+    """A wire code this table does not know: its meaning for the task is unknown."""
 
     def __init__(
         self,
@@ -219,16 +221,28 @@ def classify_business(
             retryable=False,
             http_status=http_status,
         )
-    kind, default = _BUSINESS.get(code, (_fallback_kind(http_status), "unexpected error code"))
-    return kind(message or default, code=code, request_id=request_id, http_status=http_status)
+    known = _BUSINESS.get(code)
+    kind, default = known or (_fallback_kind(http_status), "unexpected error code")
+    error = kind(message or default, code=code, request_id=request_id, http_status=http_status)
+    error.unrecognised = known is None
+    return error
 
 
 def classify_gateway(
     code: str, message: str, request_id: str | None, http_status: int | None = None
 ) -> AsyncImgError:
     """The error for a `ResponseMetadata.Error` envelope."""
-    kind = _GATEWAY.get(code, _fallback_kind(http_status))
-    return kind(message or code, code=code, request_id=request_id, http_status=http_status)
+    kind = _GATEWAY.get(code) or _gateway_fallback(http_status)
+    error = kind(message or code, code=code, request_id=request_id, http_status=http_status)
+    error.unrecognised = code not in _GATEWAY
+    return error
+
+
+def _gateway_fallback(http_status: int | None) -> type[AsyncImgError]:
+    """An unlisted gateway code: the gateway answers before the service sees the request,
+    so a 4xx is about our request or our setup, never about a task."""
+    kind = _fallback_kind(http_status)
+    return RequestRefused if kind is InputRejected else kind
 
 
 def _fallback_kind(http_status: int | None) -> type[AsyncImgError]:
