@@ -8,7 +8,8 @@ soon, with few calls. Each question it asks has one answer here, tested directly
 - when to poll an in-flight task next (:func:`next_poll_delay`);
 - how many tasks may be in flight (:class:`Cap`: slow start, then additive increase after
   clean completions, and a drop to what is in flight on 50430);
-- how fast to submit and poll (:class:`Rate`: halved on 50429, grown slowly without one).
+- how fast to submit and poll (:class:`Rate`: doubled until a 50429, then halved on each
+  and grown slowly without one).
 
 No I/O and no clock reads: time comes in as arguments.
 """
@@ -191,26 +192,31 @@ DEFAULT_POLL_RATE = 5.0
 RATE_FLOOR = 0.2
 #: Grow the rate by this fraction after this many calls in a row without a 50429.
 RATE_GROWTH = 0.25
-GROW_AFTER = 10
+GROW_AFTER = 5
 
 
 @dataclass(frozen=True)
 class Rate:
-    """Calls per second for one action: halved on 50429, grown by a quarter after
-    `GROW_AFTER` clean calls, never above `ceiling` (if set) or below `RATE_FLOOR`."""
+    """Calls per second for one action. Like the cap: slow start (doubled after every
+    `GROW_AFTER` clean calls until the first 50429), then halved on each 50429 and grown by
+    a quarter after `GROW_AFTER` clean calls; never above `ceiling` or below `RATE_FLOOR`."""
 
     per_second: float
     ceiling: float | None = None
     clean: int = 0
+    limited: bool = False
+    """A 50429 has been seen: growth is slow from now on."""
 
     def after_limit_reply(self) -> Rate:
-        return replace(self, per_second=max(RATE_FLOOR, self.per_second / 2), clean=0)
+        return replace(
+            self, per_second=max(RATE_FLOOR, self.per_second / 2), clean=0, limited=True
+        )
 
     def after_success(self) -> Rate:
         clean = self.clean + 1
         if clean < GROW_AFTER:
             return replace(self, clean=clean)
-        grown = self.per_second * (1 + RATE_GROWTH)
+        grown = self.per_second * (1 + RATE_GROWTH if self.limited else 2.0)
         if self.ceiling is not None:
             grown = min(grown, self.ceiling)
         return replace(self, per_second=grown, clean=0)

@@ -94,6 +94,7 @@ class Scheduler:
     records: dict[str, TaskRecord] = field(default_factory=dict)
     _due: dict[str, float] = field(default_factory=dict)
     _polling: set[str] = field(default_factory=set)
+    _last_look: dict[str, float] = field(default_factory=dict)
     _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
     _summary: PassSummary = field(default_factory=PassSummary)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -261,15 +262,20 @@ class Scheduler:
                 return
             self._remember(after)
             if _flying(after):
+                self._last_look[local_id] = now
                 self._schedule(after, now)
                 self._retune(polls=self.polls.after_success())
                 if after.last_error is not None and after.last_error.kind == "RateLimited":
                     self._retune(polls=self.polls.after_limit_reply())
                 return
             self._due.pop(local_id, None)
+            last_look = self._last_look.pop(local_id, None)
             if after.status is TaskState.COMPLETED and after.submit_time is not None:
+                # It finished between the last poll that saw it running and this one: the
+                # midpoint keeps the poll interval out of the learned generation time.
+                since = max(after.submit_time, last_look or after.submit_time)
                 bucket = bucket_of(after.req_key, after.params)
-                self.eta = self.eta.observe(bucket, now - after.submit_time)
+                self.eta = self.eta.observe(bucket, (since + now) / 2 - after.submit_time)
             self.cap = self.cap.after_completion(saturated=in_flight >= self.cap.limit)
         finally:
             self._polling.discard(local_id)
