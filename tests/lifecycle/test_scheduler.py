@@ -31,8 +31,8 @@ def _scheduler(env: Env, checker: Checker | None = None, **kwargs: Any) -> Sched
     return Scheduler(checker or env.checker(), **kwargs)
 
 
-async def _run(scheduler: Scheduler, timeout: float = 60) -> Any:
-    async with asyncio.timeout(timeout):
+async def _run(scheduler: Scheduler) -> Any:
+    async with asyncio.timeout(60):
         return await scheduler.run()
 
 
@@ -69,8 +69,7 @@ async def test_a_limit_that_drops_mid_run_is_followed(start: Start) -> None:
     scheduler = _scheduler(env, max_in_flight=4)
 
     async def drop_limit() -> None:
-        while env.emu.stats()["tasks_done"] < 3:
-            await asyncio.sleep(0.02)
+        await env.wait_until(lambda: env.emu.stats()["tasks_done"] >= 3)
         env.emu.config.concurrency = 1
 
     dropper = asyncio.create_task(drop_limit())

@@ -208,9 +208,7 @@ class Rate:
     """A 50429 has been seen: growth is slow from now on."""
 
     def after_limit_reply(self) -> Rate:
-        return replace(
-            self, per_second=max(RATE_FLOOR, self.per_second / 2), clean=0, limited=True
-        )
+        return replace(self, per_second=max(RATE_FLOOR, self.per_second / 2), clean=0, limited=True)
 
     def after_success(self) -> Rate:
         clean = self.clean + 1
