@@ -86,6 +86,22 @@ class EmulatorThread:
     def stats(self) -> dict[str, Any]:
         return self._on_loop(self.emu.stats)
 
+    def task_log(self) -> list[dict[str, Any]]:
+        return self._on_loop(self.emu.task_log)
+
+    def settle(self, seconds: float = 0.05) -> None:
+        """Give the emulator's loop some turns and `seconds` to take in what already reached
+        its sockets (a request a just-killed child sent), before the caller reads its log."""
+
+        async def turns() -> None:
+            for _ in range(20):
+                await asyncio.sleep(0)
+            await asyncio.sleep(seconds)
+            for _ in range(20):
+                await asyncio.sleep(0)
+
+        self._call(turns())
+
     def wait_idle(self, submitted: int, timeout: float = 20) -> dict[str, Any]:
         """Until the emulator has accepted `submitted` tasks and finished all of them."""
         return wait_for(
@@ -305,7 +321,7 @@ def start_emulator() -> Iterator[Callable[..., EmulatorThread]]:
         emu.close()
 
 
-def _scan_for_secret(root: Path) -> None:
+def scan_for_secret(root: Path) -> None:
     needle = SK.encode()
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
@@ -326,7 +342,7 @@ def make_e2e(
         return e2e
 
     yield _make
-    _scan_for_secret(tmp_path)
+    scan_for_secret(tmp_path)
 
 
 @pytest.fixture

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 from asyncimg.protocol.signing import Credentials
 
 from .conftest import AK, SUBMIT, V40, Start
 
+PROMPT = "a red fox in the snow"  # Api.submit's default
+
 
 async def test_stats(start: Start) -> None:
     emu, api = await start(gen_seconds=(10.0, 10.0))
+    t0 = emu.now()
     first = await api.submit()
     emu.advance(4)
-    await api.submit()
-    await api.submit()
+    second = await api.submit(prompt="two")
+    third = await api.submit(prompt="three")
     await api.call(SUBMIT, {"req_key": V40})
     await api.call(SUBMIT, {"req_key": V40, "prompt": "x"}, credentials=Credentials(AK, "no"))
     emu.advance(6)
@@ -31,6 +36,11 @@ async def test_stats(start: Start) -> None:
         "tasks_unfinished": 2,
         "peak_unfinished": 3,
         "faults_fired": {},
+        "tasks": [
+            {"task_id": first, "received_at": t0, "submitted_at": t0, "prompt": PROMPT},
+            {"task_id": second, "received_at": t0 + 4, "submitted_at": t0 + 4, "prompt": "two"},
+            {"task_id": third, "received_at": t0 + 4, "submitted_at": t0 + 4, "prompt": "three"},
+        ],
     }
     assert emu.stats() == expected
     async with api.session.get(f"{emu.url}/_emulator/stats") as resp:
@@ -38,3 +48,19 @@ async def test_stats(start: Start) -> None:
         assert await resp.json() == expected
     emu.advance(10)
     assert (emu.stats()["tasks_done"], emu.stats()["tasks_unfinished"]) == (3, 0)
+
+
+async def test_task_log_says_when_the_request_arrived_and_when_the_task_was_made(
+    start: Start,
+) -> None:
+    """With latency, a submit is received before its task exists: a client killed in
+    between still gets billed, and the log shows both times (the kill-anywhere test
+    attributes such tasks by `received_at`)."""
+    emu, api = await start(latency_seconds=0.05, clock=time.time)
+    before = time.time()
+    task_id = await api.submit(prompt="late")
+    (entry,) = emu.task_log()
+    assert entry["task_id"] == task_id and entry["prompt"] == "late"
+    assert before <= entry["received_at"] < entry["submitted_at"] <= time.time()
+    assert entry["submitted_at"] - entry["received_at"] >= 0.04  # the latency, give or take
+    assert emu.stats()["tasks"] == [entry]

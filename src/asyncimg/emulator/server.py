@@ -127,6 +127,20 @@ class Emulator:
         """Make the next `count` matching requests (or submitted tasks) suffer `kind`."""
         self._faults.inject(kind, count, action)
 
+    def task_log(self) -> list[dict[str, Any]]:
+        """Every task created so far, oldest first: `task_id`, `received_at` (when its submit
+        request reached the handler), `submitted_at` (when the task was created, after any
+        latency) in emulator-clock seconds, and `prompt`. Read-only."""
+        return [
+            {
+                "task_id": s.task_id,
+                "received_at": s.received_at,
+                "submitted_at": s.submitted_at,
+                "prompt": s.prompt,
+            }
+            for s in self._tasks.log
+        ]
+
     def stats(self) -> dict[str, Any]:
         unfinished = self._tasks.unfinished(self.now())
         return {
@@ -138,6 +152,7 @@ class Emulator:
             "tasks_unfinished": unfinished,
             "peak_unfinished": self._tasks.peak_unfinished,
             "faults_fired": dict(self._faults.fired),
+            "tasks": self.task_log(),
         }
 
     async def start(self) -> None:
@@ -213,7 +228,8 @@ class Emulator:
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = new_request_id(self.now())
+        received = self.now()
+        request_id = new_request_id(received)
         action = request.query.get("Action", "")
         version = request.query.get("Version", "")
         self._requests[action or "(none)"] += 1
@@ -258,7 +274,7 @@ class Emulator:
 
         try:
             if action == constants.ACTION_SUBMIT:
-                data = self._submit(body)
+                data = self._submit(body, received)
             else:
                 data = await self._get_result(body, f"{request.scheme}://{request.host}")
         except BusinessError as exc:
@@ -267,7 +283,7 @@ class Emulator:
             )
         return self._business_reply(constants.SUCCESS_CODE, "Success", request_id, data, started)
 
-    def _submit(self, raw: bytes) -> dict[str, Any]:
+    def _submit(self, raw: bytes, received: float) -> dict[str, Any]:
         body = _json_object(raw)
         req_key = _required_str(body, "req_key")
         fields = {k: v for k, v in body.items() if k != "req_key"}
@@ -283,7 +299,8 @@ class Emulator:
         limit = self.config.concurrency
         if limit is not None and self._tasks.unfinished(now) >= limit:
             raise BusinessError(50430)
-        task = self._tasks.submit(req_key, profile, fields, self._faults.for_task(), now)
+        fault = self._faults.for_task()
+        task = self._tasks.submit(req_key, profile, fields, fault, now, received_at=received)
         return {"task_id": task.task_id}
 
     async def _get_result(self, raw: bytes, base_url: str) -> dict[str, Any]:

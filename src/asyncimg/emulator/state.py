@@ -73,6 +73,17 @@ class Task:
         return max(1, min(images_per_task, self.profile.max_outputs - n_refs))
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One created task as the log keeps it (after retention too): when its request reached
+    the emulator, when the task was created (after any latency), and its prompt."""
+
+    task_id: str
+    received_at: float
+    submitted_at: float
+    prompt: str
+
+
 class TaskTable:
     """Every submitted task, with the timing rules that turn elapsed time into a status."""
 
@@ -91,6 +102,7 @@ class TaskTable:
         self._durations = random.Random(None if seed is None else f"{seed}:durations")
         self._tasks: dict[str, Task] = {}
         self._unfinished: list[Task] = []
+        self.log: list[Submission] = []
         self.submitted = 0
         self.done = 0
         self.peak_unfinished = 0
@@ -112,6 +124,7 @@ class TaskTable:
         fields: Mapping[str, object],
         fault: FaultKind | None,
         now: float,
+        received_at: float | None = None,
     ) -> Task:
         task = Task(
             task_id=self.new_id(),
@@ -124,6 +137,15 @@ class TaskTable:
         )
         self._tasks[task.task_id] = task
         self._unfinished.append(task)
+        prompt = fields.get("prompt")
+        self.log.append(
+            Submission(
+                task.task_id,
+                now if received_at is None else received_at,
+                now,
+                prompt if isinstance(prompt, str) else "",
+            )
+        )
         self.submitted += 1
         self._sweep(now)
         self.peak_unfinished = max(self.peak_unfinished, len(self._unfinished))
