@@ -40,15 +40,17 @@ def settle_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the record files the store opens and parses, in order."""
+    """The names of the record files the store opens and parses, in order (by scans and
+    full loads, and by the one-record reads of reload and get)."""
     names: list[str] = []
-    real = store_module._read_record_keyed
+    for reader in ("_read_record_keyed", "_read_record"):
+        real = getattr(store_module, reader)
 
-    def spy(path: Path) -> Any:
-        names.append(path.name)
-        return real(path)
+        def spy(path: Path, real: Any = real) -> Any:
+            names.append(path.name)
+            return real(path)
 
-    monkeypatch.setattr(store_module, "_read_record_keyed", spy)
+        monkeypatch.setattr(store_module, reader, spy)
     return names
 
 
@@ -429,3 +431,44 @@ def test_a_legacy_txt_record_is_cached_and_kept_as_txt(tmp_path: Path) -> None:
     assert summary.created_at == 1234567890.123
     (full,) = store.load_all().records
     assert store.path_for(full) == legacy
+
+
+# -- get --------------------------------------------------------------------------------
+
+
+def test_get_reads_only_the_record_it_returns(tmp_path: Path, opened: list[str]) -> None:
+    store = TaskStore(tmp_path)
+    for n in range(1, 6):
+        store.save(completed(n))
+    gone = failed(6)
+    store.save(gone)
+    store.save(retry_record(gone, now=400.0))  # its old task id lives on in history
+    TaskStore(tmp_path).scan()
+
+    opened.clear()
+    fresh = TaskStore(tmp_path)
+    pending = f"pending-{gone.local_id}.json"
+    assert fresh.get("730003") == completed(3)
+    assert opened == [pending, "730003.json"]  # the scan reads the unfinished record only
+    opened.clear()
+    again = fresh.get("730006")  # an earlier task id
+    assert again.status is S.PENDING and again.history[0].task_id == "730006"
+    assert opened == [pending, pending]
+
+
+def test_get_follows_a_record_that_moved_after_the_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TaskStore(tmp_path)
+    gone = failed(1)
+    store.save(gone)
+    real_scan = TaskStore.scan
+
+    def scan_then_retry_elsewhere(self: TaskStore) -> Any:
+        report = real_scan(self)
+        TaskStore(tmp_path).save(retry_record(gone, now=400.0))
+        return report
+
+    monkeypatch.setattr(TaskStore, "scan", scan_then_retry_elsewhere)
+    found = store.get(gone.local_id)
+    assert found.status is S.PENDING and found.local_id == gone.local_id

@@ -420,27 +420,39 @@ class TaskStore:
         """The record whose task_id or local_id is ``key`` or starts with it.
 
         An earlier task_id (from ``history``) also finds the record. Raises
-        :class:`TaskNotFound` or :class:`AmbiguousTaskKey`.
+        :class:`TaskNotFound` or :class:`AmbiguousTaskKey`. Matches on the scan's
+        summaries, then reads the one record found.
         """
         key = key.strip()
         if not key:
             raise TaskNotFound("no task key given")
-        records = self.load_all().records
-        for record in records:
-            if key in (record.task_id, record.local_id):
-                return record
-        matches = [
-            r for r in records if (r.task_id or "").startswith(key) or r.local_id.startswith(key)
+        tasks = self.scan().tasks
+        exact = [t for t in tasks if key in (t.task_id, t.local_id)]
+        matches = exact[:1] or [
+            t for t in tasks if (t.task_id or "").startswith(key) or t.local_id.startswith(key)
         ]
         if not matches:
-            matches = [r for r in records if any(a.task_id == key for a in r.history)]
+            matches = [t for t in tasks if key in t.history_task_ids]
         if len(matches) == 1:
-            return matches[0]
+            return self._read_task(matches[0])
         if not matches:
             raise TaskNotFound(f"no task matches {key!r} in {self.root}")
-        shown = ", ".join(r.task_id or f"local {r.local_id}" for r in matches[:5])
+        shown = ", ".join(t.task_id or f"local {t.local_id}" for t in matches[:5])
         more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
         raise AmbiguousTaskKey(f"{key!r} matches {len(matches)} tasks: {shown}{more}")
+
+    def _read_task(self, task: RecordSummary) -> TaskRecord:
+        """The full record of a task a scan just found (another process may have moved it
+        on since: then it is looked for in every file, as ``reload`` does)."""
+        found = self._read_matching([task.path], task.local_id)
+        if not found:
+            names = [p for p in sorted(self.root.iterdir()) if _is_record_name(p.name)]
+            found = self._read_matching(names, task.local_id)
+        if not found:
+            raise TaskNotFound(f"task {task.task_id or task.local_id} is gone from {self.root}")
+        best = max(found, key=lambda c: _progress(c.record))
+        self._names[task.local_id] = best.path.name
+        return best.record
 
     # -- locking --------------------------------------------------------------------------
 
