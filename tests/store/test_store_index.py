@@ -103,7 +103,7 @@ def past_the_tick_of(path: Path) -> None:
 
 
 def index_names(root: Path) -> set[str]:
-    return set(json.loads((root / INDEX_NAME).read_bytes())["entries"])
+    return set(json.loads((root / INDEX_NAME).read_bytes())["columns"]["name"])
 
 
 # -- the index is used ------------------------------------------------------------------
@@ -263,10 +263,10 @@ def test_a_file_changed_moments_ago_is_not_cached(
 
 CORRUPT = {
     "empty": b"",
-    "truncated": b'{"version": 1, "fields": ["ino"',
+    "truncated": b'{"version": 1, "columns": {"name": ["1.json"',
     "not utf-8": b"\xff\xfe{}",
     "an array": b"[]",
-    "other version": json.dumps({"version": 99, "fields": [], "entries": {}}).encode(),
+    "other version": json.dumps({"version": 99, "columns": {}}).encode(),
 }
 
 
@@ -283,18 +283,32 @@ def test_a_corrupt_index_is_rebuilt_silently(case: str, tmp_path: Path, opened: 
     assert TaskStore(tmp_path).scan().files_read == 2
 
 
-def test_a_nonsensical_entry_is_dropped_and_its_record_read(tmp_path: Path) -> None:
+NONSENSE = {
+    "an unfinished status": lambda c: c["status"].__setitem__(0, "pending"),
+    "a string for a number": lambda c: c["mtime_ns"].__setitem__(1, "yesterday"),
+    "a bool for an int": lambda c: c["size"].__setitem__(0, True),
+    "an int for a float": lambda c: c["created_at"].__setitem__(0, 101),
+    "a short column": lambda c: c["local_id"].pop(),
+    "a name twice": lambda c: c["name"].__setitem__(1, c["name"][0]),
+    "a malformed error": lambda c: c["error"].__setitem__(0, ["kind", "message"]),
+    "a missing column": lambda c: c.pop("filename"),
+    "a task id in history that is a number": lambda c: c["history_task_ids"][0].append(7),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NONSENSE))
+def test_an_index_with_a_nonsensical_value_is_rebuilt(case: str, tmp_path: Path) -> None:
     store = TaskStore(tmp_path)
     store.save(completed(1))
     store.save(completed(2))
     store.scan()
     doc = json.loads((tmp_path / INDEX_NAME).read_bytes())
-    doc["entries"]["730001.json"][4] = "pending"  # a status an entry never has
-    doc["entries"]["730002.json"][2] = "yesterday"  # mtime_ns not an int
+    NONSENSE[case](doc["columns"])
     (tmp_path / INDEX_NAME).write_text(json.dumps(doc), encoding="utf-8")
     report = TaskStore(tmp_path).scan()
-    assert report.files_read == 2
+    assert report.files_read == 2 and report.problems == []
     assert [t.status for t in report.tasks] == [S.COMPLETED, S.COMPLETED]
+    assert TaskStore(tmp_path).scan().files_read == 0  # rebuilt
 
 
 def test_the_index_round_trips(tmp_path: Path) -> None:

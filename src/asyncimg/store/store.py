@@ -294,10 +294,9 @@ class TaskStore:
         # Through a descriptor, each stat (most of a scan's cost) is relative to it.
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            for entry in self._record_entries(fd):
-                name = entry.name
+            for name in self._record_names(fd):
                 try:
-                    st = entry.stat()
+                    st = os.stat(name, dir_fd=fd)  # not DirEntry.stat: that keeps every result
                 except OSError:  # gone meanwhile, or a dangling link
                     continue
                 cached = index.get(name)
@@ -326,10 +325,10 @@ class TaskStore:
             self._write_index(fresh)
         return self._reconcile(found, problems, removed), reads
 
-    def _record_entries(self, fd: int) -> list[os.DirEntry[str]]:
-        """The record files of the folder open as ``fd``, by name; old temp files are
+    def _record_names(self, fd: int) -> list[str]:
+        """The record files of the folder open as ``fd``, sorted; old temp files are
         removed on the way."""
-        out: list[os.DirEntry[str]] = []
+        out: list[str] = []
         temp_cutoff = time.time() - STALE_TEMP_S
         with os.scandir(fd) as entries:
             for entry in entries:
@@ -340,10 +339,10 @@ class TaskStore:
                         if stale and entry.stat().st_mtime < temp_cutoff:
                             os.unlink(name, dir_fd=fd)
                     elif name.endswith(RECORD_SUFFIXES) and entry.is_file():
-                        out.append(entry)
+                        out.append(name)
                 except OSError:  # gone meanwhile, a dangling link, a temp we cannot remove
                     continue
-        out.sort(key=lambda entry: entry.name)
+        out.sort()
         return out
 
     def _reconcile(
