@@ -1,6 +1,6 @@
 """What finished records cost an idle `check` and a `list`: seconds and peak RSS by folder size.
 
-    make bench-idle       # or: .venv/bin/python benchmarks/bench_idle.py [--sizes 0 1000 10000]
+    make bench-idle    # or: .venv/bin/python benchmarks/bench_idle.py [--sizes 0 1000] [--repeat 3]
 
 For each size a tasks folder is filled with valid `completed` record files (written
 directly, not through the API), then every row runs in a fresh subprocess so that its peak
@@ -11,10 +11,12 @@ RSS is its own:
 - `list`: `asyncimg list` (the rich table) to /dev/null.
 
 Seconds are the command's own work, measured inside the subprocess (interpreter start and
-imports excluded); peak RSS is the whole subprocess's `ru_maxrss`. "no index" rows delete
-`.index` first (the first run over a folder, or an old folder); the other rows run
-with the index the previous row left. "added" is the difference from the 0-record folder in
-the same mode. The folder's files are in the page cache in every row.
+imports excluded); peak RSS is the whole subprocess's `ru_maxrss`. Each row is the median
+of `--repeat` runs. "no index" rows delete `.index` before each run (the first run over a
+folder, or an old folder); the other rows run with the index the previous row left. "added"
+is the difference from the 0-record folder in the same mode, "per 10k" that difference per
+10,000 records (flat when the cost grows linearly). The folder's files are in the page
+cache in every row.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -185,6 +188,7 @@ def run_row(op: str, tasks_dir: Path, scratch: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 1000, 10000, 50000])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row (the median)")
     parser.add_argument("--child", nargs=3, metavar=("OP", "TASKS_DIR", "RESULT"))
     args = parser.parse_args(argv)
     if args.child:
@@ -202,15 +206,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{size} records written in {time.perf_counter() - started:.1f} s", flush=True)
             time.sleep(SETTLE_S)
             for op, cold, label in MODES:
-                if cold:
-                    (tasks_dir / INDEX_NAME).unlink(missing_ok=True)
-                results[(label, size)] = run_row(op, tasks_dir, scratch)
+                runs = []
+                for _ in range(max(1, args.repeat)):
+                    if cold:
+                        (tasks_dir / INDEX_NAME).unlink(missing_ok=True)
+                    runs.append(run_row(op, tasks_dir, scratch))
+                results[(label, size)] = {
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "rss_mb": statistics.median(r["rss_mb"] for r in runs),
+                }
             # Nothing may have changed a finished record.
             names = sorted(p.name for p in tasks_dir.iterdir() if not p.name.startswith("."))
             assert len(names) == size, (size, len(names))
 
-    table = Table(title="idle work over finished records (each row a fresh subprocess)")
-    for col in ("command", "records", "seconds", "added s", "peak RSS MB", "added MB"):
+    title = f"idle work over finished records (median of {max(1, args.repeat)} fresh subprocesses)"
+    table = Table(title=title)
+    columns = ("command", "records", "seconds", "added s", "per 10k", "peak RSS MB", "added MB")
+    for col in columns:
         table.add_column(col, justify="right" if col != "command" else "left")
     for _op, _cold, label in MODES:
         zero = results[(label, 0)]
@@ -221,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{size:,}",
                 f"{row['seconds']:.2f}",
                 "" if size == 0 else f"{row['seconds'] - zero['seconds']:+.2f}",
+                "" if size == 0 else f"{(row['seconds'] - zero['seconds']) * 1e4 / size:.2f}",
                 f"{row['rss_mb']:.0f}",
                 "" if size == 0 else f"{row['rss_mb'] - zero['rss_mb']:+.0f}",
             )
