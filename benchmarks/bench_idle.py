@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
     title = f"idle work over finished records (median of {max(1, args.repeat)} fresh subprocesses)"
     table = Table(title=title)
-    columns = ("command", "records", "seconds", "added s", "per 10k", "peak RSS MB", "added MB")
-    for col in columns:
-        table.add_column(col, justify="right" if col != "command" else "left")
+    table.add_column("command", no_wrap=True)
+    for col in ("records", "seconds", "added s", "per 10k", "peak MB", "added MB"):
+        table.add_column(col, justify="right")
     for _op, _cold, label in MODES:
         zero = results[(label, 0)]
         for size in sizes:
