@@ -7,14 +7,12 @@ import io
 import json
 import re
 import sys
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from asyncimg.api import (
     OutputIndex,
@@ -27,7 +25,7 @@ from asyncimg.api import (
     read_records,
     run_sync,
 )
-from asyncimg.cli.output import MonitorDisplay, print_summary
+from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
@@ -371,8 +369,8 @@ def run_check(tasks_dir: Path | None, config_path: Path | None) -> int:
 
 def _say_interrupted(workspace: Workspace) -> None:
     """One line, from the records as they are now on disk."""
-    records = workspace.store.load_all().records
-    counts = {s: sum(r.status is s for r in records) for s in TaskState}
+    tasks = workspace.store.scan().tasks
+    counts = {s: sum(t.status is s for t in tasks) for s in TaskState}
     shown = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no tasks"
     out_console.print(f"stopped by user; every record is intact: {shown}", markup=False)
 
@@ -451,29 +449,22 @@ def list_(
 ) -> None:
     """List task records."""
     workspace = _workspace(tasks_dir, config_path)
-    loaded = workspace.store.load_all()
-    for problem in loaded.problems:
-        err_console.print(str(problem), markup=False)
-    records = [r for r in loaded.records if status is None or r.status.value == status]
-    records.sort(key=lambda r: (r.created_at, r.local_id))
-    if as_json:
+    if as_json:  # whole records: read them all
+        loaded = workspace.store.load_all()
+        for problem in loaded.problems:
+            err_console.print(str(problem), markup=False)
+        records = [r for r in loaded.records if status is None or r.status.value == status]
+        records.sort(key=lambda r: (r.created_at, r.local_id))
         items = [json.loads(r.model_dump_json()) for r in records]
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
-    table = Table(show_lines=False)
-    for col in ("task", "status", "output", "updated"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("error", overflow="fold")
-    for r in records:
-        table.add_row(
-            r.task_id or f"(local {r.local_id[:8]})",
-            r.status.value,
-            r.output_path,
-            time.strftime("%m-%d %H:%M:%S", time.localtime(r.updated_at)),
-            r.last_error.message if r.last_error else "",
-        )
-    out_console.print(table)
-    out_console.print(f"{len(records)} tasks", markup=False)
+    scanned = workspace.store.scan()  # finished records come from the index
+    for problem in scanned.problems:
+        err_console.print(str(problem), markup=False)
+    tasks = [t for t in scanned.tasks if status is None or t.status.value == status]
+    tasks.sort(key=lambda t: (t.created_at, t.local_id))
+    click.echo(task_table(tasks))
+    out_console.print(f"{len(tasks)} tasks", markup=False)
 
 
 @click.command()

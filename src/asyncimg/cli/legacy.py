@@ -98,10 +98,10 @@ def interactive(
 
 def _list(tasks_dir: Path | None) -> None:
     workspace = _workspace(tasks_dir, None)
-    loaded = workspace.store.load_all()
-    for problem in loaded.problems:
+    scanned = workspace.store.scan()
+    for problem in scanned.problems:
         err_console.print(str(problem), markup=False)
-    for r in sorted(loaded.records, key=lambda r: r.created_at):
+    for r in sorted(scanned.tasks, key=lambda r: r.created_at):
         error = f"  ({r.last_error.message})" if r.last_error else ""
         out_console.print(
             f"{r.status.value:<10} {r.task_id or '-':<20} {r.output_path}{error}",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from types import TracebackType
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
@@ -11,7 +14,10 @@ from asyncimg.api import Workspace
 from asyncimg.lifecycle.check import PassSummary
 from asyncimg.lifecycle.decide import waits_for_user
 from asyncimg.lifecycle.scheduler import SchedulerView
+from asyncimg.store.index import RecordSummary
 from asyncimg.store.states import TaskState
+
+LIST_COLUMNS = ("task", "status", "output", "updated", "error")
 
 
 class MonitorDisplay:
@@ -71,10 +77,10 @@ class MonitorDisplay:
 def print_summary(console: Console, summary: PassSummary, workspace: Workspace) -> None:
     """Counts, the failed and unconfirmed frames with their reasons, and what to run next."""
     console.print(summary.line(), markup=False, highlight=False)
-    records = workspace.store.load_all().records
+    scanned = workspace.store.scan()
     budget = workspace.unconfirmed_budget
-    failed = [r for r in records if r.status is TaskState.FAILED]
-    waiting = [r for r in records if waits_for_user(r, budget)]
+    failed = [t for t in scanned.tasks if t.status is TaskState.FAILED]
+    waiting = [r for r in scanned.records if waits_for_user(r, budget)]
     root = workspace.store.root
 
     def say(text: str) -> None:
@@ -92,13 +98,47 @@ def print_summary(console: Console, summary: PassSummary, workspace: Workspace) 
     if not failed:
         return
     say(f"{len(failed)} failed:")
-    for record in failed:
-        reason = record.last_error.message if record.last_error else "unknown reason"
+    for task in failed:
+        reason = task.last_error.message if task.last_error else "unknown reason"
         hint = ""
-        if record.last_error is not None and record.last_error.resubmittable:
+        if task.last_error is not None and task.last_error.resubmittable:
             hint = " (resubmitting may help)"
-        say(f"  {record.task_id or record.local_id[:8]}  {record.output_path}: {reason}{hint}")
+        say(f"  {task.task_id or task.local_id[:8]}  {task.output_path}: {reason}{hint}")
     say(
         f"retry them all with: asyncimg retry --failed --tasks-dir {root}"
         " (add --size or --style to fix them first)"
     )
+
+
+def task_table(tasks: Sequence[RecordSummary]) -> str:
+    """`asyncimg list`'s table: a header and one line per task, in aligned columns.
+
+    Plain text rather than a rich Table: rich lays out every cell (about a millisecond per
+    row), which made `list` over a folder of ten thousand records take seconds.
+    """
+    rows: list[list[str]] = [list(LIST_COLUMNS)]
+    for t in tasks:
+        cells = (
+            t.task_id or f"(local {t.local_id[:8]})",
+            t.status.value,
+            t.output_path,
+            time.strftime("%m-%d %H:%M:%S", time.localtime(t.updated_at)),
+            t.last_error.message if t.last_error else "",
+        )
+        rows.append([_printable(cell) for cell in cells])
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(LIST_COLUMNS) - 1)]
+    lines = []
+    for row in rows:
+        padded = [cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=False)]
+        lines.append("  ".join([*padded, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Terminal columns (a Chinese character takes two)."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def _printable(text: str) -> str:
+    """One table cell on one line: control characters (a newline in a message) as spaces."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
-from asyncimg.store.store import TaskStore
+from asyncimg.store.store import ScanReport, TaskStore
 
 # A `done` task whose images fail verification this many passes running is failed
 # (resubmittable) instead of being downloaded forever.
@@ -102,7 +103,7 @@ class Checker:
 
     async def run_pass(self) -> PassSummary:
         summary = PassSummary()
-        records = self._load(summary)
+        records = self._load(summary).records  # the unfinished ones: all a pass acts on
 
         flying = decide.in_flight(records)
         budget = decide.submit_budget(len(flying), self.max_in_flight)
@@ -122,10 +123,13 @@ class Checker:
         await asyncio.gather(*(guarded(r) for r in flying))
 
         final = self._load(summary)  # the folder as the pass leaves it, other processes included
+        counts = Counter(t.status for t in final.tasks)
         for state in TaskState:
-            summary.counts[state.value] = sum(r.status is state for r in final)
+            summary.counts[state.value] = counts[state]
         summary.queued = summary.counts.get(TaskState.PENDING.value, 0)
-        summary.waiting = sum(decide.waits_for_user(r, self.unconfirmed_budget) for r in final)
+        summary.waiting = sum(
+            decide.waits_for_user(r, self.unconfirmed_budget) for r in final.records
+        )
         return summary
 
     async def submit(self, queue: list[TaskRecord], summary: PassSummary) -> BatchOutcome | None:
@@ -163,13 +167,14 @@ class Checker:
                 self.report(f"{name}: failed — {decide.failure_reason(outcome.error)}")
         return batch
 
-    def _load(self, summary: PassSummary) -> list[TaskRecord]:
-        """Every readable record; each one set aside is reported once, in one line."""
-        loaded = self.store.load_all()
-        for problem in loaded.problems:
+    def _load(self, summary: PassSummary) -> ScanReport:
+        """Every task (unfinished ones in full, finished ones from the store's index); each
+        record set aside is reported once, in one line."""
+        scanned = self.store.scan()
+        for problem in scanned.problems:
             summary.problems.append(str(problem))
             self.report(str(problem))
-        return loaded.records
+        return scanned
 
     async def _check_one(self, record: TaskRecord, summary: PassSummary) -> None:
         await self.check_task(record, summary)

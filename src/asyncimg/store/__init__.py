@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asyncimg.store.index import ErrorSummary, RecordSummary
 from asyncimg.store.record import (
     SCHEMA_VERSION,
     Attempt,
@@ -24,6 +25,7 @@ from asyncimg.store.store import (
     AmbiguousTaskKey,
     LoadReport,
     Problem,
+    ScanReport,
     TaskNotFound,
     TaskStore,
 )
@@ -34,10 +36,13 @@ __all__ = [
     "AmbiguousTaskKey",
     "Attempt",
     "ErrorInfo",
+    "ErrorSummary",
     "IllegalTransition",
     "LoadReport",
     "Problem",
+    "RecordSummary",
     "ResultFile",
+    "ScanReport",
     "TaskNotFound",
     "TaskRecord",
     "TaskState",

@@ -7,14 +7,18 @@
 - A file that cannot be read is moved to ``.quarantine/`` with a reason beside it and
   reported in one line; it never stops the other records from loading.
 - Records from the guide's ``<task_id>.txt`` files keep being written to that same file.
+- Idle commands call :meth:`TaskStore.scan`, which serves finished records from a cache
+  (``.index``, see :mod:`asyncimg.store.index`) instead of parsing every file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +32,16 @@ from pydantic import ValidationError
 
 from asyncimg.fileio import atomic_write, fsync_dir
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.index import (
+    INDEX_NAME,
+    Entry,
+    FileKey,
+    RecordSummary,
+    dump_index,
+    file_key,
+    load_index,
+    settled,
+)
 from asyncimg.store.locks import ensure_private_dir, remove_lock_file, try_lock, unlock
 from asyncimg.store.record import (
     TaskRecord,
@@ -35,6 +49,7 @@ from asyncimg.store.record import (
     record_to_json,
     reject_json_constant,
 )
+from asyncimg.store.states import FINISHED, UNFINISHED
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +57,7 @@ QUARANTINE_DIR = ".quarantine"
 LOCKS_DIR = ".locks"
 PENDING_PREFIX = "pending-"
 RECORD_SUFFIXES = (".json", ".txt")
-# Temp files left by a crash mid-write; old ones are removed by load_all.
+# Temp files left by a crash mid-write; old ones are removed by load_all and scan.
 STALE_TEMP_S = 3600.0
 _MAX_REASON = 300
 _SAFE_STEM = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,149}")
@@ -81,10 +96,30 @@ class LoadReport:
     removed_duplicates: list[Path] = field(default_factory=list)
 
 
+@dataclass
+class ScanReport:
+    """What ``scan`` found: every task in brief, and the unfinished ones in full.
+
+    ``tasks`` has one summary per task (every state), ``records`` the full record of each
+    unfinished one; problems and duplicates are handled exactly as by ``load_all``.
+    """
+
+    tasks: list[RecordSummary] = field(default_factory=list)
+    records: list[TaskRecord] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    removed_duplicates: list[Path] = field(default_factory=list)
+    files_read: int = 0
+    """Record files opened and parsed by this scan; the others came from the index."""
+
+
 @dataclass(frozen=True)
 class _Loaded:
     path: Path
     record: TaskRecord
+
+
+# One readable record file met by a scan; the record is None when it was not read in full.
+_Found = tuple[RecordSummary, TaskRecord | None]
 
 
 class TaskStore:
@@ -93,15 +128,18 @@ class TaskStore:
     def __init__(self, root: Path | str, *, clock: Clock = time.time) -> None:
         self.root = Path(root)
         self._clock = clock
-        self._paths: dict[str, Path] = {}  # local_id -> file it was loaded from / saved to
+        self._names: dict[str, str] = {}  # local_id -> file it was loaded from / saved to
         self._held: dict[str, int] = {}  # local_id -> fd of a lock this store holds
+        # The index as last read or written by this store, and that file's identity then.
+        self._index: dict[str, Entry] = {}
+        self._index_key: FileKey | None = None
         ensure_private_dir(self.root)
 
     # -- paths ----------------------------------------------------------------------------
 
     def path_for(self, record: TaskRecord) -> Path:
         """The file ``save`` writes this record to."""
-        tracked = self._paths.get(record.local_id)
+        tracked = self._tracked(record.local_id)
         if tracked is not None and tracked.suffix == ".txt":
             return tracked
         if record.task_id is not None:
@@ -127,6 +165,11 @@ class TaskStore:
                 return path
         return None
 
+    def _tracked(self, local_id: str) -> Path | None:
+        """The file this store last loaded or saved the task from or to."""
+        name = self._names.get(local_id)
+        return None if name is None else self.root / name
+
     def _pending_path(self, local_id: str) -> Path:
         return self.root / f"{PENDING_PREFIX}{local_id}.json"
 
@@ -145,13 +188,13 @@ class TaskStore:
             removed = True
         if removed:
             fsync_dir(self.root)
-        self._paths[record.local_id] = target
+        self._names[record.local_id] = target.name
         return target
 
     def _other_copies(self, record: TaskRecord, keep: Path) -> list[Path]:
         """Files holding an earlier version of this record (other than ``keep``)."""
         candidates: list[Path] = []
-        tracked = self._paths.get(record.local_id)
+        tracked = self._tracked(record.local_id)
         if tracked is not None:
             candidates.append(tracked)
         candidates.append(self._pending_path(record.local_id))
@@ -178,7 +221,7 @@ class TaskStore:
             if path.exists() and self._belongs(path, record.local_id):
                 path.unlink(missing_ok=True)
         fsync_dir(self.root)
-        self._paths.pop(record.local_id, None)
+        self._names.pop(record.local_id, None)
         remove_lock_file(self._lock_path(record.local_id), self._held.get(record.local_id))
 
     def archive(self, record: TaskRecord, dest_dir: Path | str) -> Path:
@@ -205,32 +248,156 @@ class TaskStore:
     def load_all(self) -> LoadReport:
         """Load every record file; quarantine the unreadable ones; reconcile duplicates."""
         report = LoadReport()
-        by_id: dict[str, list[_Loaded]] = {}
-        self._remove_stale_temps()
-        for path in sorted(self.root.iterdir()):
-            if not _is_record_name(path.name) or not path.is_file():
-                continue
-            try:
-                outcome = _read_record(path)
-            except FileNotFoundError:
-                continue  # renamed by another process while we listed
-            if isinstance(outcome, str):
-                report.problems.append(self._quarantine(path, outcome))
-                continue
-            by_id.setdefault(outcome.local_id, []).append(_Loaded(path, outcome))
-        for local_id, copies in by_id.items():
-            best = max(copies, key=lambda c: record_progress(c.record))
-            for other in copies:
+        found, _ = self._survey(report.problems, report.removed_duplicates, full=True)
+        for _summary, record in found:
+            assert record is not None  # every file is read in full
+            report.records.append(record)
+        return report
+
+    def scan(self) -> ScanReport:
+        """Every task, reading only what may have changed: what idle commands need.
+
+        Like :meth:`load_all` (unreadable files quarantined, duplicates reconciled), but a
+        finished record whose file is unchanged since it was last read comes from the
+        index as a summary instead of being parsed. Unfinished records are always read.
+        """
+        report = ScanReport()
+        found, report.files_read = self._survey(
+            report.problems, report.removed_duplicates, full=False
+        )
+        for summary, record in found:
+            report.tasks.append(summary)
+            if summary.status in UNFINISHED:
+                assert record is not None  # unfinished records are never cached
+                report.records.append(record)
+        return report
+
+    def _survey(
+        self, problems: list[Problem], removed: list[Path], *, full: bool
+    ) -> tuple[list[_Found], int]:
+        """One walk of the folder for load_all (``full``) and scan; also refreshes the index.
+
+        Returns the one best copy of each task, in file name order, and the files read.
+        """
+        with _gc_paused():
+            return self._survey_folder(problems, removed, full=full)
+
+    def _survey_folder(
+        self, problems: list[Problem], removed: list[Path], *, full: bool
+    ) -> tuple[list[_Found], int]:
+        started_ns = time.time_ns()
+        index = self._current_index()
+        fresh: dict[str, Entry] = {}
+        changed = False
+        reads = 0
+        found: list[_Found] = []
+        # Through a descriptor, each stat (most of a scan's cost) is relative to it.
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in self._record_names(fd):
+                try:
+                    st = os.stat(name, dir_fd=fd)  # not DirEntry.stat: that keeps every result
+                except OSError:  # gone meanwhile, or a dangling link
+                    continue
+                cached = index.get(name)
+                if cached is not None and not full and cached[0] == file_key(st):
+                    fresh[name] = cached
+                    found.append((cached[1], None))
+                    continue
+                path = self.root / name
+                try:
+                    outcome, key = _read_record_keyed(path)
+                except FileNotFoundError:
+                    continue  # renamed by another process while we listed
+                reads += 1
+                if isinstance(outcome, str):
+                    problems.append(self._quarantine(path, outcome))
+                    continue
+                summary = RecordSummary.of(outcome, path)
+                finished = summary.status in FINISHED
+                if finished and settled(key, started_ns):
+                    fresh[name] = (key, summary)
+                    changed = changed or cached is None or cached[0] != key
+                found.append((summary, outcome if full or not finished else None))
+        finally:
+            os.close(fd)
+        if changed or len(fresh) != len(index):
+            self._write_index(fresh)
+        return self._reconcile(found, problems, removed), reads
+
+    def _record_names(self, fd: int) -> list[str]:
+        """The record files of the folder open as ``fd``, sorted; old temp files are
+        removed on the way."""
+        out: list[str] = []
+        temp_cutoff = time.time() - STALE_TEMP_S
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    if name.startswith("."):
+                        stale = name.endswith(".tmp") and entry.is_file()
+                        if stale and entry.stat().st_mtime < temp_cutoff:
+                            os.unlink(name, dir_fd=fd)
+                    elif name.endswith(RECORD_SUFFIXES) and entry.is_file():
+                        out.append(name)
+                except OSError:  # gone meanwhile, a dangling link, a temp we cannot remove
+                    continue
+        out.sort()
+        return out
+
+    def _reconcile(
+        self, found: list[_Found], problems: list[Problem], removed: list[Path]
+    ) -> list[_Found]:
+        """One copy per task: the most advanced; the others removed or set aside."""
+        first: dict[str, _Found] = {}
+        copies: dict[str, list[_Found]] = {}  # only tasks found in more than one file
+        for item in found:
+            local_id = item[0].local_id
+            seen = first.setdefault(local_id, item)
+            if seen is not item:
+                copies.setdefault(local_id, [seen]).append(item)
+        for local_id, group in copies.items():
+            best = max(group, key=lambda c: c[0].progress)
+            first[local_id] = best
+            for other in group:
                 if other is best:
                     continue
-                problem = self._drop_duplicate(other, best)
+                problem = self._drop_duplicate(other[0], best[0])
                 if problem is None:
-                    report.removed_duplicates.append(other.path)
+                    removed.append(other[0].path)
                 else:
-                    report.problems.append(problem)
-            self._paths[local_id] = best.path
-            report.records.append(best.record)
-        return report
+                    problems.append(problem)
+        for local_id, (summary, _record) in first.items():
+            self._names[local_id] = summary.name
+        return list(first.values())
+
+    def _current_index(self) -> dict[str, Entry]:
+        """The index's entries: kept in memory while the file is the one this store last
+        read or wrote, read again when another process (or the user) changed it."""
+        path = self.root / INDEX_NAME
+        try:
+            with path.open("rb") as fh:
+                key = file_key(os.fstat(fh.fileno()))
+                if key == self._index_key:
+                    return self._index
+                data = fh.read()
+        except OSError:  # missing (first run, deleted) or unreadable: rebuilt
+            self._index, self._index_key = {}, None
+            return self._index
+        self._index, self._index_key = load_index(data, self.root), key
+        return self._index
+
+    def _write_index(self, entries: dict[str, Entry]) -> None:
+        """Replace the index; a failure only costs speed (the records are the truth)."""
+        path = self.root / INDEX_NAME
+        try:
+            atomic_write(path, dump_index(entries))
+            key = file_key(path.stat())
+        except OSError as exc:
+            log.debug("could not write %s: %s", path, exc)
+            self._index, self._index_key = entries, None
+            return
+        self._index, self._index_key = entries, key
 
     def reload(self, record: TaskRecord) -> TaskRecord | None:
         """The latest saved version of ``record`` (another process may have moved it on).
@@ -245,7 +412,7 @@ class TaskStore:
         if not found:
             return None
         best = max(found, key=lambda c: record_progress(c.record))
-        self._paths[record.local_id] = best.path
+        self._names[record.local_id] = best.path.name
         return best.record
 
     def read(self, path: Path) -> TaskRecord | None:
@@ -261,27 +428,39 @@ class TaskStore:
         """The record whose task_id or local_id is ``key`` or starts with it.
 
         An earlier task_id (from ``history``) also finds the record. Raises
-        :class:`TaskNotFound` or :class:`AmbiguousTaskKey`.
+        :class:`TaskNotFound` or :class:`AmbiguousTaskKey`. Matches on the scan's
+        summaries, then reads the one record found.
         """
         key = key.strip()
         if not key:
             raise TaskNotFound("no task key given")
-        records = self.load_all().records
-        for record in records:
-            if key in (record.task_id, record.local_id):
-                return record
-        matches = [
-            r for r in records if (r.task_id or "").startswith(key) or r.local_id.startswith(key)
+        tasks = self.scan().tasks
+        exact = [t for t in tasks if key in (t.task_id, t.local_id)]
+        matches = exact[:1] or [
+            t for t in tasks if (t.task_id or "").startswith(key) or t.local_id.startswith(key)
         ]
         if not matches:
-            matches = [r for r in records if any(a.task_id == key for a in r.history)]
+            matches = [t for t in tasks if key in t.history_task_ids]
         if len(matches) == 1:
-            return matches[0]
+            return self._read_task(matches[0])
         if not matches:
             raise TaskNotFound(f"no task matches {key!r} in {self.root}")
-        shown = ", ".join(r.task_id or f"local {r.local_id}" for r in matches[:5])
+        shown = ", ".join(t.task_id or f"local {t.local_id}" for t in matches[:5])
         more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
         raise AmbiguousTaskKey(f"{key!r} matches {len(matches)} tasks: {shown}{more}")
+
+    def _read_task(self, task: RecordSummary) -> TaskRecord:
+        """The full record of a task a scan just found (another process may have moved it
+        on since: then it is looked for in every file, as ``reload`` does)."""
+        found = self._read_matching([task.path], task.local_id)
+        if not found:
+            names = [p for p in sorted(self.root.iterdir()) if _is_record_name(p.name)]
+            found = self._read_matching(names, task.local_id)
+        if not found:
+            raise TaskNotFound(f"task {task.task_id or task.local_id} is gone from {self.root}")
+        best = max(found, key=lambda c: record_progress(c.record))
+        self._names[task.local_id] = best.path.name
+        return best.record
 
     # -- locking --------------------------------------------------------------------------
 
@@ -330,15 +509,16 @@ class TaskStore:
                 found.append(_Loaded(path, outcome))
         return found
 
-    def _drop_duplicate(self, stale: _Loaded, best: _Loaded) -> Problem | None:
+    def _drop_duplicate(self, stale: RecordSummary, best: RecordSummary) -> Problem | None:
         """Remove an older copy left by a crash; set aside a copy that is not obviously one.
 
         Obvious: the pending file of the same local_id (crash after submit), or the file of
         an earlier task_id kept in the winner's history (crash after retry).
         """
-        old_ids = {a.task_id for a in best.record.history if a.task_id}
-        expected = {self._pending_path(best.record.local_id)} | {
-            self.root / f"{file_stem(t)}{s}" for t in old_ids for s in RECORD_SUFFIXES
+        expected = {self._pending_path(best.local_id)} | {
+            self.root / f"{file_stem(t)}{s}"
+            for t in set(best.history_task_ids)
+            for s in RECORD_SUFFIXES
         }
         if stale.path in expected:
             stale.path.unlink(missing_ok=True)
@@ -368,15 +548,22 @@ class TaskStore:
             log.warning("could not write the reason for %s: %s", dest, exc)
         return Problem(path, reason, dest)
 
-    def _remove_stale_temps(self) -> None:
-        cutoff = time.time() - STALE_TEMP_S
-        for path in self.root.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile. A scan allocates tens of thousands of small
+    acyclic objects (stat results, summaries, index rows); with the collector on, a third of
+    a scan went to collections that could find nothing to free."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def file_stem(task_id: str) -> str:
@@ -406,7 +593,20 @@ def record_progress(record: TaskRecord) -> tuple[int, bool, int, float]:
 
 def _read_record(path: Path) -> TaskRecord | str:
     """The record in ``path``, or a one-line reason it is unusable."""
-    data = path.read_bytes()
+    return _parse_record(path.read_bytes())
+
+
+def _read_record_keyed(path: Path) -> tuple[TaskRecord | str, FileKey]:
+    """``_read_record``, with the identity of the very file read (fstat of the open file,
+    so an index entry never pairs one version's content with another's identity)."""
+    with path.open("rb") as fh:
+        key = file_key(os.fstat(fh.fileno()))
+        data = fh.read()
+    return _parse_record(data), key
+
+
+def _parse_record(data: bytes) -> TaskRecord | str:
+    """The record in a file's bytes, or a one-line reason it is unusable."""
     if not data.strip():
         return "empty file"
     try:
