@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest emulator bench clean
+.PHONY: test demo lint typecheck pytest emulator bench bench-monitor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,11 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/asyncimg emulator --port 8808
 
-bench: $(STAMP)
+bench: $(STAMP) bench-monitor
 	$(BIN)/python benchmarks/bench_check.py
+
+bench-monitor: $(STAMP)
+	$(BIN)/python benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache
