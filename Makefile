@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest emulator bench bench-idle clean
+.PHONY: test demo lint typecheck pytest emulator bench bench-idle bench-monitor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,15 @@ demo: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/asyncimg emulator --port 8808
 
-bench: $(STAMP)
+bench: $(STAMP) bench-monitor
 	$(BIN)/python benchmarks/bench_check.py
 	$(BIN)/python benchmarks/bench_idle.py
 
 bench-idle: $(STAMP)
 	$(BIN)/python benchmarks/bench_idle.py
+
+bench-monitor: $(STAMP)
+	$(BIN)/python benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache

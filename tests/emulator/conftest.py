@@ -98,7 +98,7 @@ class Api:
             credentials=credentials,
             region=constants.REGION,
             service=constants.SERVICE,
-            now=datetime.fromtimestamp(self.emu.now() if now is None else now, UTC),
+            now=datetime.fromtimestamp(self.emu.wall_now() if now is None else now, UTC),
             headers={"Content-Type": "application/json"},
             scheme="http",
         )

@@ -11,6 +11,18 @@ from .conftest import AK, SUBMIT, V40, Start
 PROMPT = "a red fox in the snow"  # Api.submit's default
 
 
+def _entry(task_id: str, t: float, prompt: str) -> dict[str, object]:
+    """A 10 s task submitted at `t`: queued for 3 s, done after 10."""
+    return {
+        "task_id": task_id,
+        "received_at": t,
+        "submitted_at": t,
+        "started_at": t + 3,
+        "done_at": t + 10,
+        "prompt": prompt,
+    }
+
+
 async def test_stats(start: Start) -> None:
     emu, api = await start(gen_seconds=(10.0, 10.0))
     t0 = emu.now()
@@ -37,9 +49,9 @@ async def test_stats(start: Start) -> None:
         "peak_unfinished": 3,
         "faults_fired": {},
         "tasks": [
-            {"task_id": first, "received_at": t0, "submitted_at": t0, "prompt": PROMPT},
-            {"task_id": second, "received_at": t0 + 4, "submitted_at": t0 + 4, "prompt": "two"},
-            {"task_id": third, "received_at": t0 + 4, "submitted_at": t0 + 4, "prompt": "three"},
+            _entry(first, t0, PROMPT),
+            _entry(second, t0 + 4, "two"),
+            _entry(third, t0 + 4, "three"),
         ],
     }
     assert emu.stats() == expected

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from asyncimg import constants
 from asyncimg.emulator import Emulator, EmulatorConfig, run_forever
-from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
+from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, PROFILES
 from asyncimg.emulator.faults import FaultKind
 
 
@@ -48,6 +50,12 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
 @click.option(
     "--secret-key", default=None, help=f"Default: ${constants.ENV_SECRET_KEY}, else a demo key."
 )
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="A preset; flags given explicitly win. realistic: concurrency 1, 2 QPS, 10-60 s.",
+)
 @click.option("--gen-seconds", default="2-6", show_default=True, help="Task duration MIN-MAX.")
 @click.option("--qps", type=float, default=None, help="Requests per second per action (50429).")
 @click.option("--concurrency", type=int, default=None, help="Unfinished tasks allowed (50430).")
@@ -63,7 +71,16 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
 @click.option("--expire-seconds", type=float, default=None, help="Results report `expired` after.")
 @click.option("--images-per-task", type=int, default=1, show_default=True)
 @click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Added per reply.")
+@click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Run task timing, retention and the limits' windows this many times faster.",
+)
+@click.pass_context
 def emulator(
+    ctx: click.Context,
     host: str,
     port: int,
     access_key: str | None,
@@ -78,26 +95,37 @@ def emulator(
     expire_seconds: float | None,
     images_per_task: int,
     latency_ms: float,
+    profile: str | None,
+    time_scale: float,
 ) -> None:
     """Run a local emulator of Volcengine's asynchronous visual API."""
     access_key = access_key or os.environ.get(constants.ENV_ACCESS_KEY) or None
     secret_key = secret_key or os.environ.get(constants.ENV_SECRET_KEY) or None
+    settings: dict[str, Any] = dict(PROFILES[profile]) if profile is not None else {}
+    flags: dict[str, Any] = {
+        "gen_seconds": _parse_gen_seconds(gen_seconds),
+        "qps": qps,
+        "concurrency": concurrency,
+        "retention_seconds": retention_seconds,
+        "fault_rate": fault_rate,
+        "seed": seed,
+        "expire_seconds": expire_seconds,
+        "images_per_task": images_per_task,
+        "time_scale": time_scale,
+    }
+    for name, value in flags.items():
+        given = ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        if given or name not in settings:
+            settings[name] = value
     try:
         config = EmulatorConfig(
             host=host,
             port=port,
             access_key=access_key or DEMO_ACCESS_KEY,
             secret_key=secret_key or DEMO_SECRET_KEY,
-            gen_seconds=_parse_gen_seconds(gen_seconds),
-            qps=qps,
-            concurrency=concurrency,
-            retention_seconds=retention_seconds,
-            fault_rate=fault_rate,
-            seed=seed,
             fault_kinds=_parse_fault_kinds(fault_kinds),
-            expire_seconds=expire_seconds,
-            images_per_task=images_per_task,
             latency_seconds=latency_ms / 1000,
+            **settings,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

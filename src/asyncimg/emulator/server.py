@@ -82,6 +82,8 @@ class Emulator:
         self.config = config or EmulatorConfig()
         cfg = self.config
         self._offset = 0.0
+        # The scaled clock runs `time_scale` times faster than the configured one from here.
+        self._anchor = cfg.clock()
         self._tasks = TaskTable(
             gen_seconds=cfg.gen_seconds,
             retention_seconds=cfg.retention_seconds,
@@ -116,11 +118,26 @@ class Emulator:
         return f"http://{host}:{self.port}"
 
     def now(self) -> float:
-        """The emulator's clock: the configured clock plus every :meth:`advance`."""
+        """The emulator's clock: the configured clock (sped up `time_scale` times) plus every
+        :meth:`advance`. Task timing, retention and the limits' windows run on it."""
+        return self.emulator_time(self.config.clock())
+
+    def wall_now(self) -> float:
+        """The unscaled clock signed X-Dates are checked against: the configured clock plus
+        every :meth:`advance`. The same as :meth:`now` at `time_scale` 1."""
         return self.config.clock() + self._offset
 
+    def emulator_time(self, wall: float) -> float:
+        """A reading of the configured clock (e.g. a client's `time.time()`) on the
+        emulator's clock, so client timestamps compare with the task log's."""
+        scale = self.config.time_scale
+        if scale == 1.0:
+            return wall + self._offset
+        return self._anchor + (wall - self._anchor) * scale + self._offset
+
     def advance(self, seconds: float) -> None:
-        """Jump the emulator's clock forward (signed X-Dates are checked against it too)."""
+        """Jump the emulator's clock forward by `seconds` (signed X-Dates are checked against
+        the unscaled clock, which jumps by the same amount)."""
         self._offset += seconds
 
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
@@ -130,12 +147,15 @@ class Emulator:
     def task_log(self) -> list[dict[str, Any]]:
         """Every task created so far, oldest first: `task_id`, `received_at` (when its submit
         request reached the handler), `submitted_at` (when the task was created, after any
-        latency) in emulator-clock seconds, and `prompt`. Read-only."""
+        latency), `started_at` (when it leaves `in_queue`), `done_at` (when it is `done`), all
+        in emulator-clock seconds, and `prompt`. Read-only."""
         return [
             {
                 "task_id": s.task_id,
                 "received_at": s.received_at,
                 "submitted_at": s.submitted_at,
+                "started_at": s.started_at,
+                "done_at": s.done_at,
                 "prompt": s.prompt,
             }
             for s in self._tasks.log
@@ -229,7 +249,7 @@ class Emulator:
     async def _api(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         received = self.now()
-        request_id = new_request_id(received)
+        request_id = new_request_id(self.wall_now())
         action = request.query.get("Action", "")
         version = request.query.get("Version", "")
         self._requests[action or "(none)"] += 1
@@ -250,7 +270,7 @@ class Emulator:
                 access_key=self.config.access_key,
                 secret_key=self.config.secret_key,
                 session_token=self.config.session_token,
-                now=self.now(),
+                now=self.wall_now(),
                 max_skew=self.config.max_clock_skew,
             )
         except GatewayError as refused:

@@ -76,12 +76,15 @@ class Task:
 @dataclass(frozen=True)
 class Submission:
     """One created task as the log keeps it (after retention too): when its request reached
-    the emulator, when the task was created (after any latency), and its prompt."""
+    the emulator, when the task was created (after any latency), when it left `in_queue`
+    and when it became `done`, and its prompt."""
 
     task_id: str
     received_at: float
     submitted_at: float
     prompt: str
+    started_at: float
+    done_at: float
 
 
 class TaskTable:
@@ -144,6 +147,8 @@ class TaskTable:
                 now if received_at is None else received_at,
                 now,
                 prompt if isinstance(prompt, str) else "",
+                started_at=now + task.duration * QUEUE_SHARE,
+                done_at=task.done_at,
             )
         )
         self.submitted += 1
