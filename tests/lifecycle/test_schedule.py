@@ -118,9 +118,12 @@ def test_rates_double_until_a_limit_reply_then_halve_and_grow_slowly() -> None:
     assert rate.per_second == 2.0  # slow start
     rate = rate.after_limit_reply()
     assert rate.per_second == 1.0 and rate.limited
-    for _ in range(schedule.GROW_AFTER):
+    for _ in range(schedule.GROW_AFTER * 4 - 1):
         rate = rate.after_success()
+    assert rate.per_second == 1.0  # slowly now
+    rate = rate.after_success()
     assert rate.per_second == pytest.approx(1.0 + schedule.RATE_GROWTH)
+    assert rate.after_limit_reply().per_second == pytest.approx(0.75 * rate.per_second)
     assert Rate(0.3).after_limit_reply().per_second == schedule.RATE_FLOOR
     capped = Rate(4.0, ceiling=4.0)
     for _ in range(schedule.GROW_AFTER):

@@ -188,7 +188,8 @@ class Cap:
 
 #: Ordinary accounts: about one submit per second (research §4); polls are cheaper.
 DEFAULT_SUBMIT_RATE = 1.0
-DEFAULT_POLL_RATE = 5.0
+# Polls: public clients keep to 2-5 QPS in total (research §4); start just under 5.
+DEFAULT_POLL_RATE = 4.0
 RATE_FLOOR = 0.2
 #: Grow the rate by this fraction after this many calls in a row without a 50429.
 RATE_GROWTH = 0.25
@@ -199,7 +200,8 @@ GROW_AFTER = 5
 class Rate:
     """Calls per second for one action. Like the cap: slow start (doubled after every
     `GROW_AFTER` clean calls until the first 50429), then halved on each 50429 and grown by
-    a quarter after `GROW_AFTER` clean calls; never above `ceiling` or below `RATE_FLOOR`."""
+    a quarter after 4 × `GROW_AFTER` clean calls; never above `ceiling` or below
+    `RATE_FLOOR`."""
 
     per_second: float
     ceiling: float | None = None
@@ -208,11 +210,16 @@ class Rate:
     """A 50429 has been seen: growth is slow from now on."""
 
     def after_limit_reply(self) -> Rate:
-        return replace(self, per_second=max(RATE_FLOOR, self.per_second / 2), clean=0, limited=True)
+        """Back off: halved the first time (the limit is somewhere below), by a quarter
+        after that (near the limit, network jitter alone draws the odd 50429)."""
+        factor = 0.75 if self.limited else 0.5
+        return replace(
+            self, per_second=max(RATE_FLOOR, self.per_second * factor), clean=0, limited=True
+        )
 
     def after_success(self) -> Rate:
         clean = self.clean + 1
-        if clean < GROW_AFTER:
+        if clean < (GROW_AFTER * 4 if self.limited else GROW_AFTER):
             return replace(self, clean=clean)
         grown = self.per_second * (1 + RATE_GROWTH if self.limited else 2.0)
         if self.ceiling is not None:

@@ -116,7 +116,8 @@ class Scheduler:
             self.submits = Rate(self.submit_rate, ceiling=self.submit_rate)
         else:
             self.submits = Rate(float(learned.get("submit_rate") or DEFAULT_SUBMIT_RATE))
-        self.polls = Rate(self.poll_rate or DEFAULT_POLL_RATE, ceiling=self.poll_rate)
+        # Polls start at a rate public clients use (research §4) and grow only slowly.
+        self.polls = Rate(self.poll_rate or DEFAULT_POLL_RATE, ceiling=self.poll_rate, limited=True)
         self._submit_bucket = _bucket(self.submits)
         self._poll_bucket = _bucket(self.polls)
         self.eta = EtaModel()
