@@ -155,20 +155,8 @@ def retry_record(record: TaskRecord, *, now: float, **changes: Any) -> TaskRecor
     request at the same time (a new prompt, size, output). Raises
     :class:`IllegalTransition` unless the record is failed or unconfirmed.
     """
-    if record.status not in (TaskState.FAILED, TaskState.UNCONFIRMED):
-        raise IllegalTransition(
-            record.task_id or record.local_id, TaskState(record.status), TaskState.PENDING
-        )
-    return transition(
-        record,
-        TaskState.PENDING,
-        now=now,
-        **{
-            **_FRESH,
-            "history": [*record.history, _attempt(record, now)],
-            "unconfirmed_resubmits": 0,
-            **changes,
-        },
+    return _back_to_pending(
+        record, (TaskState.FAILED, TaskState.UNCONFIRMED), now, unconfirmed_resubmits=0, **changes
     )
 
 
@@ -177,19 +165,26 @@ def resubmit_unconfirmed(record: TaskRecord, *, now: float) -> TaskRecord:
 
     The unknown attempt stays in ``history`` (if the API did create it, it was billed).
     """
-    if record.status is not TaskState.UNCONFIRMED:
+    return _back_to_pending(
+        record,
+        (TaskState.UNCONFIRMED,),
+        now,
+        unconfirmed_resubmits=record.unconfirmed_resubmits + 1,
+    )
+
+
+def _back_to_pending(
+    record: TaskRecord, allowed: tuple[TaskState, ...], now: float, **changes: Any
+) -> TaskRecord:
+    """`record` (in one of `allowed`) queued again: its attempt kept in ``history``, the
+    attempt's own fields cleared, `changes` applied."""
+    if record.status not in allowed:
         raise IllegalTransition(
             record.task_id or record.local_id, TaskState(record.status), TaskState.PENDING
         )
+    history = [*record.history, _attempt(record, now)]
     return transition(
-        record,
-        TaskState.PENDING,
-        now=now,
-        **{
-            **_FRESH,
-            "history": [*record.history, _attempt(record, now)],
-            "unconfirmed_resubmits": record.unconfirmed_resubmits + 1,
-        },
+        record, TaskState.PENDING, now=now, **{**_FRESH, "history": history, **changes}
     )
 
 
