@@ -39,7 +39,14 @@ from asyncimg.protocol import models
 from asyncimg.protocol.client import TaskStatus, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput
 from asyncimg.store.record import TaskRecord, record_from_json
-from asyncimg.store.states import IN_FLIGHT, TaskState, refetch_record, retry_record, transition
+from asyncimg.store.states import (
+    IN_FLIGHT,
+    TaskState,
+    accept,
+    refetch_record,
+    retry_record,
+    transition,
+)
 from asyncimg.store.store import TaskStore
 
 T = TypeVar("T")
@@ -407,15 +414,19 @@ class Workspace:
             report.warnings.extend(billing_warnings(record))
             index.add(record)
             records.append(record)
+        report.batch = await self._send(client, records)
+        return report
+
+    async def _send(self, client: VisualClient, records: Sequence[TaskRecord]) -> BatchOutcome:
+        """Submit saved records with this folder's unconfirmed budget (see submit_records)."""
         async with client:
-            report.batch = await submit_records(
+            return await submit_records(
                 client,
                 self.store,
                 records,
                 clock=self.clock,
                 unconfirmed_budget=self.unconfirmed_budget,
             )
-        return report
 
     def _replace_failed(self, failed: TaskRecord, fresh: TaskRecord) -> TaskRecord | str:
         """`failed` sent back to pending as `fresh` asks (its attempt kept in history), saved;
@@ -610,14 +621,7 @@ class Workspace:
             else:
                 queued.append(plan.updated)
         if queued:
-            async with client:
-                report.batch = await submit_records(
-                    client,
-                    self.store,
-                    queued,
-                    clock=self.clock,
-                    unconfirmed_budget=self.unconfirmed_budget,
-                )
+            report.batch = await self._send(client, queued)
         return report
 
     def _retry_targets(
@@ -754,17 +758,7 @@ class Workspace:
                 state = current.status.value if current is not None else "gone"
                 raise Refused(f"the record for {holder.output_path} is now {state}")
             self._refuse_a_held_id(task_id, current.local_id)
-            adopted = transition(
-                current,
-                TaskState.SUBMITTED,
-                now=now,
-                task_id=task_id,
-                req_key=req_key,
-                submit_time=now,
-                attempts=current.attempts + 1,
-                last_error=None,
-                submit_started_at=None,
-            )
+            adopted = accept(current, task_id, now=now, req_key=req_key)
             self.store.save(adopted)
         return adopted
 

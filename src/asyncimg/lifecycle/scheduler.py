@@ -396,11 +396,11 @@ class Scheduler:
 
     def _final_summary(self) -> PassSummary:
         summary = self._summary
-        final = self.checker.store.load_all().records
-        summary.counts = {s.value: sum(r.status is s for r in final) for s in TaskState}
+        final = self.checker.store.scan()  # finished records come from the index
+        summary.counts = {s.value: sum(t.status is s for t in final.tasks) for s in TaskState}
         summary.queued = summary.counts[TaskState.PENDING.value]
         budget = self.checker.unconfirmed_budget
-        summary.waiting = sum(decide.waits_for_user(r, budget) for r in final)
+        summary.waiting = sum(decide.waits_for_user(r, budget) for r in final.records)
         return summary
 
     # -- what is kept between runs ----------------------------------------------------------

@@ -29,7 +29,7 @@ from asyncimg.protocol import models
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput, NetworkError
 from asyncimg.store.record import ErrorInfo, TaskRecord
-from asyncimg.store.states import TaskState, resubmit_unconfirmed, transition
+from asyncimg.store.states import TaskState, accept, resubmit_unconfirmed, transition
 from asyncimg.store.store import TaskStore
 
 Clock = Callable[[], float]
@@ -291,17 +291,7 @@ async def _send(
         task_id = await client.submit(record.req_key, fields)
     except AsyncImgError as exc:
         return _save_submit_error(store, record, exc, clock())
-    now = clock()
-    updated = transition(
-        record,
-        TaskState.SUBMITTED,
-        now=now,
-        task_id=task_id,
-        submit_time=now,
-        attempts=record.attempts + 1,
-        last_error=None,
-        submit_started_at=None,
-    )
+    updated = accept(record, task_id, now=clock())
     warning = store.task_id_owner(task_id, updated.local_id)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncimg.protocol.errors import AsyncImgError
 
@@ -178,14 +178,38 @@ def _back_to_pending(
 ) -> TaskRecord:
     """`record` (in one of `allowed`) queued again: its attempt kept in ``history``, the
     attempt's own fields cleared, `changes` applied."""
-    if record.status not in allowed:
-        raise IllegalTransition(
-            record.task_id or record.local_id, TaskState(record.status), TaskState.PENDING
-        )
+    _require(record, allowed, TaskState.PENDING)
     history = [*record.history, _attempt(record, now)]
     return transition(
         record, TaskState.PENDING, now=now, **{**_FRESH, "history": history, **changes}
     )
+
+
+def accept(record: TaskRecord, task_id: str, *, now: float, **changes: Any) -> TaskRecord:
+    """The API has a task for this record (its submit was answered, or `adopt` found it):
+    submitted under `task_id`, one more accepted attempt, the submit marker cleared."""
+    return transition(
+        record,
+        TaskState.SUBMITTED,
+        now=now,
+        **{
+            "task_id": task_id,
+            "submit_time": now,
+            "attempts": record.attempts + 1,
+            "last_error": None,
+            "submit_started_at": None,
+            **changes,
+        },
+    )
+
+
+def _require(record: TaskRecord, allowed: tuple[TaskState, ...], new: TaskState) -> None:
+    if record.status not in allowed:
+        _refuse(record, new)
+
+
+def _refuse(record: TaskRecord, new: TaskState) -> NoReturn:
+    raise IllegalTransition(record.task_id or record.local_id, TaskState(record.status), new)
 
 
 def refetch_record(record: TaskRecord, *, now: float, output_path: str | None = None) -> TaskRecord:
@@ -194,18 +218,13 @@ def refetch_record(record: TaskRecord, *, now: float, output_path: str | None = 
     No new submission: the same task_id goes back in flight (optionally to a new
     ``output_path``). Raises :class:`IllegalTransition` unless failed with a task_id.
     """
-    if record.status is not TaskState.FAILED or record.task_id is None:
-        raise IllegalTransition(
-            record.task_id or record.local_id, TaskState(record.status), TaskState.SUBMITTED
-        )
+    if record.task_id is None:
+        _refuse(record, TaskState.SUBMITTED)
+    _require(record, (TaskState.FAILED,), TaskState.SUBMITTED)
+    kept = ("task_id", "submit_time", "submit_started_at")  # the same task, not a new one
     changes: dict[str, Any] = {
+        **{k: v for k, v in _FRESH.items() if k not in kept},
         "history": [*record.history, _attempt(record, now, refetched=True)],
-        "last_error": None,
-        "results": [],
-        "completed_time": None,
-        "download_failures": 0,
-        "stalled_passes": 0,
-        "stalled_since": None,
     }
     if output_path is not None:
         changes["output_path"] = output_path
