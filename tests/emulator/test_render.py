@@ -46,6 +46,8 @@ def test_wrap_keeps_words_and_fits() -> None:
     text = "一只在雪地里的红狐狸, watercolor, soft light " + "x" * 60 + "\nsecond"
     lines = _wrap(draw, text, font, 200)
     assert all(draw.textlength(line, font=font) <= 200 for line in lines)
-    assert "watercolor, soft" in lines
+    # Words stay whole whichever font the machine has (a CJK font wraps the Chinese alone).
+    assert any("watercolor," in line.split() for line in lines)
+    assert any("soft" in line.split() for line in lines)
     assert "".join(lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
     assert lines[-1] == "second"

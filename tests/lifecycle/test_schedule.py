@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncimg.lifecycle import schedule
-from asyncimg.lifecycle.schedule import Cap, Estimate, EtaModel, Rate, bucket_of, next_poll_delay
+from asyncimg.lifecycle.schedule import Cap, EtaModel, Rate, bucket_of, next_poll_delay
 
 V40 = "jimeng_t2i_v40"
 PORTRAIT = bucket_of(V40, {"width": 1440, "height": 2560})
@@ -47,45 +49,183 @@ def test_nonsense_durations_are_ignored() -> None:
     assert model.estimate(PORTRAIT) == model.prior
 
 
-ETA = Estimate(mean=30.0, std=10.0, samples=10)
+# -- where the polls go --------------------------------------------------------------------
+
+
+def test_plan_fractions_shrink_their_gaps_linearly_and_end_at_the_window() -> None:
+    assert schedule.plan_fractions(1) == (1.0,)
+    assert schedule.plan_fractions(2) == pytest.approx((2 / 3, 1.0))
+    assert schedule.plan_fractions(4) == pytest.approx((0.4, 0.7, 0.9, 1.0))
+
+
+def _uniform_cost(fractions: tuple[float, ...]) -> tuple[float, float]:
+    """Expected polls and idle share of the window for finishes spread evenly over it,
+    computed numerically (not from the formulas in the docstring)."""
+    points = [0.0, *fractions]
+    polls = sum(1 - p for p in points[:-1])
+    idle = sum((b - a) ** 2 / 2 for a, b in itertools.pairwise(points))
+    return polls, idle
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 6])
+def test_plans_spend_few_polls_and_beat_evenly_spaced_ones(k: int) -> None:
+    polls, idle = _uniform_cost(schedule.plan_fractions(k))
+    assert polls == pytest.approx((k + 2) / 3)
+    assert idle == pytest.approx((2 * k + 1) / (3 * k * (k + 1)))
+    # The evenly spaced plan with the most points that spends no more polls idles longer.
+    m = max(n for n in range(1, 20) if _uniform_cost(_even(n))[0] <= polls + 1e-9)
+    assert _uniform_cost(_even(m))[1] > idle
+
+
+def _even(n: int) -> tuple[float, ...]:
+    return tuple((j + 1) / n for j in range(n))
+
+
+def test_the_finish_window_widens_the_samples_by_their_expected_gap() -> None:
+    assert schedule.finish_window([1.75, 2.5, 3.25]) == pytest.approx((1.0, 4.0))
+    assert schedule.finish_window([10.0]) == (5.0, 15.0)
+    assert schedule.finish_window([0.1, 5.0])[0] == 0.0  # never before the submit
+
+
+def test_a_plan_puts_its_polls_inside_the_learned_window() -> None:
+    samples = [1.0 + 3.0 * i / 20 for i in range(21)]  # 1-4 s, evenly
+    plan = schedule.poll_plan(samples, 2)
+    lo, hi = schedule.finish_window(samples)
+    assert plan == pytest.approx((lo + (hi - lo) * 2 / 3, hi), rel=0.02)
+    assert schedule.poll_plan([], 3) == ()
+
+
+def test_plan_size_follows_the_poll_budget() -> None:
+    quick = [1.0 + 3.0 * i / 20 for i in range(21)]  # scenario (b): 8 slots, 1-4 s
+    assert schedule.plan_size(4.0, 8, quick) == 2  # 3 points would need ~4.3 polls/s
+    assert schedule.plan_size(40.0, 8, quick) == schedule.MAX_PLAN_POINTS
+    assert schedule.plan_size(0.5, 8, quick) == 1
+    slow = [10.0 + 50.0 * i / 20 for i in range(21)]  # a real account: 1 slot, 10-60 s
+    assert schedule.plan_size(2.0, 1, slow) == schedule.MAX_PLAN_POINTS
+    assert schedule.plan_size(2.0, 1, []) == schedule.MAX_PLAN_POINTS
 
 
 @pytest.mark.parametrize(
     ("elapsed", "delay"),
     [
-        (0.0, 20.0),  # nothing before the earliest likely finish (mean - std)
-        (15.0, 5.0),
-        (20.0, 5.0),  # then every half spread
-        (45.0, 5.0),
-        (60.0, 15.0),  # late: backing off in proportion
+        (0.0, 20.0),  # the plan's first point
+        (20.0, 10.0),  # then the next
+        (30.0, 5.0),
+        (35.0, 5.0),  # past the plan: its last gap
+        (61.0, 13.0),  # late: backing off in proportion to the lateness
     ],
 )
-def test_polls_are_dense_around_the_expected_finish(elapsed: float, delay: float) -> None:
-    assert next_poll_delay(elapsed, ETA, floor=1.0, ceiling=30.0) == pytest.approx(delay)
+def test_the_next_poll_is_the_plans_next_point(elapsed: float, delay: float) -> None:
+    plan = (20.0, 30.0, 35.0)
+    assert next_poll_delay(elapsed, plan, floor=1.0, ceiling=30.0) == pytest.approx(delay)
+
+
+def test_before_anything_is_learned_polls_double_from_the_floor() -> None:
+    assert [next_poll_delay(e, (), floor=1.0, ceiling=30.0) for e in (0, 1, 2, 4, 40)] == [
+        1.0,
+        1.0,
+        2.0,
+        4.0,
+        30.0,
+    ]
 
 
 @given(
     elapsed=st.floats(0, 1e5),
-    mean=st.floats(0.1, 1e4),
-    std=st.floats(0.01, 1e4),
+    plan=st.lists(st.floats(0.01, 1e4), max_size=6).map(lambda xs: tuple(sorted(xs))),
     floor=st.floats(0.1, 5),
     ceiling=st.floats(0.1, 600),
 )
 def test_the_next_poll_is_always_within_floor_and_ceiling(
-    elapsed: float, mean: float, std: float, floor: float, ceiling: float
+    elapsed: float, plan: tuple[float, ...], floor: float, ceiling: float
 ) -> None:
-    delay = next_poll_delay(elapsed, Estimate(mean, std, 3), floor=floor, ceiling=ceiling)
+    delay = next_poll_delay(elapsed, plan, floor=floor, ceiling=ceiling)
     assert floor <= delay <= max(floor, ceiling)
 
 
-def test_slow_start_grows_the_cap_each_saturated_completion_until_a_limit_reply() -> None:
+# -- what a poll that sees "done" teaches ----------------------------------------------------
+
+
+def test_a_task_first_polled_when_done_is_not_learned_as_half_its_age() -> None:
+    bucket = PORTRAIT
+    model = EtaModel.learn([(bucket, 1.0 + 3.0 * i / 20) for i in range(21)])
+    # Polled only at 3 s, already done: it took 1-3 s (median 2 s), not 1.5 s.
+    learned = model.observe_between(bucket, 0.0, 3.0).samples(bucket)[-1]
+    assert learned == pytest.approx(2.0, abs=0.1)
+    # Before enough is known: the plain midpoint.
+    assert EtaModel().observe_between(bucket, 2.0, 4.0).samples(bucket) == (3.0,)
+
+
+def test_the_odds_a_task_still_runs_follow_the_learned_durations() -> None:
+    samples = [1.0 + 3.0 * i / 20 for i in range(21)]
+    assert schedule.running_odds(samples, 0.5, 0.0) == 1.0  # before the quickest
+    assert schedule.running_odds(samples, 2.5, 0.0) == pytest.approx(0.5, abs=0.05)
+    assert schedule.running_odds(samples, 10.0, 0.0) == schedule.MIN_ODDS
+    # Seen running at 3 s: of what is left after 3 s, half is left after 3.5 s.
+    assert schedule.running_odds(samples, 3.5, 3.0) == pytest.approx(0.5, abs=0.1)
+    # Seen running past the window: late, still counted as running.
+    assert schedule.running_odds(samples, 9.0, 8.0) == 1.0
+    # Too little learned: every task counts as running.
+    assert schedule.running_odds(samples[:3], 10.0, 0.0) == 1.0
+
+
+def test_a_refusal_is_measured_afterwards_from_when_each_task_finished() -> None:
+    samples = [1.0 + 3.0 * i / 20 for i in range(21)]
+    spans = [
+        (0.0, 0.0, 1.8),  # never polled before done; 1-4 s tasks cannot be done at 0.5
+        (0.0, 1.0, 3.0),  # seen running after the moment
+        (0.0, 0.0, 0.4),  # finished before it (an odd one: the window says 1 s at least)
+    ]
+    assert schedule.running_at(0.5, spans, samples) == pytest.approx(2.0, abs=0.01)
+    # Before anything is learned: evenly between the two polls.
+    assert schedule.running_at(0.5, [(0.0, 0.0, 1.0)], []) == pytest.approx(0.5)
+
+
+# -- how many in flight ---------------------------------------------------------------------
+
+
+def test_slow_start_keeps_one_more_slot_than_in_flight_until_a_limit_reply() -> None:
     cap = Cap()
-    for expected in (2, 3, 4):
-        cap = cap.after_completion(saturated=True)
-        assert cap.limit == expected
-    assert cap.after_completion(saturated=False) == cap  # no evidence: no change
-    cap = cap.after_limit_reply(in_flight=3)
+    assert cap.free([]) and not cap.free([1.0])
+    for n in (1, 2, 3):
+        cap = cap.after_accept([1.0] * n)
+        assert cap.limit == n + 1
+    assert cap.after_accept([1.0]) == cap  # fewer in flight than the cap: nothing new
+    cap = cap.after_limit_reply([1.0] * 3)
     assert cap.limit == 3 and cap.learned == 3
+
+
+def test_once_the_limit_is_known_a_task_likely_finished_frees_its_slot() -> None:
+    cap = Cap(limit=8, learned=8)
+    assert cap.free([1.0] * 7)
+    assert not cap.free([1.0] * 8)
+    assert cap.free([1.0] * 6 + [0.02] * 4)  # four of ours are almost surely done
+    assert not cap.free([1.0] * 7 + [0.5])  # a coin flip is not a free slot
+    assert not Cap(limit=1, learned=1).free([0.02])  # one slot: always wait for the poll
+
+
+def test_a_refused_guess_makes_the_count_more_careful_and_accepted_ones_less() -> None:
+    cap = Cap(limit=8, learned=8)
+    refused = cap.after_limit_reply([1.0] * 6 + [0.02] * 4)
+    assert refused.limit == 8 and refused.margin == cap.margin + schedule.MARGIN_STEP
+    accepted = refused.after_accept([1.0] * 9)
+    assert accepted.margin == pytest.approx(refused.margin - schedule.MARGIN_DECAY)
+
+
+def test_a_measured_refusal_sets_the_limit() -> None:
+    counted = Cap(limit=12, learned=12, margin=3.0)  # a count: ours that finished unseen too
+    cap = counted.after_measured(9.7)
+    assert cap.limit == 10 and cap.learned == 10 and cap.measured
+    assert cap.margin == schedule.START_MARGIN
+    lowered = cap.after_measured(7.8)  # once measured, one step at a time: it is noisy
+    assert lowered.limit == 9 and lowered.learned == 9
+    assert lowered.after_measured(8.2).limit == 8
+    assert lowered.after_measured(9.4) == lowered
+    assert Cap(limit=3, learned=3, measured=True).after_measured(4.6).limit == 4
+    assert Cap(limit=3, learned=2).after_measured(2.6) == Cap(limit=3, learned=2)  # a probe
+    assert Cap(limit=4, learned=4, ceiling=4).after_measured(6.0).limit == 4
+    assert Cap(limit=1, learned=1).after_measured(0.2).limit == 1
+    assert Cap().after_measured(3.0) == Cap()  # nothing learned: a 50430 teaches first
 
 
 def test_after_the_limit_is_known_the_cap_probes_slowly_and_backs_off_on_refusal() -> None:
@@ -94,26 +234,34 @@ def test_after_the_limit_is_known_the_cap_probes_slowly_and_backs_off_on_refusal
         cap = cap.after_completion(saturated=True)
     assert cap.limit == 2
     cap = cap.after_completion(saturated=True)
-    assert cap.limit == 3  # one probe above the learned limit
-    refused = cap.after_limit_reply(in_flight=2)
+    assert cap.limit == 3 and cap.learned == 2  # one probe above the learned limit
+    refused = cap.after_limit_reply([1.0, 1.0])
     assert refused.limit == 2 and refused.probe_after == schedule.PROBE_EVERY * 2
+    held = cap
+    for _ in range(schedule.PROBE_EVERY * 2):
+        held = held.after_completion(saturated=True)
+    assert held.limit == 3 and held.learned == 3  # the probe held
 
 
 def test_a_limit_that_drops_drops_the_cap_to_what_is_in_flight() -> None:
-    cap = Cap(limit=8, learned=8).after_limit_reply(in_flight=3)
+    cap = Cap(limit=8, learned=8).after_limit_reply([1.0] * 3)
     assert cap.limit == 3 and cap.learned == 3
-    assert Cap(limit=4).after_limit_reply(in_flight=0).limit == 1  # never below one
+    assert Cap(limit=4).after_limit_reply([]).limit == 1  # never below one
 
 
 def test_the_configured_ceiling_is_never_passed() -> None:
     cap = Cap(limit=2, ceiling=2)
     assert cap.after_completion(saturated=True).limit == 2
-    assert cap.free_slots(1) == 1 and cap.free_slots(5) == 0
+    assert cap.after_accept([1.0, 1.0]).limit == 2
+    assert cap.free([1.0]) and not cap.free([1.0, 1.0])
 
 
-def test_rates_double_until_a_limit_reply_then_halve_and_grow_slowly() -> None:
+# -- how fast -------------------------------------------------------------------------------
+
+
+def test_rates_double_until_a_limit_reply_then_back_off_and_grow_slowly() -> None:
     rate = Rate(1.0)
-    for _ in range(schedule.GROW_AFTER):
+    for _ in range(schedule.SLOW_START_AFTER):
         rate = rate.after_success()
     assert rate.per_second == 2.0  # slow start
     rate = rate.after_limit_reply()
@@ -129,6 +277,14 @@ def test_rates_double_until_a_limit_reply_then_halve_and_grow_slowly() -> None:
     for _ in range(schedule.GROW_AFTER):
         capped = capped.after_success()
     assert capped.per_second == 4.0
+
+
+def test_a_rate_that_holds_nothing_back_does_not_grow() -> None:
+    rate = Rate(1.0)
+    for _ in range(50):
+        rate = rate.after_success(binding=False)
+    assert rate.per_second == 1.0
+    assert rate.after_success(binding=True).per_second == 2.0  # at once when it binds
 
 
 def test_limit_backoff_doubles_and_is_capped() -> None:

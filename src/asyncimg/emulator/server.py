@@ -94,6 +94,7 @@ class Emulator:
         self._faults = FaultPlan(cfg.fault_rate, cfg.fault_kinds, cfg.seed)
         self._requests: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
+        self._rate_limited: Counter[str] = Counter()  # 50429s by action
         self._downloads = 0
         self._render_locks: dict[str, asyncio.Lock] = {}
         self._runner: web.AppRunner | None = None
@@ -166,6 +167,7 @@ class Emulator:
         return {
             "requests": dict(self._requests),
             "errors": dict(self._errors),
+            "rate_limited": dict(self._rate_limited),
             "image_downloads": self._downloads,
             "tasks_submitted": self._tasks.submitted,
             "tasks_done": self._tasks.done,
@@ -315,6 +317,7 @@ class Emulator:
             raise _invalid(exc) from None
         now = self.now()
         if not self._limiter.admit(constants.ACTION_SUBMIT, now):
+            self._rate_limited[constants.ACTION_SUBMIT] += 1
             raise BusinessError(50429)
         limit = self.config.concurrency
         if limit is not None and self._tasks.unfinished(now) >= limit:
@@ -346,6 +349,7 @@ class Emulator:
                 raise BusinessError(50200, "Invalid parameter: req_json must encode an object")
         now = self.now()
         if not self._limiter.admit(constants.ACTION_GET_RESULT, now):
+            self._rate_limited[constants.ACTION_GET_RESULT] += 1
             raise BusinessError(50429)
 
         task = self._tasks.get(task_id)

@@ -179,10 +179,17 @@ class Checker:
     async def _check_one(self, record: TaskRecord, summary: PassSummary) -> None:
         await self.check_task(record, summary)
 
-    async def check_task(self, record: TaskRecord, summary: PassSummary) -> TaskRecord | None:
+    async def check_task(
+        self,
+        record: TaskRecord,
+        summary: PassSummary,
+        on_done: Callable[[], None] | None = None,
+    ) -> TaskRecord | None:
         """Poll one in-flight task and act on the answer; the record as this left it.
 
-        None: busy in another process (or gone); the caller tries again later.
+        None: busy in another process (or gone); the caller tries again later. `on_done` is
+        called as soon as the service says the task is done, before the download: its slot
+        on the account is free from then on.
         """
         with self.store.lock(record) as held:
             if not held:
@@ -198,6 +205,8 @@ class Checker:
                 return self._apply(current, decide.after_error(exc), summary)
             decision = decide.after_poll(result)
             if decision.download:
+                if on_done is not None:
+                    on_done()
                 return await self._download(current, result, summary)
             return self._apply(current, decision, summary)
 

@@ -5,7 +5,9 @@ on an ordinary account), so the scheduler keeps every slot busy and notices a fi
 soon, with few calls. Each question it asks has one answer here, tested directly:
 
 - how long a task of this model and size takes (:class:`EtaModel`, learned from the folder);
-- when to poll an in-flight task next (:func:`next_poll_delay`);
+- when to poll an in-flight task next (:func:`poll_plan`, :func:`plan_size`,
+  :func:`next_poll_delay`: a few polls placed where the learned durations say the task
+  will finish, as many as the poll rate allows);
 - how many tasks may be in flight (:class:`Cap`: slow start, then additive increase after
   clean completions, and a drop to what is in flight on 50430);
 - how fast to submit and poll (:class:`Rate`: doubled until a 50429, then halved on each
@@ -17,7 +19,7 @@ No I/O and no clock reads: time comes in as arguments.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +30,8 @@ PRIOR_MEAN_S = 20.0
 PRIOR_STD_S = 15.0
 #: Observations needed before the folder's own figures replace the prior entirely.
 TRUST_AFTER = 3
+#: Durations kept per bucket for the poll plan (the most recent ones).
+KEEP_SAMPLES = 64
 
 Bucket = tuple[str, str]
 
@@ -69,9 +73,14 @@ class _Stats:
 
 @dataclass(frozen=True)
 class EtaModel:
-    """Generation time per (model, size), learned from finished tasks; a prior before that."""
+    """Generation time per (model, size), learned from finished tasks; a prior before that.
+
+    Keeps running figures (mean, spread: for the ETA shown to the user) and the most recent
+    durations (their spread shapes each task's poll plan, :func:`poll_plan`).
+    """
 
     stats: Mapping[Bucket, _Stats] = field(default_factory=dict)
+    recent: Mapping[Bucket, tuple[float, ...]] = field(default_factory=dict)
     prior: Estimate = Estimate(PRIOR_MEAN_S, PRIOR_STD_S, 0)
 
     @classmethod
@@ -86,18 +95,47 @@ class EtaModel:
             return self
         stats = dict(self.stats)
         stats[bucket] = stats.get(bucket, _Stats()).add(seconds)
-        return replace(self, stats=stats)
+        recent = dict(self.recent)
+        recent[bucket] = (*recent.get(bucket, ())[-(KEEP_SAMPLES - 1) :], seconds)
+        return replace(self, stats=stats, recent=recent)
+
+    def observe_between(self, bucket: Bucket, running: float, done: float) -> EtaModel:
+        """A task was seen running `running` s after submit and done `done` s after: it took
+        somewhere in between. Where: the median of what is learned, restricted to that
+        span (the plain midpoint before enough is learned). The midpoint alone runs short:
+        a task first polled when already done was "running" only at its submit."""
+        samples = self.samples(bucket)
+        if len(samples) < ODDS_AFTER or done <= running:
+            return self.observe(bucket, (running + done) / 2)
+        lo, hi = finish_window(samples)
+        ordered = sorted(samples)
+        a, b = _cdf(ordered, lo, hi, running), _cdf(ordered, lo, hi, done)
+        if b <= a:
+            return self.observe(bucket, (running + done) / 2)
+        seconds = _quantile(ordered, lo, hi, (a + b) / 2)
+        return self.observe(bucket, min(max(seconds, running), done))
+
+    def _own(self, bucket: Bucket) -> Bucket | None:
+        """This bucket if it has figures, else the same model's best-known size."""
+        own = self.stats.get(bucket)
+        if own is not None and own.n:
+            return bucket
+        same = [(s.n, b) for b, s in self.stats.items() if b[0] == bucket[0] and s.n]
+        return max(same)[1] if same else None
+
+    def samples(self, bucket: Bucket) -> tuple[float, ...]:
+        """Recent durations of this bucket (or of the same model at another size)."""
+        own = self._own(bucket)
+        return self.recent.get(own, ()) if own is not None else ()
 
     def estimate(self, bucket: Bucket) -> Estimate:
         """This bucket's figures; another size of the same model before it has its own; the
         prior before anything. Few samples are blended with the prior, and the spread never
         drops below a tenth of the mean (one quick task must not make polls miss the rest)."""
-        own = self.stats.get(bucket)
-        if own is None or own.n == 0:
-            same_model = [s for (key, _), s in self.stats.items() if key == bucket[0] and s.n]
-            own = max(same_model, key=lambda s: s.n, default=None)
-        if own is None:
+        key = self._own(bucket)
+        if key is None:
             return self.prior
+        own = self.stats[key]
         if own.n >= TRUST_AFTER:
             mean, std = own.mean, own.std
         else:
@@ -111,39 +149,211 @@ class EtaModel:
 
 #: Never poll one task more often than this (the guide's `--interval` is the longest wait).
 DEFAULT_POLL_FLOOR_S = 1.0
+#: The most poll points in one task's plan: about (k + 2) / 3 = 2.7 polls per task.
+MAX_PLAN_POINTS = 6
+#: Plans are sized to use at most this share of the poll rate (the rest: tails, retries).
+POLL_HEADROOM = 0.85
 
 
-def next_poll_delay(elapsed: float, eta: Estimate, *, floor: float, ceiling: float) -> float:
+def finish_window(samples: Sequence[float]) -> tuple[float, float]:
+    """Between what elapsed times a task of this kind finishes: the samples' range widened
+    by the expected gap beyond each end (range / (n - 1) for n evenly spread samples); one
+    sample gives half to one and a half times itself."""
+    if not samples:
+        raise ValueError("no samples")
+    lo, hi = min(samples), max(samples)
+    if len(samples) == 1:
+        return 0.5 * lo, 1.5 * hi
+    pad = (hi - lo) / (len(samples) - 1)
+    return max(0.0, lo - pad), hi + pad
+
+
+def plan_fractions(k: int) -> tuple[float, ...]:
+    """Where in the finish window a plan of k polls looks, as fractions of the window.
+
+    The gaps shrink linearly (k, k - 1, ..., 1 parts): for finish times spread evenly over
+    the window this spends (k + 2) / 3 polls per task and leaves the slot idle
+    (2k + 1) / (3k(k + 1)) of the window after the finish on average, the least idle time
+    for that many polls (a later poll is reached less often, so it is cheaper to look
+    densely late than early). k = 2: 1.33 polls, idle 0.28; k = 6: 2.67 polls, idle 0.10.
+    """
+    k = max(1, k)
+    total = k * (k + 1) / 2
+    out: list[float] = []
+    acc = 0.0
+    for j in range(k):
+        acc += k - j
+        out.append(acc / total)
+    return tuple(out)
+
+
+def _quantile(ordered: Sequence[float], lo: float, hi: float, q: float) -> float:
+    """The q-quantile of the samples anchored at lo (q = 0) and hi (q = 1), interpolated."""
+    anchors = [lo, *ordered, hi]
+    pos = q * (len(anchors) - 1)
+    i = min(int(pos), len(anchors) - 2)
+    return anchors[i] + (anchors[i + 1] - anchors[i]) * (pos - i)
+
+
+def poll_plan(samples: Sequence[float], k: int) -> tuple[float, ...]:
+    """The elapsed times (since submit) at which a task is polled: k points over the finish
+    window, placed by :func:`plan_fractions` on the samples' own distribution. Empty when
+    nothing is learned yet."""
+    if not samples:
+        return ()
+    lo, hi = finish_window(samples)
+    ordered = sorted(samples)
+    return tuple(_quantile(ordered, lo, hi, q) for q in plan_fractions(k))
+
+
+def plan_size(poll_rate: float, slots: int, samples: Sequence[float]) -> int:
+    """The most plan points whose polls fit the poll rate with `slots` tasks in flight.
+
+    A slot turns over every mean + idle seconds and spends (k + 2) / 3 polls doing so.
+    """
+    if not samples:
+        return MAX_PLAN_POINTS
+    lo, hi = finish_window(samples)
+    mean = sum(samples) / len(samples)
+    for k in range(MAX_PLAN_POINTS, 1, -1):
+        idle = (hi - lo) * (2 * k + 1) / (3 * k * (k + 1))
+        per_second = max(1, slots) * (k + 2) / 3 / max(mean + idle, 1e-3)
+        if per_second <= poll_rate * POLL_HEADROOM:
+            return k
+    return 1
+
+
+def next_poll_delay(
+    elapsed: float, plan: Sequence[float], *, floor: float, ceiling: float
+) -> float:
     """Seconds until the next poll of a task submitted `elapsed` seconds ago.
 
-    Nothing before the earliest likely finish (mean - std); then densely, every half
-    spread, until well past the expected finish (mean + 2 std); later, backing off in
-    proportion to how late it is. Always within [floor, ceiling].
+    With a plan: its next point. Past the plan's last point (the task is late): the plan's
+    last gap, growing with the lateness. Without a plan (nothing learned): at the floor,
+    then doubling (1, 2, 4, 8 ... s after submit). Always within [floor, ceiling].
     """
-    early = eta.mean - eta.std
-    if elapsed < early:
-        delay = early - elapsed
-    elif elapsed < eta.mean + 2 * eta.std:
-        delay = eta.std / 2
+    if not plan:
+        delay = max(floor, elapsed)
     else:
-        delay = (elapsed - eta.mean) / 2
+        ahead = [p for p in plan if p > elapsed + 1e-6]
+        if ahead:
+            delay = ahead[0] - elapsed
+        else:
+            last_gap = plan[-1] - plan[-2] if len(plan) > 1 else plan[-1] / 2
+            delay = max(last_gap, (elapsed - plan[-1]) / 2)
     return min(max(delay, floor), max(ceiling, floor))
+
+
+def running_odds(samples: Sequence[float], elapsed: float, seen_running: float) -> float:
+    """How likely a task is still running `elapsed` s after submit, when a poll saw it
+    running `seen_running` s after submit: (1 - F(elapsed)) / (1 - F(seen_running)) over
+    the learned finish window. 1 when nothing is learned; never below `MIN_ODDS`."""
+    if len(samples) < ODDS_AFTER:
+        return 1.0
+    lo, hi = finish_window(samples)
+    if seen_running >= hi:
+        return 1.0  # seen running later than the window allows: it is late, not done
+    ordered = sorted(samples)
+    survive_now = 1.0 - _cdf(ordered, lo, hi, elapsed)
+    survive_seen = 1.0 - _cdf(ordered, lo, hi, min(seen_running, elapsed))
+    return min(1.0, max(MIN_ODDS, survive_now / survive_seen))
+
+
+#: A task never counts as surely finished until a poll says so.
+MIN_ODDS = 0.02
+#: Durations needed before odds are given at all: the first ones to be seen are the
+#: quickest (the slow ones are still running), so a few early samples run short.
+ODDS_AFTER = 6
+
+
+def _cdf(ordered: Sequence[float], lo: float, hi: float, t: float) -> float:
+    """The inverse of :func:`_quantile`: the share of finishes before t."""
+    anchors = [lo, *ordered, hi]
+    if t <= anchors[0]:
+        return 0.0
+    if t >= anchors[-1]:
+        return 1.0
+    for i in range(len(anchors) - 1):
+        a, b = anchors[i], anchors[i + 1]
+        if a <= t < b:
+            return (i + (t - a) / (b - a)) / (len(anchors) - 1)
+    return 1.0
+
+
+Span = tuple[float, float, float]
+"""A finished task: submitted, last seen running (or submitted), seen done."""
+
+
+def running_at(moment: float, spans: Iterable[Span], samples: Sequence[float]) -> float:
+    """How many of these tasks were still running at `moment`. Each finished between its
+    last poll that saw it running and the one that saw it done; where in between follows
+    the learned durations (evenly, before any are learned)."""
+    window = finish_window(samples) if samples else None
+    ordered = sorted(samples)
+
+    def cdf(elapsed: float) -> float:
+        if window is None:
+            return elapsed
+        return _cdf(ordered, window[0], window[1], elapsed)
+
+    count = 0.0
+    for submitted, running, done in spans:
+        if moment <= running:
+            count += 1.0
+        elif moment < done:
+            lo, mid, hi = (cdf(t - submitted) for t in (running, moment, done))
+            count += (hi - mid) / (hi - lo) if hi > lo else (done - moment) / (done - running)
+    return count
+
+
+def expected_unfinished(odds: Sequence[float]) -> tuple[float, float]:
+    """How many of these tasks are still running on the account: mean and spread."""
+    mean = sum(odds)
+    var = sum(p * (1 - p) for p in odds)
+    return mean, math.sqrt(var)
+
+
+def has_free_slot(odds: Sequence[float], limit: int, margin: float) -> bool:
+    """May one more task go to an account that takes `limit` unfinished tasks, when ours
+    are still running with these odds? Only if even `margin` spreads above the expected
+    count leaves a slot: a task the polls have not yet seen finish may well have, and
+    waiting for the poll would leave its slot idle (on a one-slot account this never
+    submits before the poll: one task's odds never clear the margin)."""
+    if len(odds) < limit:
+        return True
+    mean, spread = expected_unfinished(odds)
+    return mean + margin * spread <= limit - 1
 
 
 # -- how many in flight -------------------------------------------------------------------
 
 #: After the account's limit is known, probe one above it after this many clean completions
 #: per slot; each refused probe doubles the wait, so a fixed limit costs few 50430s.
-PROBE_EVERY = 4
+PROBE_EVERY = 10
+
+
+#: Spreads of safety before a task no poll has seen finish is counted as finished
+#: (:func:`has_free_slot`): raised on each 50430 that counting so caused, lowered slowly by
+#: submits it let through.
+START_MARGIN = 2.0
+MARGIN_STEP = 0.5
+MARGIN_DECAY = 0.01
+MIN_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
 class Cap:
-    """How many tasks may be in flight: AIMD on the account's concurrency limit.
+    """The account's concurrency limit as far as this run knows it, and when one more task
+    may go (AIMD on 50430 replies).
 
-    Slow start (no limit learned yet): one more slot per completion that finds every slot
-    busy, so the cap doubles each round until the first 50430. Then `learned` is what was
-    in flight, and the cap probes one above it after `probe_after` clean completions.
+    `limit` is the account's count of unfinished tasks, not ours: a task of ours that has
+    finished but is not yet polled still counts for us, not for the account, so
+    :meth:`free` weighs each of ours by the odds that it is still running.
+
+    Slow start (nothing learned): one slot more than is in flight, grown on each accepted
+    submit (as TCP grows per ack), so the queue finds the limit with one 50430 instead of a
+    round per doubling. Then `learned` is the limit, and the cap probes one above it after
+    `probe_after` clean completions per slot; a refused probe doubles that wait.
     """
 
     limit: int = 1
@@ -151,18 +361,62 @@ class Cap:
     ceiling: int | None = None
     clean: int = 0
     probe_after: int = PROBE_EVERY
+    margin: float = START_MARGIN
+    measured: bool = False
+    """`learned` has been measured (:meth:`after_measured`), not just counted."""
 
-    def after_limit_reply(self, in_flight: int) -> Cap:
-        """A 50430 with `in_flight` of ours unfinished: that is the account's limit now."""
-        limit = max(1, in_flight)
-        probing = self.learned is not None and limit >= self.learned
-        return replace(
-            self,
-            limit=limit,
-            learned=limit,
-            clean=0,
-            probe_after=self.probe_after * 2 if probing else self.probe_after,
-        )
+    def free(self, odds: Sequence[float]) -> bool:
+        """May one more go, with ours in flight still running at these odds?"""
+        if len(odds) < self.limit:
+            return True
+        if self.learned is None:
+            return False  # finding the limit: count only what is surely ours
+        return has_free_slot(odds, self.limit, self.margin)
+
+    def after_limit_reply(self, odds: Sequence[float]) -> Cap:
+        """A 50430 while ours were in flight with these odds of still running."""
+        n = len(odds)
+        if self.learned is not None and self.limit > self.learned:
+            # A refused probe: back to what is known, and probe later.
+            return replace(self, limit=self.learned, clean=0, probe_after=self.probe_after * 2)
+        if self.learned is not None and n >= self.limit:
+            # Counting a task as finished that was not: count more carefully.
+            return replace(self, margin=self.margin + MARGIN_STEP, clean=0)
+        # Fewer than the limit of ours were in flight: the account takes fewer (the first
+        # limit found, or one that dropped). The account's count is at most ours.
+        mean, _ = expected_unfinished(odds)
+        limit = max(1, min(n, math.ceil(mean - 1e-9)))
+        return replace(self, limit=limit, learned=limit, clean=0)
+
+    def after_measured(self, running: float) -> Cap:
+        """A 50430 came while `running` of ours (measured afterwards, from when each was
+        last seen running and seen done) were unfinished on the account: its limit. The
+        measure is only as sharp as the polls, so once measured it moves the limit one step
+        at a time; the first measure replaces a count (which includes ours that had finished
+        unseen) outright."""
+        if self.learned is None:
+            return self
+        if self.limit > self.learned:
+            return self  # a refused probe says no more than the known limit
+        target = max(1, round(running))
+        if self.ceiling is not None:
+            target = min(target, self.ceiling)
+        if target == self.learned:
+            return replace(self, measured=True)
+        step = 1 if target > self.learned else -1
+        limit = self.learned + step if self.measured else target
+        margin = START_MARGIN if limit < self.learned else self.margin
+        return replace(self, limit=limit, learned=limit, margin=margin, clean=0, measured=True)
+
+    def after_accept(self, odds: Sequence[float]) -> Cap:
+        """A submit was accepted; `odds` for ours in flight now (the new one included)."""
+        if self.learned is None:
+            if len(odds) < self.limit:
+                return self
+            return self._grow(len(odds) + 1, clean=0)
+        if len(odds) > self.limit:  # went on the odds, and they held
+            return replace(self, margin=max(MIN_MARGIN, self.margin - MARGIN_DECAY))
+        return self
 
     def after_completion(self, *, saturated: bool) -> Cap:
         """A task finished; `saturated`: every slot was busy when it did."""
@@ -171,7 +425,9 @@ class Cap:
         if self.learned is None:
             return self._grow(self.limit + 1, clean=0)
         clean = self.clean + 1
-        if clean >= self.probe_after * self.limit:
+        if self.limit > self.learned and clean >= self.probe_after * self.learned:
+            return replace(self, learned=self.limit, clean=0)  # the probe held
+        if self.limit == self.learned and clean >= self.probe_after * self.limit:
             return self._grow(self.limit + 1, clean=0)
         return replace(self, clean=clean)
 
@@ -179,9 +435,6 @@ class Cap:
         if self.ceiling is not None:
             limit = min(limit, self.ceiling)
         return replace(self, limit=max(1, limit), clean=clean)
-
-    def free_slots(self, in_flight: int) -> int:
-        return max(0, self.limit - in_flight)
 
 
 # -- how fast -----------------------------------------------------------------------------
@@ -194,14 +447,17 @@ RATE_FLOOR = 0.2
 #: Grow the rate by this fraction after this many calls in a row without a 50429.
 RATE_GROWTH = 0.25
 GROW_AFTER = 5
+#: Before the first 50429 the rate doubles after this many clean calls that waited for it.
+SLOW_START_AFTER = 2
 
 
 @dataclass(frozen=True)
 class Rate:
     """Calls per second for one action. Like the cap: slow start (doubled after every
-    `GROW_AFTER` clean calls until the first 50429), then halved on each 50429 and grown by
-    a quarter after 4 × `GROW_AFTER` clean calls; never above `ceiling` or below
-    `RATE_FLOOR`."""
+    `SLOW_START_AFTER` clean calls until the first 50429), then backed off on each 50429 and
+    grown by a quarter after 4 × `GROW_AFTER` clean calls; never above `ceiling` or below
+    `RATE_FLOOR`. It only grows while it is what holds the calls back (`binding`): a rate
+    that is never used up says nothing about the account's limit."""
 
     per_second: float
     ceiling: float | None = None
@@ -217,9 +473,10 @@ class Rate:
             self, per_second=max(RATE_FLOOR, self.per_second * factor), clean=0, limited=True
         )
 
-    def after_success(self) -> Rate:
-        clean = self.clean + 1
-        if clean < (GROW_AFTER * 4 if self.limited else GROW_AFTER):
+    def after_success(self, *, binding: bool = True) -> Rate:
+        needed = GROW_AFTER * 4 if self.limited else SLOW_START_AFTER
+        clean = min(self.clean + 1, needed)
+        if clean < needed or not binding:
             return replace(self, clean=clean)
         grown = self.per_second * (1 + RATE_GROWTH if self.limited else 2.0)
         if self.ceiling is not None:

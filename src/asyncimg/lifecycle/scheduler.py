@@ -37,12 +37,18 @@ from asyncimg.lifecycle.schedule import (
     DEFAULT_POLL_FLOOR_S,
     DEFAULT_POLL_RATE,
     DEFAULT_SUBMIT_RATE,
+    Bucket,
     Cap,
     EtaModel,
     Rate,
+    Span,
     bucket_of,
     limit_backoff,
     next_poll_delay,
+    plan_size,
+    poll_plan,
+    running_at,
+    running_odds,
 )
 from asyncimg.protocol.errors import ConcurrencyLimited, RateLimited
 from asyncimg.store.record import TaskRecord
@@ -90,11 +96,24 @@ class Scheduler:
     poll_rate: float | None = None
     on_progress: Progress | None = None
     watch_every: float = WATCH_EVERY_S
+    backoff_base: float = 1.0
+    """The first wait after a 50429 or an outage (doubling to `backoff_cap`)."""
+    backoff_cap: float = 15.0
+    progress_every: float = PROGRESS_EVERY_S
 
     records: dict[str, TaskRecord] = field(default_factory=dict)
     _due: dict[str, float] = field(default_factory=dict)
     _polling: set[str] = field(default_factory=set)
+    _server_done: set[str] = field(default_factory=set)
+    """Tasks the service said are done whose download is not over: no longer on the
+    account's concurrency, so their slots are refilled at once."""
     _last_look: dict[str, float] = field(default_factory=dict)
+    _done_seen: dict[str, float] = field(default_factory=dict)
+    _spans: dict[str, Span] = field(default_factory=dict)
+    """Finished tasks: submitted, last seen running, seen done (schedule.Span)."""
+    _span_bucket: dict[str, Bucket] = field(default_factory=dict)
+    _refused: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+    """50430s not yet measured: when, and which of ours were in flight then."""
     _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
     _summary: PassSummary = field(default_factory=PassSummary)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,23 +123,28 @@ class Scheduler:
     _last_progress: float = 0.0
 
     def __post_init__(self) -> None:
-        learned = self._load_state()
+        learned_raw = self._load_state()
+        learned = _numbers(learned_raw)
         start = self.max_in_flight or learned.get("limit") or 1
         self.cap = Cap(
             limit=int(start),
             learned=learned.get("learned"),
             ceiling=self.max_in_flight,
             probe_after=int(learned.get("probe_after") or Cap().probe_after),
+            measured=learned.get("learned") is not None,
         )
         if self.submit_rate is not None:
             self.submits = Rate(self.submit_rate, ceiling=self.submit_rate)
         else:
             self.submits = Rate(float(learned.get("submit_rate") or DEFAULT_SUBMIT_RATE))
-        # Polls start at a rate public clients use (research §4) and grow only slowly.
-        self.polls = Rate(self.poll_rate or DEFAULT_POLL_RATE, ceiling=self.poll_rate, limited=True)
+        # Polls keep to a rate public clients use (research §4): each task's poll plan is
+        # sized to fit it (schedule.plan_size), so they never need to probe for more.
+        poll_rate = self.poll_rate or DEFAULT_POLL_RATE
+        self.polls = Rate(poll_rate, ceiling=poll_rate, limited=True)
         self._submit_bucket = _bucket(self.submits)
         self._poll_bucket = _bucket(self.polls)
         self.eta = EtaModel()
+        self._learned_durations = _durations_from_state(learned_raw)
 
     @property
     def clock(self) -> Clock:
@@ -193,16 +217,23 @@ class Scheduler:
         while True:
             now = self.clock()
             queue = decide.submit_queue(self.records.values(), self.checker.unconfirmed_budget)
-            free = self.cap.free_slots(self._in_flight())
-            if not queue or free == 0 or now < self._backoff_until:
+            if not queue or now < self._backoff_until:
                 wait = self._backoff_until - now if now < self._backoff_until else self.interval
                 await self._wait(wait)
                 continue
+            if not self.cap.free(self._odds(now)):
+                # The odds change as ours age, with no event to say so: look again soon.
+                await self._wait(self.floor / 4 if self.cap.learned else self.interval)
+                continue
+            before = self.clock()
             await self._submit_bucket.acquire()
-            await self._submit_one(queue[0])
+            waited = self.clock() - before > 1e-3
+            await self._submit_one(queue[0], rate_bound=waited)
 
-    async def _submit_one(self, record: TaskRecord) -> None:
-        in_flight = self._in_flight()
+    async def _submit_one(self, record: TaskRecord, *, rate_bound: bool = False) -> None:
+        sent = self.clock()
+        odds, cap = self._odds(sent), self.cap  # what this submit went on
+        flying = frozenset(self._holding())
         batch = await self.checker.submit([record], self._summary)
         if batch is None:  # accepted, but its record could not be written: halted
             self._poke()
@@ -213,23 +244,33 @@ class Scheduler:
         error = outcome.error
         if outcome.accepted:
             self._refusals = 0
-            self._retune(submits=self.submits.after_success())
+            self._retune(submits=self.submits.after_success(binding=rate_bound))
+            self.cap = self.cap.after_accept(self._odds(now))
             self._schedule(outcome.record, now)
         elif _flying(outcome.record):  # another process sent it meanwhile: just poll it
             self._due.setdefault(outcome.record.local_id, now)
         elif error is None and outcome.record.status is TaskState.PENDING:
             self._backoff_until = now + self.floor  # busy in another process
         elif isinstance(error, ConcurrencyLimited):
-            self.cap = self.cap.after_limit_reply(in_flight)
-            self._refusals += 1
-            self._backoff_until = now + limit_backoff(self._refusals)
+            self.cap = cap.after_limit_reply(odds)
+            # The account counted when the request arrived: just before the reply was read
+            # (the error's time), not when this began (the submit marker is written first).
+            answered = outcome.record.last_error.time if outcome.record.last_error else now
+            if cap.learned is None or len(odds) < cap.limit:
+                # Counted, not guessed: worth measuring. A refused guess is measured with
+                # the very odds that were wrong, so it only makes the guessing careful.
+                self._refused = [*self._refused[-3:], (answered, flying)]
+            if not odds:  # the account is busy with tasks that are not ours: wait
+                self._refusals += 1
+                self._backoff_until = now + self._limit_backoff()
+            # else the lowered cap holds the queue until one of ours finishes
         elif isinstance(error, RateLimited):
             self._refusals += 1
             self._retune(submits=self.submits.after_limit_reply())
-            self._backoff_until = now + limit_backoff(self._refusals)
+            self._backoff_until = now + self._limit_backoff()
         elif error is not None and decide.stop_submitting(error):
             self._refusals += 1  # an outage or a lost answer: wait before the next one
-            self._backoff_until = now + limit_backoff(self._refusals)
+            self._backoff_until = now + self._limit_backoff()
         self._poke()
 
     # -- polling --------------------------------------------------------------------------
@@ -254,39 +295,94 @@ class Scheduler:
             if record is None or not _flying(record):
                 self._due.pop(local_id, None)
                 return
+            before = self.clock()
             await self._poll_bucket.acquire()
+            asked = self.clock()
+            waited = asked - before > 1e-3
             in_flight = self._in_flight()
-            after = await self.checker.check_task(record, self._summary)
+            after = await self.checker.check_task(
+                record, self._summary, on_done=lambda: self._slot_freed(local_id)
+            )
             now = self.clock()
             if after is None:  # another process holds it: look again a little later
                 self._due[local_id] = now + self.floor
                 return
             self._remember(after)
             if _flying(after):
-                self._last_look[local_id] = now
-                self._schedule(after, now)
-                self._retune(polls=self.polls.after_success())
                 if after.last_error is not None and after.last_error.kind == "RateLimited":
                     self._retune(polls=self.polls.after_limit_reply())
+                    self._due[local_id] = now + 1.0 / self.polls.per_second
+                    return
+                if local_id not in self._server_done:
+                    # Running when the service answered, so at least until this was asked.
+                    self._last_look[local_id] = asked
+                self._schedule(after, now)
+                self._retune(polls=self.polls.after_success(binding=waited))
                 return
             self._due.pop(local_id, None)
+            self._server_done.discard(local_id)
             last_look = self._last_look.pop(local_id, None)
+            submitted = after.submit_time if after.submit_time is not None else now
+            # It finished between the last poll that saw it running and this one.
+            since = max(submitted, last_look or submitted)
+            seen = self._done_seen.pop(local_id, now)
             if after.status is TaskState.COMPLETED and after.submit_time is not None:
-                # It finished between the last poll that saw it running and this one: the
-                # midpoint keeps the poll interval out of the learned generation time.
-                since = max(after.submit_time, last_look or after.submit_time)
                 bucket = bucket_of(after.req_key, after.params)
-                self.eta = self.eta.observe(bucket, (since + now) / 2 - after.submit_time)
+                self.eta = self.eta.observe_between(bucket, since - submitted, seen - submitted)
+            self._spans[local_id] = (submitted, since, seen)
+            self._span_bucket[local_id] = bucket_of(after.req_key, after.params)
+            self._measure_refusals()
             self.cap = self.cap.after_completion(saturated=in_flight >= self.cap.limit)
         finally:
             self._polling.discard(local_id)
             self._poke()
 
+    def _measure_refusals(self) -> None:
+        """Once every task in flight at a 50430 has finished, how many were still running
+        then is known (to within the poll gaps): the account's limit."""
+        open_ = []
+        for moment, ids in self._refused:
+            if all(i in self._spans for i in ids):
+                spans = [self._spans[i] for i in ids]
+                buckets = [self._span_bucket[i] for i in ids]
+                samples = self.eta.samples(buckets[0]) if buckets else ()
+                self.cap = self.cap.after_measured(running_at(moment, spans, samples))
+            else:
+                open_.append((moment, ids))
+        self._refused = open_
+        # Keep what an open refusal may still need, and a minute of the rest (a refusal
+        # is recorded after its reply; a task may finish meanwhile).
+        horizon = min((m for m, _ in open_), default=self.clock()) - 60.0
+        for local_id in [i for i, (_, _, seen) in self._spans.items() if seen < horizon]:
+            del self._spans[local_id]
+            self._span_bucket.pop(local_id, None)
+
+    def _holding(self) -> list[str]:
+        return [
+            r.local_id
+            for r in self.records.values()
+            if _flying(r) and r.local_id not in self._server_done
+        ]
+
+    def _slot_freed(self, local_id: str) -> None:
+        """The service says this task is done: its slot can take the next frame while the
+        image downloads."""
+        self._server_done.add(local_id)
+        self._done_seen.setdefault(local_id, self.clock())
+        self._poke()
+
     def _schedule(self, record: TaskRecord, now: float) -> None:
-        estimate = self.eta.estimate(bucket_of(record.req_key, record.params))
+        if record.local_id in self._server_done:  # done; its download failed: fresh URLs
+            self._due[record.local_id] = now + self.floor
+            return
+        samples = self.eta.samples(bucket_of(record.req_key, record.params))
+        plan = poll_plan(samples, plan_size(self.polls.per_second, self.cap.limit, samples))
         elapsed = now - (record.submit_time if record.submit_time is not None else now)
-        delay = next_poll_delay(elapsed, estimate, floor=self.floor, ceiling=self.interval)
+        delay = next_poll_delay(elapsed, plan, floor=self.floor, ceiling=self.interval)
         self._due[record.local_id] = now + delay
+
+    def _limit_backoff(self) -> float:
+        return limit_backoff(self._refusals, base=self.backoff_base, cap=self.backoff_cap)
 
     # -- the folder -----------------------------------------------------------------------
 
@@ -305,7 +401,9 @@ class Scheduler:
             and r.completed_time is not None
             and r.submit_time is not None
         ]
-        self.eta = EtaModel.learn(durations)
+        # Durations this scheduler measured itself (done seen between two polls) are kept
+        # in the state file; records only say when the client noticed, so they come second.
+        self.eta = EtaModel.learn(self._learned_durations or durations)
 
     async def _watcher(self) -> None:
         while True:
@@ -336,8 +434,25 @@ class Scheduler:
     def _remember(self, record: TaskRecord) -> None:
         self.records[record.local_id] = record
 
+    def _odds(self, now: float) -> list[float]:
+        """For each of ours holding a slot, the odds it is still running (schedule)."""
+        out = []
+        for r in self.records.values():
+            if not _flying(r) or r.local_id in self._server_done:
+                continue
+            if r.submit_time is None:
+                out.append(1.0)
+                continue
+            samples = self.eta.samples(bucket_of(r.req_key, r.params))
+            seen = self._last_look.get(r.local_id, r.submit_time)
+            out.append(running_odds(samples, now - r.submit_time, seen - r.submit_time))
+        return out
+
     def _in_flight(self) -> int:
-        return sum(_flying(r) for r in self.records.values())
+        """Our tasks that hold a slot on the account."""
+        return sum(
+            _flying(r) and r.local_id not in self._server_done for r in self.records.values()
+        )
 
     # -- rates ----------------------------------------------------------------------------
 
@@ -389,7 +504,9 @@ class Scheduler:
 
     def _report_progress(self, *, force: bool) -> None:
         now = self.clock()
-        if self.on_progress is None or (not force and now - self._last_progress < 0.5):
+        if self.on_progress is None or (
+            not force and now - self._last_progress < self.progress_every
+        ):
             return
         self._last_progress = now
         self.on_progress(self.view())
@@ -413,17 +530,7 @@ class Scheduler:
             data = json.loads(self._state_path().read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        if not isinstance(data, dict):
-            return {}
-        good = {
-            k: v
-            for k, v in data.items()
-            if k in ("limit", "learned", "probe_after", "submit_rate")
-            and isinstance(v, int | float)
-            and not isinstance(v, bool)
-            and v > 0
-        }
-        return good
+        return data if isinstance(data, dict) else {}
 
     def _save_state(self) -> None:
         data = {
@@ -431,10 +538,43 @@ class Scheduler:
             "learned": self.cap.learned,
             "probe_after": self.cap.probe_after,
             "submit_rate": round(self.submits.per_second, 3),
+            "durations": {
+                f"{key}|{size}": [round(x, 3) for x in samples]
+                for (key, size), samples in self.eta.recent.items()
+            },
             "saved_at": time.time(),
         }
         with contextlib.suppress(OSError):
             atomic_write(self._state_path(), json.dumps(data).encode("utf-8"))
+
+
+def _numbers(data: dict[str, Any]) -> dict[str, Any]:
+    """The state file's positive numbers (anything else in it is ignored)."""
+    return {
+        k: v
+        for k, v in data.items()
+        if k in ("limit", "learned", "probe_after", "submit_rate")
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and v > 0
+    }
+
+
+def _durations_from_state(data: dict[str, Any]) -> list[tuple[Bucket, float]]:
+    raw = data.get("durations")
+    if not isinstance(raw, dict):
+        return []
+    out: list[tuple[Bucket, float]] = []
+    for name, values in raw.items():
+        key, _, size = str(name).partition("|")
+        if not size or not isinstance(values, list):
+            continue
+        out.extend(
+            ((key, size), float(v))
+            for v in values
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        )
+    return out
 
 
 def _bucket(rate: Rate) -> AsyncLimiter:
