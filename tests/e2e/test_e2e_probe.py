@@ -69,3 +69,9 @@ def test_probe_reports_differences_and_the_way_to_url_references(
     text = out.with_suffix(".txt").read_text()
     assert "DIFFERS from the emulator" in text and '[references] mode = "url"' in text
     assert e2e.emu.stats()["requests"][SUBMIT] == 6
+
+
+def test_probe_without_credentials_is_a_setup_problem(e2e: E2E) -> None:
+    ran = e2e.exits(2, "asyncimg", "probe", "--yes", env=e2e.env(VOLC_ACCESSKEY=None))
+    assert "VOLC_ACCESSKEY is not set" in ran.stderr
+    assert e2e.emu.stats()["requests"] == {}

@@ -79,7 +79,7 @@ async def test_new_faults_are_opt_in_for_fault_rate(start: Start) -> None:
 
 
 async def test_cancel_a_queued_task_frees_its_slot(start: Start) -> None:
-    _, api = await start(concurrency=1)
+    emu, api = await start(concurrency=1)
     task_id = await api.submit()
     reply = await api.call(
         CANCEL, {"req_key": V40, "task_id": task_id}, version=constants.CANCEL_API_VERSION
@@ -87,6 +87,9 @@ async def test_cancel_a_queued_task_frees_its_slot(start: Start) -> None:
     assert (reply.status, reply.code) == (200, 10000), reply
     assert (await api.poll(task_id)).data["status"] == "not_found"
     await api.submit()  # the slot is free again: no 50430
+    emu.advance(20)
+    assert (await api.poll(task_id)).data["status"] == "not_found"
+    assert (await api.get(f"/_emulator/images/{task_id}/0.png"))[0] == 404
 
 
 async def test_cancel_refuses_a_generating_task(start: Start) -> None:

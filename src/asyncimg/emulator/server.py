@@ -481,6 +481,7 @@ class Emulator:
             or not stem.isdigit()
             or int(stem) >= task.image_count(self.config.images_per_task)
             or task.fault in _NO_IMAGE_FAULTS
+            or task.cancelled
             or self.now() < task.done_at
         ):
             return web.json_response({"error": "no such image"}, status=404)
