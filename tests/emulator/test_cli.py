@@ -116,7 +116,8 @@ async def test_cli_takes_every_setting_flag() -> None:
     _out, err, code, _ = await _run(
         _clean_env(),
         "--fault-kinds",
-        "no_image,slow",
+        "no_image,slow,late_invalid,review_internal_error",
+        "--strict",
         "--expire-seconds",
         "100",
         "--images-per-task",
