@@ -17,7 +17,7 @@ from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.config import config_from_mapping
 from asyncimg.lifecycle.submit import build_record
 from asyncimg.protocol import models
-from asyncimg.protocol.errors import InputRejected, classify_business
+from asyncimg.protocol.errors import ConfigError, InputRejected, classify_business
 from asyncimg.store.states import TaskState as S
 
 if TYPE_CHECKING:
@@ -141,3 +141,10 @@ def test_reference_limits_are_decimal_megabytes() -> None:
     under = models.ImageInfo("PNG", 1000, 1000, 4_700_000)
     assert models.reference_problem(profile, under) is None
     assert config_from_mapping({"defaults": {"size": "4K"}}).defaults.size == str(4096 * 4096)
+
+
+def test_config_default_size_forms() -> None:
+    defaults = config_from_mapping({"defaults": {"size": "auto"}}).defaults
+    assert defaults.size == "auto" and defaults.dimensions is None
+    with pytest.raises(ConfigError, match=r"defaults\.size: 4194304: jimeng_t2i_v31 does not take"):
+        config_from_mapping({"defaults": {"size": "2K", "req_key": "jimeng_t2i_v31"}})

@@ -252,7 +252,7 @@ class Config(_Strict):
         try:
             validate_fields(self.defaults.req_key, {"prompt": "x", **self.submit_fields()})
         except InvalidInput as exc:
-            if exc.field in ("width", "height", "width x height"):
+            if exc.field in ("width", "height", "width x height", "size"):
                 where = "defaults.size"
             else:
                 where = f"defaults.params.{exc.field}"
