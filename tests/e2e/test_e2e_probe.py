@@ -36,6 +36,7 @@ def test_probe_against_the_default_emulator_finds_no_difference(e2e: E2E) -> Non
     # 5 tasks created (the out-of-range one refused); at most 6 billed, as announced.
     assert len(report["task_ids"]) == 5 == e2e.emu.stats()["tasks_submitted"]
     assert "skipped" in report["retention"]
+    assert not e2e.tasks.exists()  # the probe writes no task records
     # A second run checks the retention of the first run's tasks.
     e2e.ok("asyncimg", "probe", "--yes", "--wait", "20", "--poll-every", "0.1")
     again = json.loads(report_path.read_text())
@@ -75,3 +76,12 @@ def test_probe_without_credentials_is_a_setup_problem(e2e: E2E) -> None:
     ran = e2e.exits(2, "asyncimg", "probe", "--yes", env=e2e.env(VOLC_ACCESSKEY=None))
     assert "VOLC_ACCESSKEY is not set" in ran.stderr
     assert e2e.emu.stats()["requests"] == {}
+
+
+def test_probe_checks_the_retention_of_the_folders_oldest_task(e2e: E2E) -> None:
+    e2e.ok("asyncimg", "submit", "a red fox", "-o", "fox.png", "--size", "1024x1024")
+    (record_file,) = e2e.tasks.glob("*.json")
+    task_id = json.loads(record_file.read_text())["task_id"]
+    e2e.ok("asyncimg", "probe", "--yes", "--wait", "0", "--poll-every", "0.1")
+    retention = json.loads((e2e.root / "probe-report.json").read_text())["retention"]
+    assert retention["task_id"] == task_id and retention["answer"].startswith("10000 ")

@@ -14,7 +14,6 @@ from asyncimg.api import run_sync
 from asyncimg.cli.commands import (
     _exit_code,
     _fail,
-    _workspace,
     config_option,
     err_console,
     out_console,
@@ -24,6 +23,7 @@ from asyncimg.emulator import Emulator, EmulatorConfig
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
 from asyncimg.fileio import atomic_write
 from asyncimg.lifecycle import probe as probing
+from asyncimg.lifecycle.config import load_config
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.protocol.signing import Credentials
@@ -59,11 +59,12 @@ def probe(
     out-of-range size, three quick submits, a made-up task id, the oldest known task) and
     writes a report comparing each answer with the emulator's.
     """
-    workspace = _workspace(tasks_dir, config_path)
     try:
+        config = load_config(config_path)
         client = VisualClient.from_env(validate=False, max_attempts=1)
     except AsyncImgError as exc:
         _fail(str(exc), _exit_code(exc))
+    folder = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
     checks = probing.plan()
     billed = sum(c.billed for c in checks)
     out_console.print(f"asyncimg probe will send to {client.endpoint}:", markup=False)
@@ -80,7 +81,7 @@ def probe(
         err_console.print("asyncimg: nothing was sent", markup=False)
         sys.exit(1)
     target = out or Path.cwd() / REPORT_NAME
-    candidates = _earlier_tasks(target, workspace.store)
+    candidates = _earlier_tasks(target, folder)
 
     async def run() -> dict[str, Any]:
         async with client:
@@ -127,8 +128,9 @@ async def _emulated(checks: list[probing.Check]) -> list[probing.CheckResult]:
             return await probing.run_checks(client, checks, wait=5.0, poll_every=0.05)
 
 
-def _earlier_tasks(report: Path, store: TaskStore) -> list[tuple[str, str, float]]:
-    """Tasks whose retention can be checked: a previous report's, else the folder's."""
+def _earlier_tasks(report: Path, folder: Path) -> list[tuple[str, str, float]]:
+    """Tasks whose retention can be checked: a previous report's, else the tasks folder's
+    (read only if it exists: the probe creates nothing there)."""
     found: list[tuple[str, str, float]] = []
     try:
         previous = json.loads(report.read_text(encoding="utf-8"))
@@ -136,8 +138,9 @@ def _earlier_tasks(report: Path, store: TaskStore) -> list[tuple[str, str, float
         found += [(str(t), probing.V40, created) for t in previous["task_ids"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    if found:
+    if found or not folder.is_dir():
         return found
+    store = TaskStore(folder)
     for summary in store.scan().tasks:
         if summary.task_id:
             record = store.get(summary.local_id)
