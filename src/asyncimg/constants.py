@@ -8,6 +8,14 @@ REGION = "cn-north-1"
 SERVICE = "cv"
 ACTION_SUBMIT = "CVSync2AsyncSubmitTask"
 ACTION_GET_RESULT = "CVSync2AsyncGetResult"
+# Cancel a task still `in_queue` (research §5: the SDK's action list, its own version).
+ACTION_CANCEL = "CVCancelTask"
+CANCEL_API_VERSION = "2024-06-06"
+ACTION_VERSIONS = {
+    ACTION_SUBMIT: API_VERSION,
+    ACTION_GET_RESULT: API_VERSION,
+    ACTION_CANCEL: CANCEL_API_VERSION,
+}
 SUCCESS_CODE = 10000
 
 ENV_ENDPOINT = "ASYNCIMG_ENDPOINT"

@@ -216,8 +216,9 @@ def test_dry_run_prints_the_plan_and_submits_and_writes_nothing(e2e: E2E) -> Non
     ran = e2e.ok("asyncimg", "submit", "--batch", "chapter.jsonl", "--dry-run")
     assert ran.stdout.splitlines() == [
         "chapter.jsonl:1  frames/001.png  jimeng_t2i_v40  1440x2560  2 characters  1 image",
-        "chapter.jsonl:2  frames/002.png  jimeng_t2i_v40  2048x2048 (model default)  "
-        "0 characters  up to 15 images",
+        # Issue 10: with no size, v40 picks the ratio for its default area (research S2).
+        "chapter.jsonl:2  frames/002.png  jimeng_t2i_v40  "
+        "area 4194304 px² (the model picks the ratio)  0 characters  up to 15 images",
         "chapter.jsonl:3  frames/003.png  jimeng_t2i_v31  1328x1328 (model default)  "
         "0 characters  1 image",
         "dry run: 3 to submit, 0 skipped; images billed: 3 to 17; nothing was submitted or written",

@@ -116,7 +116,8 @@ async def test_cli_takes_every_setting_flag() -> None:
     _out, err, code, _ = await _run(
         _clean_env(),
         "--fault-kinds",
-        "no_image,slow",
+        "no_image,slow,late_invalid,review_internal_error",
+        "--strict",
         "--expire-seconds",
         "100",
         "--images-per-task",
@@ -133,7 +134,8 @@ def test_fault_kinds_are_parsed_and_checked() -> None:
     from asyncimg.emulator.faults import FaultKind
 
     assert _parse_fault_kinds("no_image, slow") == {FaultKind.NO_IMAGE, FaultKind.SLOW}
-    assert _parse_fault_kinds(None) == frozenset(FaultKind)
+    opt_in = {FaultKind.LATE_INVALID, FaultKind.REVIEW_INTERNAL_ERROR}
+    assert _parse_fault_kinds(None) == frozenset(FaultKind) - opt_in
     with pytest.raises(click.BadParameter, match="meteor"):
         _parse_fault_kinds("meteor")
 

@@ -15,6 +15,17 @@ from asyncimg.emulator.render import background
 from .conftest import RESULT, V40, FakeClock, Start, png_b64
 
 
+def _data(status: str) -> dict[str, Any]:
+    """A status-only `data` as the service sends it: both image keys null, extra keys."""
+    return {
+        "status": status,
+        "image_urls": None,
+        "binary_data_base64": None,
+        "algorithm_base_resp": {"status_code": 0, "status_message": "Success"},
+        "resp_data": "",
+    }
+
+
 async def test_status_sequence(start: Start) -> None:
     clock = FakeClock()
     _, api = await start(clock=clock, gen_seconds=(10.0, 10.0))
@@ -53,11 +64,11 @@ async def test_not_found(start: Start) -> None:
         await api.poll("1234567890123456789"),
         await api.poll(task_id, req_key="jimeng_t2i_v31"),
     ):
-        assert (reply.status, reply.code, reply.data) == (200, 10000, {"status": "not_found"})
+        assert (reply.status, reply.code, reply.data) == (200, 10000, _data("not_found"))
     emu.advance(99)
     assert (await api.poll(task_id)).data["status"] == "done"
     emu.advance(2)
-    assert (await api.poll(task_id)).data == {"status": "not_found"}
+    assert (await api.poll(task_id)).data == _data("not_found")
     status, _, _ = await api.get(f"/_emulator/images/{task_id}/0.png")
     assert status == 404
 
@@ -68,9 +79,9 @@ async def test_expired_then_not_found(start: Start) -> None:
     emu.advance(49)
     assert (await api.poll(task_id)).data["status"] == "done"
     emu.advance(2)
-    assert (await api.poll(task_id)).data == {"status": "expired"}
+    assert (await api.poll(task_id)).data == _data("expired")
     emu.advance(50)
-    assert (await api.poll(task_id)).data == {"status": "not_found"}
+    assert (await api.poll(task_id)).data == _data("not_found")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +100,7 @@ async def test_poll_rejected(start: Start, extra: dict[str, Any]) -> None:
     body = {"req_key": V40, "task_id": "1234567890123456789", **extra}
     body = {k: v for k, v in body.items() if v is not None}
     reply = await api.call(RESULT, body)
-    assert (reply.status, reply.code, reply.data) == (400, 50200, None), reply
+    assert (reply.status, reply.code, reply.data) == (400, 50215, None), reply
 
 
 async def test_poll_unknown_req_key(start: Start) -> None:
@@ -104,7 +115,7 @@ async def test_base64_reply(start: Start) -> None:
     emu.advance(10)
     for reply in (await api.poll(task_id), await api.poll(task_id, return_url=False)):
         assert reply.code == 10000
-        assert set(reply.data) == {"status", "binary_data_base64"}
+        assert reply.data["image_urls"] is None  # both keys, one null (research S2-S5)
         (encoded,) = reply.data["binary_data_base64"]
         img = Image.open(io.BytesIO(base64.b64decode(encoded)))
         assert (img.format, img.size) == ("PNG", (1440, 2560))
@@ -113,12 +124,12 @@ async def test_base64_reply(start: Start) -> None:
 
 async def test_url_reply(start: Start) -> None:
     emu, api = await start(images_per_task=3)
-    task_id = await api.submit(size=1024 * 1024)
+    task_id = await api.submit(width=1024, height=1024)
     status, _, _ = await api.get(f"/_emulator/images/{task_id}/0.png")
     assert status == 404
     emu.advance(10)
     reply = await api.poll(task_id, return_url=True)
-    assert set(reply.data) == {"status", "image_urls"}
+    assert reply.data["binary_data_base64"] is None
     urls = reply.data["image_urls"]
     assert urls == [f"{emu.url}/_emulator/images/{task_id}/{n}.png" for n in range(3)]
     frames = []
@@ -138,17 +149,26 @@ async def test_url_reply(start: Start) -> None:
 @pytest.mark.parametrize(
     ("req_key", "fields", "fmt", "size"),
     [
-        (V40, {}, "PNG", (2048, 2048)),
+        (V40, {"prompt": "a wide shot, 16:9"}, "PNG", (2736, 1536)),
         (V40, {"width": 2560, "height": 1440}, "PNG", (2560, 1440)),
-        (V40, {"size": 1536 * 1536}, "PNG", (1536, 1536)),
+        (V40, {"size": 1536 * 1536, "prompt": "portrait 9:16"}, "PNG", (1152, 2048)),
+        (V40, {"size": 1024 * 1024, "prompt": "square 1:1"}, "PNG", (1024, 1024)),
         ("jimeng_t2i_v31", {}, "JPEG", (1328, 1328)),
         ("jimeng_t2i_v30", {"width": 1024, "height": 768}, "JPEG", (1024, 768)),
         (
             "jimeng_i2i_v30",
             {"binary_data_base64": [png_b64()], "width": 600, "height": 900},
             "JPEG",
-            (600, 900),
+            (608, 896),
         ),
+        ("jimeng_i2i_v30", {"binary_data_base64": [png_b64()]}, "JPEG", (1328, 1328)),
+        (
+            "jimeng_i2i_v30",
+            {"binary_data_base64": [png_b64()], "width": 2016, "height": 864},
+            "JPEG",
+            (1536, 656),
+        ),
+        ("seededit_v3.0", {"binary_data_base64": [png_b64((600, 800))]}, "JPEG", (600, 800)),
     ],
 )
 async def test_image_format_and_size(
@@ -195,7 +215,7 @@ async def test_text_only_models_return_one_image(start: Start) -> None:
 
 async def _frame(start: Start, **fields: Any) -> Image.Image:
     emu, api = await start()
-    task_id = await api.submit(size=1024 * 1024, **fields)
+    task_id = await api.submit(width=1024, height=1024, **fields)
     emu.advance(10)
     (encoded,) = (await api.poll(task_id)).data["binary_data_base64"]
     return Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")

@@ -83,3 +83,19 @@ async def test_sdk_wrong_secret() -> None:
         assert "100010" in str(info.value)
         assert SK not in str(info.value)
         assert emu.stats()["tasks_submitted"] == 0
+
+
+async def test_sdk_cancel_task() -> None:
+    """The SDK's cv_cancel_task (Version 2024-06-06) reaches the emulator's CVCancelTask."""
+    async with Emulator(EmulatorConfig(access_key=AK, secret_key=SK, gen_seconds=(5, 5))) as emu:
+        svc = _service(emu.port)
+        submitted = await asyncio.to_thread(
+            svc.cv_sync2async_submit_task, {"req_key": V40, "prompt": "a cabin"}
+        )
+        task_id = submitted["data"]["task_id"]
+        reply = await asyncio.to_thread(svc.cv_cancel_task, {"req_key": V40, "task_id": task_id})
+        assert reply["code"] == 10000, reply
+        polled = await asyncio.to_thread(
+            svc.cv_sync2async_get_result, {"req_key": V40, "task_id": task_id}
+        )
+        assert polled["data"]["status"] == "not_found"

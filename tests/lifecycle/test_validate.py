@@ -123,10 +123,11 @@ def test_the_configured_defaults_apply() -> None:
         ({"req_key": "jimeng_v9"}, "req_key", "'jimeng_v9': unknown model; known: "),
         ({"size": [1440, 2560]}, "size", '[1440, 2560] is a list; write "size": "1440x2560"'),
         ({"size": {"width": 1440, "height": 2560}}, "size", 'write "size": "1440x2560"'),
-        ({"size": 4194304}, "size", 'is a number; write it as text WIDTHxHEIGHT, e.g. "size"'),
+        # An area is for jimeng_t2i_v40 only (issue 10: v40 takes WxH, an area, 2K/4K or auto).
+        ({"size": 4194304, "req_key": "jimeng_t2i_v31"}, "size", "takes WIDTHxHEIGHT (or auto)"),
         ({"size": [1440.5, 2]}, "size", "write it as text WIDTHxHEIGHT"),
         ({"size": True}, "size", "True is true/false; write it as text WIDTHxHEIGHT"),
-        ({"size": "big"}, "size", "'big' is not WIDTHxHEIGHT, e.g. 1440x2560"),
+        ({"size": "big"}, "size", "'big' is not WIDTHxHEIGHT (e.g. 1440x2560), or for"),
         ({"size": "720x1280"}, "size", "'720x1280': area 921600 px² is below the minimum"),
         ({"scale": "0.5"}, "scale", "'0.5': must be a number within [0, 1]"),
         ({"scale": 2}, "scale", "2: must be a number within [0, 1]"),

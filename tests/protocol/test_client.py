@@ -497,8 +497,8 @@ async def test_server_rejects_bad_size_when_validation_is_off(
         InputRejected, client.submit(V40, {"prompt": "a cat", "width": 720, "height": 1280})
     )
     assert type(err) is InputRejected  # from the server, not the local InvalidInput
-    assert err.code == 50200 and err.http_status == 400
-    assert err.request_id and "Invalid parameter" in err.message
+    assert err.code == 50215 and err.http_status == 400
+    assert err.request_id and "Input invalid for this service." in err.message
     assert not err.retryable and not err.resubmittable
     assert requests(emu, SUBMIT) == 1
     assert emu.stats()["tasks_submitted"] == 0

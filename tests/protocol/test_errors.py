@@ -16,6 +16,7 @@ from asyncimg.protocol import errors as E
         (50518, E.InputRejected, False, False),
         (50512, E.InputRejected, False, False),
         (50200, E.InputRejected, False, False),
+        (50215, E.InputRejected, False, False),  # research §3: the documented invalid input
         (50511, E.OutputRejected, False, True),
         (50519, E.OutputRejected, False, True),
         (50429, E.RateLimited, True, False),

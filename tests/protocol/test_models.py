@@ -73,8 +73,11 @@ def test_valid_v40_request_passes() -> None:
          "below the minimum"),
         ("jimeng_t2i_v31", {"prompt": "p", "seed": 1.5}, "seed", "integer"),
         ("jimeng_i2i_v30", {"prompt": "p"}, "binary_data_base64", "1 to 1"),
-        ("seededit_v3.0", {"prompt": "p", "image_urls": ["u"], "width": 3000, "height": 1000},
+        ("jimeng_i2i_v30", {"prompt": "p", "image_urls": ["u"], "width": 3000, "height": 1000},
          "width x height", "at most 2016"),
+        # Research finding 4 (S17): SeedEdit takes no width/height; its output follows the input.
+        ("seededit_v3.0", {"prompt": "p", "image_urls": ["u"], "width": 1024, "height": 1024},
+         "width", "does not take"),
         ("nope_model", {"prompt": "p"}, "req_key", "unknown model"),
     ],
 )  # fmt: skip

@@ -26,12 +26,12 @@ from asyncimg.api import (
     run_sync,
 )
 from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
+from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.lifecycle.submit import max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
-from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import reject_json_constant
 from asyncimg.store.states import TaskState
@@ -234,8 +234,7 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
         to_submit += 1
         billed = max_billed_images(record)
         least, most = least + 1, most + billed
-        size = frame.width_height
-        shown_size = f"{size[0]}x{size[1]}" if size else _default_size(record.req_key)
+        shown_size = sizes.describe(record.params, record.req_key)
         refs = len(record.character_images)
         note = f"  ({check.reason})" if check.reason else ""
         out_console.print(
@@ -253,18 +252,15 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
     )
 
 
-def _default_size(req_key: str) -> str:
-    width, height = models.get_profile(req_key).size.default
-    return f"{width}x{height} (model default)"
-
-
 @click.command()
 @click.argument("prompt", required=False)
 @click.option("-o", "--output", "output_path", help="Where the image is saved.")
 @click.option("--character", "characters", multiple=True, help="A character reference image.")
 @click.option("--style", help="Style preset (manga, realistic, watercolor, oil, or your own).")
 @click.option("--req-key", help="Model (default jimeng_t2i_v40).")
-@click.option("--size", help="WIDTHxHEIGHT, e.g. 1440x2560.")
+@click.option(
+    "--size", help="WIDTHxHEIGHT, e.g. 1440x2560; for jimeng_t2i_v40 also 2K, 4K, an area, or auto."
+)
 @click.option(
     "--batch",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

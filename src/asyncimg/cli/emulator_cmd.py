@@ -13,7 +13,7 @@ from click.core import ParameterSource
 from asyncimg import constants
 from asyncimg.emulator import Emulator, EmulatorConfig, run_forever
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, PROFILES
-from asyncimg.emulator.faults import FaultKind
+from asyncimg.emulator.faults import DEFAULT_KINDS, FaultKind
 
 
 def _parse_gen_seconds(value: str) -> tuple[float, float]:
@@ -30,7 +30,7 @@ def _parse_gen_seconds(value: str) -> tuple[float, float]:
 
 def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
     if not value:
-        return frozenset(FaultKind)
+        return DEFAULT_KINDS
     kinds = set()
     for name in value.split(","):
         try:
@@ -65,8 +65,14 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
 @click.option(
     "--fault-kinds",
     default=None,
-    help="Comma-separated kinds --fault-rate draws from (default all): "
-    + ", ".join(k.value for k in FaultKind),
+    help="Comma-separated kinds --fault-rate draws from (default all but late_invalid and "
+    "review_internal_error): " + ", ".join(k.value for k in FaultKind),
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse body fields a model does not document (50215); the default ignores them, "
+    "as the real service most likely does.",
 )
 @click.option("--expire-seconds", type=float, default=None, help="Results report `expired` after.")
 @click.option("--images-per-task", type=int, default=1, show_default=True)
@@ -97,6 +103,7 @@ def emulator(
     latency_ms: float,
     profile: str | None,
     time_scale: float,
+    strict: bool,
 ) -> None:
     """Run a local emulator of Volcengine's asynchronous visual API."""
     access_key = access_key or os.environ.get(constants.ENV_ACCESS_KEY) or None
@@ -125,6 +132,7 @@ def emulator(
             secret_key=secret_key or DEMO_SECRET_KEY,
             fault_kinds=_parse_fault_kinds(fault_kinds),
             latency_seconds=latency_ms / 1000,
+            strict=strict,
             **settings,
         )
     except ValueError as exc:

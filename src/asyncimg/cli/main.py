@@ -6,8 +6,10 @@ import sys
 
 import click
 
+from asyncimg.cli.cancel_cmd import cancel
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
+from asyncimg.cli.probe_cmd import probe
 
 
 @click.group()
@@ -19,6 +21,8 @@ def cli() -> None:
 for _command in ALL_COMMANDS:
     cli.add_command(_command)
 cli.add_command(emulator)
+cli.add_command(cancel)
+cli.add_command(probe)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:

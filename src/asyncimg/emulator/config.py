@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asyncimg import constants
-from asyncimg.emulator.faults import FaultKind
+from asyncimg.emulator.faults import DEFAULT_KINDS, FaultKind
 
 # Public on purpose: the emulator is local, and these let a demo run without real keys.
 DEMO_ACCESS_KEY = "AKLTemulatordemo"
@@ -55,7 +55,7 @@ class EmulatorConfig:
     retention_seconds: float = 12 * 3600
     expire_seconds: float | None = None
     fault_rate: float = 0.0
-    fault_kinds: frozenset[FaultKind] = frozenset(FaultKind)
+    fault_kinds: frozenset[FaultKind] = DEFAULT_KINDS
     seed: int | None = None
     images_per_task: int = 1
     slow_seconds: float = 3.0
@@ -64,6 +64,9 @@ class EmulatorConfig:
     clock: Callable[[], float] = time.time
     max_clock_skew: float = constants.MAX_CLOCK_SKEW_S
     time_scale: float = 1.0
+    # The real service most likely ignores body fields it does not know (research §5); the
+    # default profile does too. `strict` refuses them with 50215, naming the field.
+    strict: bool = False
 
     @classmethod
     def realistic(cls, **overrides: Any) -> EmulatorConfig:

@@ -23,6 +23,10 @@ class FaultKind(StrEnum):
     # MissingParameter (HTTP 400), or the service's 50200 parameter error.
     GATEWAY_REFUSAL = "gateway_refusal"
     PARAM_ERROR = "param_error"
+    # Accepted at submit, then 50215 "Input invalid for this service." (HTTP 400) at poll.
+    LATE_INVALID = "late_invalid"
+    # Accepted at submit, then a review service's internal error (50520-50522, HTTP 400).
+    REVIEW_INTERNAL_ERROR = "review_internal_error"
 
     @property
     def image_only(self) -> bool:
@@ -46,8 +50,13 @@ TASK_FAULTS = frozenset(
         FaultKind.NO_IMAGE,
         FaultKind.TRUNCATED_IMAGE,
         FaultKind.BASE64_ONLY,
+        FaultKind.LATE_INVALID,
+        FaultKind.REVIEW_INTERNAL_ERROR,
     }
 )
+#: What `--fault-rate` draws from unless `--fault-kinds` says otherwise: every kind but the
+#: ones added with the research (opt-in, so an existing `--seed` replays the same faults).
+DEFAULT_KINDS = frozenset(FaultKind) - {FaultKind.LATE_INVALID, FaultKind.REVIEW_INTERNAL_ERROR}
 INJECTED_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.GATEWAY_REFUSAL, FaultKind.PARAM_ERROR})
 REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
 # The pseudo-action that targets `GET /_emulator/images/...` with inject(kind, action=...).

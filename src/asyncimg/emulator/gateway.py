@@ -13,11 +13,15 @@ from asyncimg.protocol import signing
 
 GATEWAY_CODES: dict[str, tuple[int, int]] = {
     "MissingParameter": (100002, 400),
+    "MissingAuthenticationToken": (100003, 401),
     "MissingRequestInfo": (100004, 400),
+    "MissingSignature": (100005, 401),
     "InvalidTimestamp": (100006, 400),
+    "ServiceNotFound": (100007, 404),
     "InvalidActionOrVersion": (100008, 404),
     "InvalidAccessKey": (100009, 401),
     "SignatureDoesNotMatch": (100010, 401),
+    "LackPolicy": (100012, 403),
     "AccessDenied": (100013, 403),
     "InternalError": (100014, 500),
     "InvalidAuthorization": (100024, 400),
@@ -25,17 +29,20 @@ GATEWAY_CODES: dict[str, tuple[int, int]] = {
     "InvalidSecretToken": (100026, 401),
 }
 
-_REQUIRED_SIGNED = ("host", "x-date")
+# The real gateway let through a request that signed x-date alone (research S14).
+_REQUIRED_SIGNED = ("x-date",)
 
 
 class GatewayError(Exception):
     """A request the gateway refuses; `code` is one of :data:`GATEWAY_CODES`."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, region: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.code_n, self.http_status = GATEWAY_CODES[code]
+        self.region = region
+        """The region the request named, echoed in the envelope as the gateway does."""
 
 
 def new_request_id(now: float) -> str:
@@ -53,7 +60,7 @@ def gateway_envelope(
             "Action": action,
             "Version": version,
             "Service": constants.SERVICE,
-            "Region": constants.REGION,
+            "Region": error.region or constants.REGION,
             "Error": {"Code": error.code, "CodeN": error.code_n, "Message": error.message},
         }
     }
@@ -80,7 +87,11 @@ def verify_request(
     """Check a request's signature the way the gateway does; raises :class:`GatewayError`."""
     authorization = headers.get("Authorization")
     if not authorization:
-        raise GatewayError("MissingRequestInfo", "The request is missing the Authorization header.")
+        raise GatewayError(
+            "MissingAuthenticationToken", "The request is missing the Authorization header."
+        )
+    if authorization.startswith(signing.ALGORITHM) and "Signature=" not in authorization:
+        raise GatewayError("MissingSignature", "The Authorization header has no Signature.")
     try:
         auth = signing.parse_authorization(authorization)
     except ValueError as exc:
@@ -107,9 +118,11 @@ def verify_request(
             f"The request timestamp {x_date} is more than {max_skew:g} s from the server time.",
         )
 
+    if auth.region != constants.REGION:
+        # Observed: a wrong region is a signature mismatch, with that region echoed (S14).
+        raise GatewayError("SignatureDoesNotMatch", _MISMATCH, region=auth.region)
     if (
-        auth.region != constants.REGION
-        or auth.service != constants.SERVICE
+        auth.service != constants.SERVICE
         or auth.terminator != signing.TERMINATOR
         or auth.short_date != x_date[:8]
     ):
@@ -137,7 +150,8 @@ def verify_request(
         )
 
     signed_values = {name: headers.get(name, "") for name in auth.signed_headers}
-    signed_values["host"] = _signed_host(signed_values["host"])
+    if "host" in signed_values:
+        signed_values["host"] = _signed_host(signed_values["host"])
     expected = signing.expected_signature(
         method=method,
         path=path,
@@ -149,8 +163,12 @@ def verify_request(
         content_sha256=body_hash,
     )
     if not hmac.compare_digest(expected, auth.signature):
-        raise GatewayError(
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your secret key and signing method.",
-        )
+        raise GatewayError("SignatureDoesNotMatch", _MISMATCH)
+
+
+# The real gateway's words (S14).
+_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your Secret Access Key and signing method. "
+    "Consult the service documentation for details."
+)

@@ -19,25 +19,51 @@ from asyncimg.emulator.config import EmulatorConfig
 from asyncimg.emulator.faults import FaultKind, FaultPlan
 from asyncimg.emulator.gateway import GatewayError, gateway_envelope, new_request_id, verify_request
 from asyncimg.emulator.render import render
+from asyncimg.emulator.shapes import output_size
 from asyncimg.emulator.state import RateLimiter, Status, Task, TaskTable
 from asyncimg.protocol.errors import InvalidInput
-from asyncimg.protocol.models import get_profile, validate_fields, validate_reference_base64
+from asyncimg.protocol.models import (
+    get_profile,
+    unknown_fields,
+    validate_fields,
+    validate_reference_base64,
+)
 
-ACTIONS = frozenset({constants.ACTION_SUBMIT, constants.ACTION_GET_RESULT})
+ACTIONS = frozenset(constants.ACTION_VERSIONS)
 IMAGE_PREFIX = "/_emulator/images"
 # Reference images are sent inline: up to 10 x 15 MB as base64.
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
+INVALID = 50215
 _MESSAGES = {
     50200: "Invalid parameter",
+    INVALID: "Input invalid for this service.",
     50400: "Access Denied",
     50429: "Request Has Reached API Limit, Please Try Later",
     50430: "Request Has Reached API Concurrent Limit, Please Try Later",
     50500: "Internal Error",
     50511: "Post Img Risk Not Pass",
+    50520: "Risk Internal Error",
+    50521: "Antidirt Internal Error",
+    50522: "Image Copyright Internal Error",
 }
 _HTTP_429 = frozenset({50429, 50430})
-_HTTP_500 = frozenset({50500, 50501, 50520, 50521, 50522})
+# 50520-50522 are HTTP 400 in every doc copy (research §3), only 50500/50501 are 500.
+_HTTP_500 = frozenset({50500, 50501})
+_REVIEW_INTERNAL = (50520, 50521, 50522)
+# Keys real `data` objects carry beside the documented ones (research S18); a client must
+# not trip over them.
+_EXTRA_DATA = {
+    "algorithm_base_resp": {"status_code": 0, "status_message": "Success"},
+    "resp_data": "",
+}
+
+
+_NO_IMAGE_FAULTS = (
+    FaultKind.REVIEW_FAILURE,
+    FaultKind.LATE_INVALID,
+    FaultKind.REVIEW_INTERNAL_ERROR,
+)
 
 
 class BusinessError(Exception):
@@ -57,22 +83,43 @@ def _json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        raise BusinessError(50200, "Invalid parameter: the body is not valid JSON") from None
+        raise _bad("the body is not valid JSON") from None
     if not isinstance(value, dict):
-        raise BusinessError(50200, "Invalid parameter: the body must be a JSON object")
+        raise _bad("the body must be a JSON object")
     return value
 
 
 def _required_str(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
-        raise BusinessError(50200, f"Invalid parameter: {name} is required (a string)")
+        raise _bad(f"{name} is required (a string)")
     return value
 
 
+def _bad(detail: str) -> BusinessError:
+    """The documented invalid-input reply (50215, HTTP 400), with the emulator's detail."""
+    return BusinessError(INVALID, f"{_MESSAGES[INVALID]} ({detail})")
+
+
 def _invalid(exc: InvalidInput) -> BusinessError:
-    code = exc.code if isinstance(exc.code, int) else 50200
-    return BusinessError(code, f"{_MESSAGES.get(code, 'Error')}: {exc.message}")
+    if exc.code == 50400:  # an unknown req_key
+        return BusinessError(50400, f"{_MESSAGES[50400]}: {exc.message}")
+    return _bad(exc.message)
+
+
+def _data(
+    status: Status,
+    image_urls: list[str] | None = None,
+    binary_data_base64: list[str] | None = None,
+) -> dict[str, Any]:
+    """A GetResult `data` as the service sends it: both image keys, one of them (or both)
+    null, and keys the docs do not describe."""
+    return {
+        "status": status.value,
+        "image_urls": image_urls,
+        "binary_data_base64": binary_data_base64,
+        **_EXTRA_DATA,
+    }
 
 
 class Emulator:
@@ -256,7 +303,7 @@ class Emulator:
         version = request.query.get("Version", "")
         self._requests[action or "(none)"] += 1
         body = await request.read()
-        if action not in ACTIONS or version != constants.API_VERSION:
+        if action not in ACTIONS or version != constants.ACTION_VERSIONS[action]:
             error = GatewayError(
                 "InvalidActionOrVersion",
                 f"Could not find operation {action or '(none)'} for version {version or '(none)'}",
@@ -297,6 +344,8 @@ class Emulator:
         try:
             if action == constants.ACTION_SUBMIT:
                 data = self._submit(body, received)
+            elif action == constants.ACTION_CANCEL:
+                data = self._cancel(body)
             else:
                 data = await self._get_result(body, f"{request.scheme}://{request.host}")
         except BusinessError as exc:
@@ -309,10 +358,17 @@ class Emulator:
         body = _json_object(raw)
         req_key = _required_str(body, "req_key")
         fields = {k: v for k, v in body.items() if k != "req_key"}
+        inputs: list[tuple[int, int]] = []
         try:
-            profile = validate_fields(req_key, fields)
+            profile = get_profile(req_key)
+            unknown = unknown_fields(profile, fields)
+            if unknown and self.config.strict:
+                raise _bad(f"{unknown[0]}: {req_key} does not take this field (--strict)")
+            fields = {k: v for k, v in fields.items() if k not in unknown}
+            validate_fields(req_key, fields)
             for i, encoded in enumerate(fields.get("binary_data_base64") or []):
-                validate_reference_base64(profile, i, encoded)
+                info = validate_reference_base64(profile, i, encoded)
+                inputs.append((info.width, info.height))
         except InvalidInput as exc:
             raise _invalid(exc) from None
         now = self.now()
@@ -323,8 +379,34 @@ class Emulator:
         if limit is not None and self._tasks.unfinished(now) >= limit:
             raise BusinessError(50430)
         fault = self._faults.for_task()
-        task = self._tasks.submit(req_key, profile, fields, fault, now, received_at=received)
+        task = self._tasks.submit(
+            req_key,
+            profile,
+            fields,
+            fault,
+            now,
+            received_at=received,
+            output_size=output_size(profile, fields, inputs),
+        )
         return {"task_id": task.task_id}
+
+    def _cancel(self, raw: bytes) -> dict[str, Any]:
+        """`CVCancelTask`: drops a task still `in_queue`; refuses one already generating
+        (research §5). The reply's shape and the refusal's code are undocumented: the
+        emulator answers `data: {}` and 50215."""
+        body = _json_object(raw)
+        req_key = _required_str(body, "req_key")
+        task_id = _required_str(body, "task_id")
+        now = self.now()
+        if not self._limiter.admit(constants.ACTION_CANCEL, now):
+            raise BusinessError(50429)
+        task = self._tasks.get(task_id)
+        if task is None or task.req_key != req_key:
+            raise _bad(f"no task {task_id} for {req_key}")
+        status = self._tasks.cancel(task, now)
+        if status is not None:
+            raise _bad(f"task {task_id} is {status.value}; only in_queue tasks can be cancelled")
+        return {}
 
     async def _get_result(self, raw: bytes, base_url: str) -> dict[str, Any]:
         body = _json_object(raw)
@@ -338,15 +420,13 @@ class Emulator:
         if "req_json" in body:
             req_json = body["req_json"]
             if not isinstance(req_json, str):
-                raise BusinessError(50200, "Invalid parameter: req_json must be a JSON string")
+                raise _bad("req_json must be a JSON string")
             try:
                 options = json.loads(req_json)
             except ValueError:
-                raise BusinessError(
-                    50200, "Invalid parameter: req_json is not valid JSON"
-                ) from None
+                raise _bad("req_json is not valid JSON") from None
             if not isinstance(options, dict):
-                raise BusinessError(50200, "Invalid parameter: req_json must encode an object")
+                raise _bad("req_json must encode an object")
         now = self.now()
         if not self._limiter.admit(constants.ACTION_GET_RESULT, now):
             self._rate_limited[constants.ACTION_GET_RESULT] += 1
@@ -354,18 +434,22 @@ class Emulator:
 
         task = self._tasks.get(task_id)
         if task is None or task.req_key != req_key:
-            return {"status": Status.NOT_FOUND.value}
+            return _data(Status.NOT_FOUND)
         status = self._tasks.status(task, now)
         if status is not Status.DONE:
-            return {"status": status.value}
+            return _data(status)
         if task.fault is FaultKind.REVIEW_FAILURE:
             raise BusinessError(50511)
+        if task.fault is FaultKind.LATE_INVALID:
+            raise BusinessError(INVALID)
+        if task.fault is FaultKind.REVIEW_INTERNAL_ERROR:
+            raise BusinessError(_REVIEW_INTERNAL[int(task.task_id) % len(_REVIEW_INTERNAL)])
         count = task.image_count(self.config.images_per_task)
         if options.get("return_url") is True and task.fault is not FaultKind.BASE64_ONLY:
             urls = [self._image_url(base_url, task, i) for i in range(count)]
-            return {"status": Status.DONE.value, "image_urls": urls}
+            return _data(Status.DONE, image_urls=urls)
         images = [base64.b64encode(await self._image_bytes(task, i)).decode() for i in range(count)]
-        return {"status": Status.DONE.value, "binary_data_base64": images}
+        return _data(Status.DONE, binary_data_base64=images)
 
     @staticmethod
     def _image_url(base_url: str, task: Task, index: int) -> str:
@@ -400,7 +484,8 @@ class Emulator:
             or ext != task.extension
             or not stem.isdigit()
             or int(stem) >= task.image_count(self.config.images_per_task)
-            or task.fault is FaultKind.REVIEW_FAILURE
+            or task.fault in _NO_IMAGE_FAULTS
+            or task.cancelled
             or self.now() < task.done_at
         ):
             return web.json_response({"error": "no such image"}, status=404)

@@ -34,6 +34,9 @@ class Task:
     duration: float
     fault: FaultKind | None
     images: dict[int, bytes] = field(default_factory=dict, repr=False)
+    output_size: tuple[int, int] | None = None
+    """What the service draws (emulator/shapes.py); None: the old rule below."""
+    cancelled: bool = False
 
     @property
     def done_at(self) -> float:
@@ -41,7 +44,10 @@ class Task:
 
     @property
     def size(self) -> tuple[int, int]:
-        """Output pixels: width/height, else the side of a square `size` area, else the default."""
+        """Output pixels: as decided at submit, else width/height, else the side of a square
+        `size` area, else the default."""
+        if self.output_size is not None:
+            return self.output_size
         w, h = self.fields.get("width"), self.fields.get("height")
         if isinstance(w, int) and isinstance(h, int):
             return w, h
@@ -128,6 +134,7 @@ class TaskTable:
         fault: FaultKind | None,
         now: float,
         received_at: float | None = None,
+        output_size: tuple[int, int] | None = None,
     ) -> Task:
         task = Task(
             task_id=self.new_id(),
@@ -137,6 +144,7 @@ class TaskTable:
             submitted_at=now,
             duration=self._durations.uniform(*self.gen_seconds),
             fault=fault,
+            output_size=output_size,
         )
         self._tasks[task.task_id] = task
         self._unfinished.append(task)
@@ -159,10 +167,20 @@ class TaskTable:
     def get(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
+    def cancel(self, task: Task, now: float) -> Status | None:
+        """`CVCancelTask`: a task still `in_queue` is dropped (it frees its slot and polls
+        answer `not_found`); otherwise its status is returned and nothing changes."""
+        status = self.status(task, now)
+        if status is not Status.IN_QUEUE:
+            return status
+        task.cancelled = True
+        self._unfinished = [t for t in self._unfinished if t is not task]
+        return None
+
     def status(self, task: Task, now: float) -> Status:
         self._sweep(now)
         elapsed = now - task.submitted_at
-        if elapsed > self.retention_seconds:
+        if task.cancelled or elapsed > self.retention_seconds:
             return Status.NOT_FOUND
         if self.expire_seconds is not None and elapsed > self.expire_seconds:
             return Status.EXPIRED

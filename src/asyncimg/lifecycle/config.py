@@ -124,7 +124,7 @@ class Defaults(_Strict):
 
     style: str | None = None
     req_key: str = DEFAULT_REQ_KEY
-    # Kept as normalised 'WIDTHxHEIGHT' text (what tasks store); see `dimensions`.
+    # Kept as normalised text: 'WIDTHxHEIGHT', an area ('4194304') or 'auto' (lifecycle/sizes).
     size: str | None = None
     tasks_dir: Path = Field(default=Path(DEFAULT_TASKS_DIR), strict=False)
     poll_concurrency: int = Field(default=DEFAULT_POLL_CONCURRENCY, ge=1, le=256)
@@ -143,20 +143,24 @@ class Defaults(_Strict):
     @field_validator("size", mode="before")
     @classmethod
     def _parse_size(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                width, height = parse_size(value)
-            except InvalidInput:
-                raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. '1440x2560'") from None
-            return f"{width}x{height}"
+        from asyncimg.lifecycle import sizes  # sizes builds on parse_size, defined here
+
         if value is None:
             return None
-        raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. '1440x2560'")
+        try:
+            if not isinstance(value, str):
+                raise InvalidInput("size", value, "not text")
+            return sizes.normalise(value)
+        except InvalidInput:
+            raise ValueError(
+                f"{value!r} is not WIDTHxHEIGHT, e.g. '1440x2560' "
+                "(jimeng_t2i_v40 also takes '2K', '4K', an area in px², or 'auto')"
+            ) from None
 
     @property
     def dimensions(self) -> tuple[int, int] | None:
-        """`size` as (width, height), or None when the model's default applies."""
-        return parse_size(self.size) if self.size else None
+        """`size` as (width, height), or None when the model's default (or choice) applies."""
+        return parse_size(self.size) if self.size and "x" in self.size else None
 
 
 class Config(_Strict):
@@ -200,6 +204,8 @@ class Config(_Strict):
         fields = dict(self.defaults.params)
         if self.defaults.dimensions:
             fields["width"], fields["height"] = self.defaults.dimensions
+        elif self.defaults.size and self.defaults.size.isdigit():
+            fields["size"] = int(self.defaults.size)
         return fields
 
     @model_validator(mode="after")
@@ -246,7 +252,7 @@ class Config(_Strict):
         try:
             validate_fields(self.defaults.req_key, {"prompt": "x", **self.submit_fields()})
         except InvalidInput as exc:
-            if exc.field in ("width", "height", "width x height"):
+            if exc.field in ("width", "height", "width x height", "size"):
                 where = "defaults.size"
             else:
                 where = f"defaults.params.{exc.field}"

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from asyncimg import constants
-from asyncimg.lifecycle.config import Config, parse_size
+from asyncimg.lifecycle import sizes
+from asyncimg.lifecycle.config import Config
 from asyncimg.lifecycle.decide import (
     after_submit_error,
     is_setup_problem,
@@ -60,10 +61,11 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
     full_prompt = compose_full_prompt(request.prompt, style, config.presets)
     req_key = request.req_key or config.defaults.req_key
     params: dict[str, Any] = dict(config.defaults.params)
-    size = request.size or config.defaults.size
+    size = request.size
+    if not size and config.defaults.size and sizes.applies(config.defaults.size, req_key):
+        size = config.defaults.size
     if size:
-        width, height = parse_size(size)
-        params["width"], params["height"] = width, height
+        params = sizes.with_size(params, size, req_key)
     params.update(request.params)
     for key in ("prompt", "req_key", "image_urls", "binary_data_base64"):
         params.pop(key, None)
@@ -115,7 +117,7 @@ def check_fixes(
     if style is not None:
         resolve_style(style, config.presets)
     if size is not None:
-        parse_size(size)
+        sizes.normalise(size)
     if req_key is not None:
         models.get_profile(req_key)
 
@@ -146,8 +148,7 @@ def amend_record(
             full_prompt=compose_full_prompt(new_prompt, new_style, config.presets),
         )
     if size is not None:
-        width, height = parse_size(size)
-        changes["params"] = {**record.params, "width": width, "height": height}
+        changes["params"] = sizes.with_size(record.params, size, req_key or record.req_key)
     if req_key is not None:
         models.get_profile(req_key)
         changes["req_key"] = req_key

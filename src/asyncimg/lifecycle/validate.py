@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asyncimg.lifecycle.config import Config, parse_size
+from asyncimg.lifecycle import sizes
+from asyncimg.lifecycle.config import Config
 from asyncimg.lifecycle.references import check_count, prepare_references
 from asyncimg.lifecycle.styles import resolve_style
 from asyncimg.lifecycle.submit import TaskRequest, build_record, request_fields
@@ -342,15 +343,12 @@ def _size(line: Line, problems: list[Problem]) -> str | None:
     value = line.fields.get("size")
     if _blank(value):
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         try:
-            width, height = parse_size(value)
+            return sizes.normalise(value)
         except InvalidInput:
-            problems.append(
-                _problem(line, "size", f"{_shown(value)} is not WIDTHxHEIGHT, e.g. 1440x2560")
-            )
+            problems.append(_problem(line, "size", f"{_shown(value)} is not {sizes.FORMS}"))
             return None
-        return f"{width}x{height}"
     pair = _pair(value)
     if pair is not None:
         hint = f'write "size": "{pair[0]}x{pair[1]}"'

@@ -267,6 +267,14 @@ class VisualClient:
             images_base64=[b for b in b64 if isinstance(b, str) and b],
         )
 
+    async def cancel(self, req_key: str, task_id: str) -> dict[str, Any]:
+        """`CVCancelTask` (research §5): only a task still `in_queue` can be cancelled; the
+        service's refusal raises like any other business error. Returns the reply's `data`
+        (its shape is undocumented)."""
+        reply = await self.call(constants.ACTION_CANCEL, {"req_key": req_key, "task_id": task_id})
+        data = reply.get("data")
+        return data if isinstance(data, dict) else {}
+
     async def download(self, url: str) -> bytes:
         """Fetch a result image URL (unsigned), with the same retry policy as polling."""
         return await self._with_retries("download", lambda: self._download_once(url))
@@ -319,7 +327,8 @@ class VisualClient:
 
     async def _call_once(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
         payload = json.dumps(body).encode()
-        query = {"Action": action, "Version": constants.API_VERSION}
+        version = constants.ACTION_VERSIONS.get(action, constants.API_VERSION)
+        query = {"Action": action, "Version": version}
         url = self._endpoint
         host = url.host or ""
         if url.explicit_port is not None:

@@ -174,6 +174,9 @@ _BUSINESS: dict[int, tuple[type[AsyncImgError], str]] = {
     50518: (InputRejected, "input image matched copyrighted material"),
     50512: (InputRejected, "output text failed review"),
     50200: (InputRejected, "parameter rejected"),
+    # The documented invalid-input code; it may come after a good submit, at poll time.
+    50215: (InputRejected, "Input invalid for this service."),
+    50204: (InputRejected, "req_key not supported"),
     50511: (OutputRejected, "output image failed review"),
     50519: (OutputRejected, "output image matched a copyrighted image"),
     50429: (RateLimited, "QPS limit reached"),

@@ -93,6 +93,19 @@ class Attempt(BaseModel):
     retried_at: float
 
 
+class CancelInfo(BaseModel):
+    """What `asyncimg cancel` asked and got: `outcome` is "cancelled" (the service dropped
+    the queued task, or a local frame was withdrawn before it was sent) or "refused"."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    time: float
+    outcome: str
+    message: str
+    code: int | str | None = None
+    request_id: str | None = None
+
+
 class ResultFile(BaseModel):
     """One downloaded and verified image."""
 
@@ -157,6 +170,8 @@ class TaskRecord(BaseModel):
     """The folder relative `output_path` / `character_images` were given in (the
     submitter's working directory), so a check run from elsewhere finds the same files.
     None (legacy records): relative to wherever the checker runs, as the guide's tool did."""
+    cancel: CancelInfo | None = None
+    """The last `asyncimg cancel` of this task: when, and what the service answered."""
 
     def resolve(self, path: str) -> Path:
         """`path` (one of this record's) as the submitter meant it."""
