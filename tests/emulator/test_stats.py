@@ -42,6 +42,7 @@ async def test_stats(start: Start) -> None:
     expected = {
         "requests": {"CVSync2AsyncSubmitTask": 5, "CVSync2AsyncGetResult": 3},
         "errors": {"50215": 1, "SignatureDoesNotMatch": 1},
+        "rate_limited": {},
         "image_downloads": 2,
         "tasks_submitted": 3,
         "tasks_done": 1,
