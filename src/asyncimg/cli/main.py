@@ -8,6 +8,7 @@ import click
 
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
+from asyncimg.cli.gallery_cmd import GALLERY_COMMANDS
 
 
 @click.group()
@@ -19,6 +20,8 @@ def cli() -> None:
 for _command in ALL_COMMANDS:
     cli.add_command(_command)
 cli.add_command(emulator)
+for _command in GALLERY_COMMANDS:
+    cli.add_command(_command)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
