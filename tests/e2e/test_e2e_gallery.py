@@ -16,17 +16,18 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from .chapter import BATCH, ROWS, make_chapter
+from .chapter import BATCH, ROWS, Clock, emulator_settings, make_chapter
 from .conftest import E2E, EmulatorThread, scan_for_secret
 
 
 @pytest.fixture(scope="module")
 def chapter_e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     """One chapter for the tests that only read it (each writes its own output file)."""
-    emu = EmulatorThread(concurrency=2)
+    clock = Clock()
+    emu = EmulatorThread(**emulator_settings(clock))
     try:
         e2e = E2E(tmp_path_factory.mktemp("chapter"), emu)
-        make_chapter(e2e)
+        make_chapter(e2e, clock)
         yield e2e
     finally:
         emu.close()
@@ -85,8 +86,10 @@ def test_manifest_links_every_batch_line_to_its_image(chapter_e2e: E2E) -> None:
 
 
 def test_monitor_refreshes_the_manifest_when_it_ends(make_e2e: Callable[..., E2E]) -> None:
-    e2e = make_e2e(concurrency=2)
-    make_chapter(e2e)
+    clock = Clock()
+    e2e = make_e2e(**emulator_settings(clock))
+    make_chapter(e2e, clock)
+    clock.advance(60)  # frames 5 and 6 are done at the emulator
     e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=60)  # frame 3 failed
     lines = manifest_lines((e2e.tasks / "manifest.jsonl").read_text(encoding="utf-8"))
     assert [x["status"] for x in lines] == ["completed"] * 2 + ["failed"] + ["completed"] * 3

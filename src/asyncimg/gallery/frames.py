@@ -12,9 +12,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asyncimg.lifecycle import download
 from asyncimg.lifecycle.validate import output_key
+from asyncimg.protocol import errors
+from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import TaskRecord
 from asyncimg.store.states import TaskState
+
+#: Every error kind a record can name, to find its advice (`hint`) by name.
+_ERROR_KINDS: dict[str, type[AsyncImgError]] = {
+    kind.__name__: kind
+    for module in (errors, download)
+    for kind in vars(module).values()
+    if isinstance(kind, type) and issubclass(kind, AsyncImgError)
+}
 
 #: Error kinds a new prompt (or other input) fixes, rather than a plain resubmit.
 INPUT_KINDS = frozenset({"InputRejected", "InvalidInput"})
@@ -47,6 +58,13 @@ class Frame:
             return None
         code = f" ({error.code})" if error.code not in (None, "") else ""
         return f"{error.message}{code}"
+
+    @property
+    def hint(self) -> str:
+        """What to do about the last error, as the error's kind advises ("" if nothing)."""
+        error = self.record.last_error
+        kind = _ERROR_KINDS.get(error.kind) if error is not None else None
+        return kind.hint if kind is not None else ""
 
     @property
     def references(self) -> list[Path]:

@@ -31,6 +31,15 @@ _PLACEHOLDER = {
     TaskState.COMPLETED: "image missing",
 }
 
+_SUMMARY_ORDER = (
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+    TaskState.UNCONFIRMED,
+    TaskState.PROCESSING,
+    TaskState.SUBMITTED,
+    TaskState.PENDING,
+)
+
 _CSS = """
 :root { color-scheme: light; --bg: #f4f2ee; --card: #fff; --ink: #222; --dim: #6b6b6b;
   --ok: #2e7d32; --bad: #c62828; --wait: #8a6d00; --line: #e2ded6; }
@@ -68,6 +77,7 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr
   border: 1px solid var(--line); }
 .chars .nochar { font-size: 11px; color: var(--bad); }
 .error { color: var(--bad); overflow-wrap: anywhere; }
+.hint { color: var(--dim); font-size: 12px; }
 .fix { display: block; font: 12px/1.4 ui-monospace, monospace; background: #f6f6f6;
   border: 1px solid var(--line); border-radius: 4px; padding: 4px 6px; overflow-wrap: anywhere;
   user-select: all; }
@@ -115,9 +125,10 @@ def _e(text: object) -> str:
 def summary_html(frames: Sequence[Frame]) -> str:
     """The counts line: how many frames, and how many in each state that has any."""
     parts = [f'<span class="n-all">{len(frames)} frames</span>']
-    for state, n in counts(frames).items():
-        if n:
-            parts.append(f'<span class="n-{state.value}">{n} {state.value}</span>')
+    found = counts(frames)
+    for state in _SUMMARY_ORDER:
+        if found[state]:
+            parts.append(f'<span class="n-{state.value}">{found[state]} {state.value}</span>')
     return "".join(parts)
 
 
@@ -154,6 +165,8 @@ def card_html(frame: Frame, thumbs: Thumbnails, link: Linker) -> str:
         rows.append(f'<div class="task">task {_e(record.task_id)}</div>')
     if frame.error and record.status in (TaskState.FAILED, TaskState.UNCONFIRMED):
         rows.append(f'<div class="error">{_e(frame.error)}</div>')
+        if frame.hint:
+            rows.append(f'<div class="hint">{_e(frame.hint)}</div>')
     elif frame.error:
         rows.append(f'<div class="task">last note: {_e(frame.error)}</div>')
     if frame.fix:
