@@ -19,6 +19,7 @@ from typing import NoReturn
 import click
 
 from asyncimg.api import read_records
+from asyncimg.fileio import atomic_write
 from asyncimg.gallery.frames import Frame, frames_of
 from asyncimg.gallery.live import LiveGallery, start
 from asyncimg.gallery.manifest import MANIFEST_NAME, manifest_text, write_manifest
@@ -75,6 +76,15 @@ def _beside(root: Path, name: str) -> Path:
     return root.parent / name
 
 
+def write_gallery(root: Path, target: Path) -> None:
+    """The gallery page of the tasks folder `root`, written to `target` (OSError if not)."""
+    page = render_page(
+        read_frames(root), Thumbnails(), title=chapter_title(root), link=file_linker(target)
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, page.encode("utf-8"), mode=0o644)
+
+
 @click.command()
 @click.option(
     "--out",
@@ -95,11 +105,8 @@ def gallery(
     """
     root = tasks_folder(tasks_dir, config_path)
     target = out if out is not None else _beside(root, "gallery.html")
-    frames = read_frames(root)
-    page = render_page(frames, Thumbnails(), title=chapter_title(root), link=file_linker(target))
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page, encoding="utf-8")
+        write_gallery(root, target)
     except OSError as exc:
         _fail(f"{target}: cannot write the gallery ({exc.strerror or exc})")
     click.echo(str(target))
