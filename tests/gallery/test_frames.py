@@ -96,6 +96,10 @@ def test_the_fix_command_for_each_kind_of_trouble() -> None:
     )
     unconfirmed = transition(base, TaskState.UNCONFIRMED, now=3)
     assert fix_command(unconfirmed, "t") == f"asyncimg retry {base.local_id[:8]} --tasks-dir t"
+    (frame,) = frames_of([unconfirmed], "t")
+    assert frame.hint.startswith("the submit's answer was lost")  # not a network hint
+    (frame,) = frames_of([review], "t")
+    assert frame.hint == OutputRejected.hint
     assert fix_command(base, "t") is None  # pending: nothing to do
     assert fix_command(completed(base, "44"), "t") is None
 

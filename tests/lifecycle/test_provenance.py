@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from asyncimg.lifecycle import provenance
 from asyncimg.lifecycle.config import Config
@@ -132,3 +132,19 @@ def test_provenance_of_a_record_hashes_its_references(
         {"file": "chars/lin.png", "sha256": hashlib.sha256(ref.read_bytes()).hexdigest()},
         {"file": "chars/gone.png", "sha256": "missing"},
     ]
+
+
+def test_png_chunks_go_before_the_first_real_idat(tmp_path: Path) -> None:
+    """A text chunk that happens to contain the bytes IDAT does not mislead the splice."""
+    original = _image("PNG", pnginfo=_info("note", "IDAT IDAT"))
+    data = provenance.embed(original, FIELDS)
+    assert _pixels(data) == _pixels(original)
+    path = tmp_path / "f.png"
+    path.write_bytes(data)
+    assert provenance.read(path) == FIELDS
+
+
+def _info(key: str, value: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    return info

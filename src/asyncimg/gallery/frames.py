@@ -27,6 +27,12 @@ _ERROR_KINDS: dict[str, type[AsyncImgError]] = {
     if isinstance(kind, type) and issubclass(kind, AsyncImgError)
 }
 
+UNCONFIRMED_HINT = (
+    "the submit's answer was lost: the service may have made (and billed) the task; "
+    "`asyncimg check` resubmits it within max_unconfirmed_resubmits, `asyncimg adopt "
+    "TASK_ID -o PATH` attaches it if you find its task id, the command below pays again"
+)
+
 #: Error kinds a new prompt (or other input) fixes, rather than a plain resubmit.
 INPUT_KINDS = frozenset({"InputRejected", "InvalidInput"})
 
@@ -62,6 +68,8 @@ class Frame:
     @property
     def hint(self) -> str:
         """What to do about the last error, as the error's kind advises ("" if nothing)."""
+        if self.status is TaskState.UNCONFIRMED:
+            return UNCONFIRMED_HINT
         error = self.record.last_error
         kind = _ERROR_KINDS.get(error.kind) if error is not None else None
         return kind.hint if kind is not None else ""

@@ -121,13 +121,23 @@ def _itxt(keyword: str, value: str) -> bytes:
 
 def _embed_png(data: bytes, fields: Mapping[str, str]) -> bytes:
     """Text chunks inserted just before the first IDAT (after IHDR and any palette)."""
-    at = data.find(b"IDAT")
-    if at < len(_PNG_SIGNATURE) + 4:
+    start = _first_idat(data)
+    if start is None:
         return data
-    start = at - 4  # the IDAT chunk's length field
     chunks = [_itxt("Software", SOFTWARE)]
     chunks += [_itxt(k, fields[k]) for k in KEYS if k in fields]
     return data[:start] + b"".join(chunks) + data[start:]
+
+
+def _first_idat(data: bytes) -> int | None:
+    """The offset of the first IDAT chunk, walking the chunks (None if there is none)."""
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            return pos
+        pos += 12 + length
+    return None
 
 
 # -- JPEG ----------------------------------------------------------------------------------
