@@ -167,7 +167,10 @@ def test_a_frame_that_finishes_appears_on_the_live_page_without_a_reload(
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=15)
+            out, err = proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            proc.communicate()
+            raise
+    assert proc.returncode == 130 and "Traceback" not in err, err  # Ctrl+C: stopped cleanly
+    assert out.strip() == "stopped serving"

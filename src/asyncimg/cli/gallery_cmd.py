@@ -8,7 +8,6 @@ Messages are whole sentences with named placeholders, ready to be wrapped for tr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import sys
@@ -28,6 +27,7 @@ from asyncimg.gallery.sheet import contact_sheet, write_sheet
 from asyncimg.gallery.thumbs import Thumbnails
 from asyncimg.lifecycle import provenance
 from asyncimg.lifecycle.config import load_config
+from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
 
 tasks_dir_option = click.option(
@@ -143,7 +143,7 @@ def serve(
 ) -> None:
     """Serve the gallery live (read-only): frames appear as they finish, no reload needed.
 
-    Listens on 127.0.0.1 only unless --host says otherwise. Ctrl+C stops it.
+    Listens on 127.0.0.1 only unless --host says otherwise. Ctrl+C stops it (exit 130).
     """
     root = tasks_folder(tasks_dir, config_path)
     if not _loopback(host):
@@ -167,8 +167,11 @@ def serve(
         finally:
             await runner.cleanup()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(run())
+    except KeyboardInterrupt:
+        click.echo("stopped serving")
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _loopback(host: str) -> bool:
