@@ -25,7 +25,7 @@ from asyncimg.api import (
     read_records,
     run_sync,
 )
-from asyncimg.cli.gallery_cmd import show_image
+from asyncimg.cli.image_info import show_image
 from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import sys
 import webbrowser
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import NoReturn
 import click
 
 from asyncimg.api import read_records
+from asyncimg.cli.commands import config_option, tasks_dir_option
 from asyncimg.fileio import atomic_write
 from asyncimg.gallery.frames import Frame, frames_of
 from asyncimg.gallery.live import LiveGallery, start
@@ -25,24 +25,9 @@ from asyncimg.gallery.manifest import MANIFEST_NAME, manifest_text, write_manife
 from asyncimg.gallery.page import file_linker, render_page
 from asyncimg.gallery.sheet import contact_sheet, write_sheet
 from asyncimg.gallery.thumbs import Thumbnails
-from asyncimg.lifecycle import provenance
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
-
-tasks_dir_option = click.option(
-    "--tasks-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of task records (default: asyncimg.toml's tasks_dir, else async_tasks/).",
-)
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="asyncimg.toml to use (default: $ASYNCIMG_CONFIG, else ./asyncimg.toml).",
-)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -231,33 +216,6 @@ def manifest(out: str | None, tasks_dir: Path | None, config_path: Path | None) 
     except OSError as exc:
         _fail(f"{target}: cannot write the manifest ({exc.strerror or exc})")
     click.echo(str(target))
-
-
-def show_image(path: Path) -> bool:
-    """`asyncimg show FILE` for an image: print what is inside it. False when `path` is not
-    an image file (the caller then looks it up among the records)."""
-    try:
-        fields = provenance.read(path)
-    except (OSError, ValueError):
-        return False
-    if not fields:
-        click.echo(f"{path}: no asyncimg provenance in this image")
-        return True
-    width = max(len(k) for k in fields)
-    click.echo(f"{path}:")
-    for key, value in fields.items():
-        if key == "references":
-            value = _references(value)
-        click.echo(f"  {key.ljust(width)}  {value}")
-    return True
-
-
-def _references(value: str) -> str:
-    try:
-        refs = json.loads(value)
-        return "; ".join(f"{r['file']} (sha256 {r['sha256']})" for r in refs)
-    except (ValueError, KeyError, TypeError):
-        return value
 
 
 GALLERY_COMMANDS = (gallery, serve, sheet, manifest)
