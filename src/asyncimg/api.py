@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from asyncimg import constants
+from asyncimg.gallery.frames import frames_of
+from asyncimg.gallery.manifest import MANIFEST_NAME, write_manifest
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
@@ -449,6 +451,9 @@ class Workspace:
                 output_path=fresh.output_path,
                 filename=fresh.filename,
                 working_dir=fresh.working_dir,
+                frame_id=fresh.frame_id,
+                batch_file=fresh.batch_file,
+                batch_line=fresh.batch_line,
             )
             self.store.save(again)
             return again
@@ -493,7 +498,22 @@ class Workspace:
                 poll_rate=defaults.poll_rate,
                 on_progress=on_pass,
             )
-            return await scheduler.run()
+            outcome = await scheduler.run()
+        self.refresh_manifest(checker.report)
+        return outcome
+
+    def refresh_manifest(self, report: Callable[[str], None] | None = None) -> Path | None:
+        """Rewrite `manifest.jsonl` in the tasks folder from the records as they are now
+        (what `monitor` does when it ends); a write that fails is reported, not raised."""
+        root = self.store.root
+        path = root / MANIFEST_NAME
+        try:
+            write_manifest(frames_of(read_records(root), str(root)), path)
+        except OSError as exc:
+            if report is not None:
+                report(f"manifest not written: {path}: {exc.strerror or exc}")
+            return None
+        return path
 
     def clean(
         self,

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from asyncimg.api import Workspace
+from asyncimg.cli.gallery_cmd import write_gallery
 from asyncimg.cli.output import MonitorDisplay, print_summary
 from asyncimg.emulator import Emulator, EmulatorConfig
 from asyncimg.lifecycle.config import load_config
@@ -89,6 +90,12 @@ async def run_demo(
     for record in sorted(done, key=lambda r: r.output_path):
         console.print(f"  {record.output_path}", markup=False)
     console.print(f"task records: {tasks_dir}/", markup=False)
+    gallery = tasks_dir.parent / "gallery.html"
+    write_gallery(tasks_dir, gallery)
+    console.print(
+        f"every frame on one page: {gallery} (live: asyncimg serve --tasks-dir {tasks_dir})",
+        markup=False,
+    )
     return 0 if len(done) == len(records) else 1
 
 

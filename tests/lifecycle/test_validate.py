@@ -69,6 +69,8 @@ def test_a_good_line_gives_the_request_and_the_record_submit_will_make() -> None
         req_key=None,
         size="1440x2560",
         params={"scale": 0.5},
+        batch_file="b.jsonl",
+        batch_line=1,
     )
     assert good.width_height == (1440, 2560)
     assert good.record.params == {"width": 1440, "height": 2560, "scale": 0.5, "force_single": True}

@@ -25,6 +25,7 @@ from asyncimg.api import (
     read_records,
     run_sync,
 )
+from asyncimg.cli.image_info import show_image
 from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import load_config
@@ -468,11 +469,14 @@ def list_(
 @tasks_dir_option
 @config_option
 def show(task_id: str, tasks_dir: Path | None, config_path: Path | None) -> None:
-    """Show one task record in full."""
+    """Show one task record in full; for an image FILE, first what is written inside it."""
+    shown = Path(task_id).is_file() and show_image(Path(task_id))
     workspace = _workspace(tasks_dir, config_path)
     try:
         record = workspace.store.get(task_id)
     except (AsyncImgError, KeyError) as exc:
+        if shown:
+            return
         _fail(str(exc).strip("'\""), 1)
     click.echo(json.dumps(json.loads(record.model_dump_json()), ensure_ascii=False, indent=2))
 

@@ -9,6 +9,7 @@ import click
 from asyncimg.cli.cancel_cmd import cancel
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
+from asyncimg.cli.gallery_cmd import GALLERY_COMMANDS
 from asyncimg.cli.probe_cmd import probe
 
 
@@ -23,6 +24,8 @@ for _command in ALL_COMMANDS:
 cli.add_command(emulator)
 cli.add_command(cancel)
 cli.add_command(probe)
+for _command in GALLERY_COMMANDS:
+    cli.add_command(_command)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from asyncimg import constants
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.provenance import provenance_of
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
@@ -256,9 +258,11 @@ class Checker:
                 except (binascii.Error, ValueError):
                     raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
         files: list[ResultFile] = []
+        fields = await asyncio.to_thread(provenance_of, record)  # hashes the references
+        save = functools.partial(save_image, fields=fields)
         for i, blob in enumerate(blobs):
             target = result_path(record.resolve(record.output_path), i)
-            files.append(await _finish_in_thread(save_image, blob, target))
+            files.append(await _finish_in_thread(save, blob, target))
         return files
 
     def _apply(

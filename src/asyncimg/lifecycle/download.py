@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image
 
 from asyncimg.fileio import atomic_write
+from asyncimg.lifecycle import provenance
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ResultFile
 
@@ -91,11 +93,14 @@ def _flatten(img: Image.Image) -> Image.Image:
     return background
 
 
-def save_image(data: bytes, target: str | Path) -> ResultFile:
-    """Verify `data`, convert it for `target`'s extension and write it atomically."""
+def save_image(
+    data: bytes, target: str | Path, fields: Mapping[str, str] | None = None
+) -> ResultFile:
+    """Verify `data`, convert it for `target`'s extension, put `fields` (provenance) inside
+    a PNG or JPEG, and write it atomically. The sha256 is of the bytes written."""
     path = Path(target)
     img = verify_image(data)
-    payload = encode_for(path, img, data)
+    payload = provenance.embed(encode_for(path, img, data), fields or {})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, payload, mode=0o644, suffix=".part")

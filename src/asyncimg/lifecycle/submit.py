@@ -48,6 +48,9 @@ class TaskRequest:
     req_key: str | None = None
     size: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    frame_id: str | None = None
+    batch_file: str | None = None
+    batch_line: int | None = None
 
 
 def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRecord:
@@ -87,6 +90,9 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
         created_at=now,
         updated_at=now,
         working_dir=str(Path.cwd()),
+        frame_id=request.frame_id,
+        batch_file=request.batch_file,
+        batch_line=request.batch_line,
     )
 
 

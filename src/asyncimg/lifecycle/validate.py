@@ -28,7 +28,16 @@ from asyncimg.protocol.errors import InvalidInput
 from asyncimg.store.record import TaskRecord
 
 #: The fields a batch line (or the command line) has besides the model's own.
-BATCH_FIELDS = ("prompt", "output_path", "output", "character_images", "style", "req_key", "size")
+BATCH_FIELDS = (
+    "id",
+    "prompt",
+    "output_path",
+    "output",
+    "character_images",
+    "style",
+    "req_key",
+    "size",
+)
 _IMAGE_FIELDS = frozenset({"image_urls", "binary_data_base64"})
 
 #: Longest output file name accepted, in UTF-8 bytes. File systems allow 255 (NAME_MAX), but
@@ -99,9 +108,14 @@ def check_lines(lines: Sequence[Line], config: Config) -> Checked:
     base = Path.cwd()
     checked = Checked()
     outputs: dict[str, Line] = {}
+    ids: dict[str, Line] = {}
     for line in lines:
         problems: list[Problem] = []
         request, usable = _request(line, config, problems)
+        if request is not None and request.frame_id is not None:
+            first_id = ids.setdefault(request.frame_id, line)
+            if first_id is not line:
+                problems.append(_problem(line, "id", f"same id as line {first_id.number}"))
         output = _output_of(line)
         if output is not None:
             for message in output_problems(output, base):
@@ -212,6 +226,7 @@ def _request(
             problems.append(_problem(line, "style", f"{_shown(style)}: {exc.rule}"))
             style = None
     size = _size(line, problems)
+    frame_id = _frame_id(line, problems)
     params: dict[str, Any] = {}
     for name, value in row.items():
         if name in BATCH_FIELDS or name in unknown or _blank(value):
@@ -227,6 +242,9 @@ def _request(
         req_key=req_key,
         size=size,
         params=params,
+        frame_id=frame_id,
+        batch_file=line.source if line.number is not None else None,
+        batch_line=line.number,
     )
     return request, prompt is not None and output is not None
 
@@ -282,6 +300,21 @@ def _text_field(line: Line, name: str, problems: list[Problem]) -> str | None:
         problems.append(_problem(line, name, f"{_shown(value)} is {_kind(value)}; it must be text"))
         return None
     return value
+
+
+def _frame_id(line: Line, problems: list[Problem]) -> str | None:
+    """The line's own `id` (text, or a whole number read as text); None when absent."""
+    value = line.fields.get("id")
+    if _blank(value):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        problems.append(
+            _problem(line, "id", f"{_shown(value)} is {_kind(value)}; it must be text or a number")
+        )
+        return None
+    return value.strip()
 
 
 def _prompt(line: Line, problems: list[Problem]) -> str | None:

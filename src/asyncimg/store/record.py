@@ -172,6 +172,13 @@ class TaskRecord(BaseModel):
     None (legacy records): relative to wherever the checker runs, as the guide's tool did."""
     cancel: CancelInfo | None = None
     """The last `asyncimg cancel` of this task: when, and what the service answered."""
+    frame_id: str | None = None
+    """The batch line's own `id`, if it gave one (the manifest's and gallery's frame id)."""
+    batch_file: str | None = None
+    """The batch file this frame came from, as given to `submit --batch` (None: one frame
+    from the command line or the library)."""
+    batch_line: int | None = Field(default=None, ge=1)
+    """The frame's line in `batch_file`: the gallery shows frames in this order."""
 
     def resolve(self, path: str) -> Path:
         """`path` (one of this record's) as the submitter meant it."""
