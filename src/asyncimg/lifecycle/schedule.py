@@ -149,8 +149,9 @@ class EtaModel:
 
 #: Never poll one task more often than this (the guide's `--interval` is the longest wait).
 DEFAULT_POLL_FLOOR_S = 1.0
-#: The most poll points in one task's plan: about (k + 2) / 3 = 2.7 polls per task.
-MAX_PLAN_POINTS = 6
+#: The most poll points in one task's plan: (k + 2) / 3 = 2.3 polls per task, leaving room
+#: under 3 for the first tasks (polled before anything is learned) and late ones.
+MAX_PLAN_POINTS = 5
 #: Plans are sized to use at most this share of the poll rate (the rest: tails, retries).
 POLL_HEADROOM = 0.85
 

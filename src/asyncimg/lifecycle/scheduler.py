@@ -37,6 +37,7 @@ from asyncimg.lifecycle.schedule import (
     DEFAULT_POLL_FLOOR_S,
     DEFAULT_POLL_RATE,
     DEFAULT_SUBMIT_RATE,
+    ODDS_AFTER,
     Bucket,
     Cap,
     EtaModel,
@@ -342,10 +343,11 @@ class Scheduler:
         then is known (to within the poll gaps): the account's limit."""
         open_ = []
         for moment, ids in self._refused:
-            if all(i in self._spans for i in ids):
+            buckets = [self._span_bucket[i] for i in ids if i in self._span_bucket]
+            samples = self.eta.samples(buckets[0]) if buckets else ()
+            # Measured once all have finished and enough is learned to place each finish.
+            if len(buckets) == len(ids) and (not ids or len(samples) >= ODDS_AFTER):
                 spans = [self._spans[i] for i in ids]
-                buckets = [self._span_bucket[i] for i in ids]
-                samples = self.eta.samples(buckets[0]) if buckets else ()
                 self.cap = self.cap.after_measured(running_at(moment, spans, samples))
             else:
                 open_.append((moment, ids))
