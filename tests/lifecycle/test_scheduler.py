@@ -12,6 +12,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from asyncimg.emulator.config import REALISTIC
 from asyncimg.lifecycle.check import Checker
 from asyncimg.lifecycle.scheduler import STATE_FILE, Scheduler
 from asyncimg.store.states import TaskState
@@ -118,3 +119,31 @@ async def test_a_setup_problem_stops_the_scheduler_with_exit_2(start: Start) -> 
     assert outcome.last.exit_code == 2 and "SignatureDoesNotMatch" in (outcome.last.halted or "")
     [record] = TaskStore(env.tasks_dir).load_all().records
     assert record.status is TaskState.PENDING
+
+
+async def test_a_chapter_on_a_realistic_account(start: Start) -> None:
+    """The realistic profile (one unfinished task, 2 QPS, 10-60 s a frame) run 200 times
+    faster; the scheduler's time constants scaled alike (as `make bench` does)."""
+    scale = 200.0
+    env = await start(clock=time.time, **(REALISTIC | {"time_scale": scale}))
+    for i in range(8):
+        env.add(f"f{i:02d}")
+    scheduler = _scheduler(
+        env,
+        interval=30.0 / scale,
+        floor=1.0 / scale,
+        watch_every=2.0 / scale,
+        submit_rate=1.0 * scale,
+        poll_rate=4.0 * scale,
+        backoff_base=1.0 / scale,
+        backoff_cap=15.0 / scale,
+    )
+    outcome = await _run(scheduler)
+    assert outcome.last.counts["completed"] == 8
+    stats = env.emu.stats()
+    assert stats["tasks_submitted"] == 8 and stats["peak_unfinished"] == 1
+    # One slot: it found that with one 50430 and never guessed past it.
+    assert stats["errors"].get("50430", 0) <= 2 and scheduler.cap.limit == 1
+    # Polls follow a plan, not a tight loop (the first frames, before anything is learned,
+    # are polled from the floor up, doubling).
+    assert stats["requests"]["CVSync2AsyncGetResult"] <= 8 * 6
