@@ -145,7 +145,7 @@ def read_records(root: Path) -> list[TaskRecord]:
         if path.name.startswith(".") or path.suffix not in (".json", ".txt"):
             continue
         try:
-            records.append(record_from_json(path.read_bytes()))
+            records.append(record_from_json(path.read_bytes(), root))
         except (OSError, ValueError, RecursionError):
             continue
     return records

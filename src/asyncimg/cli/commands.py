@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import os
 import re
 import sys
 from collections.abc import Coroutine
@@ -92,6 +94,8 @@ def read_batch(path: Path) -> tuple[list[Line], list[Problem]]:
         lines, problems = _csv_lines(source, text)
     else:
         lines, problems = _jsonl_lines(source, text)
+    base = os.path.normpath(path.absolute().parent)  # relative paths in a batch are its own
+    lines = [dataclasses.replace(line, base=base) for line in lines]
     if not lines and not problems:
         problems.append(Problem(source, "(file)", "no frames in it"))
     return lines, problems

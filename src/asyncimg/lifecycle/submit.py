@@ -47,6 +47,8 @@ class TaskRequest:
     req_key: str | None = None
     size: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    base_dir: str | None = None
+    """The folder relative paths are read from (a batch file's folder); None: the current one."""
 
 
 def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRecord:
@@ -84,7 +86,7 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
         status=TaskState.PENDING,
         created_at=now,
         updated_at=now,
-        working_dir=str(Path.cwd()),
+        working_dir=request.base_dir or str(Path.cwd()),
     )
 
 

@@ -47,6 +47,9 @@ class Line:
     number: int | None
     fields: Mapping[str, Any]
     from_csv: bool = False
+    base: str | None = None
+    """The folder the line's relative paths are read from: its batch file's folder (an
+    absolute path), or None for the current folder (the command line)."""
 
     @property
     def where(self) -> str:
@@ -93,12 +96,13 @@ class Checked:
 
 
 def check_lines(lines: Sequence[Line], config: Config) -> Checked:
-    """Check every line, relative to the current folder (where records will say they were
-    typed); never raises for anything a line contains."""
-    base = Path.cwd()
+    """Check every line, its relative paths read from its batch file's folder (the current
+    folder for the command line), where records will say they were typed; never raises
+    for anything a line contains."""
     checked = Checked()
     outputs: dict[str, Line] = {}
     for line in lines:
+        base = Path(line.base) if line.base is not None else Path.cwd()
         problems: list[Problem] = []
         request, usable = _request(line, config, problems)
         output = _output_of(line)
@@ -226,6 +230,7 @@ def _request(
         req_key=req_key,
         size=size,
         params=params,
+        base_dir=line.base,
     )
     return request, prompt is not None and output is not None
 
