@@ -377,8 +377,15 @@ class Workspace:
         kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
         return Checker(self.store, client, clock=self.clock, **kwargs)
 
-    async def submit(self, requests: Iterable[TaskRequest], *, force: bool = False) -> SubmitReport:
-        """Record every request (pending), then submit them; see submit_records.
+    async def submit(
+        self,
+        requests: Iterable[TaskRequest],
+        *,
+        force: bool = False,
+        on_outcome: Callable[[SubmitOutcome], None] | None = None,
+    ) -> SubmitReport:
+        """Record every request (pending), then submit them; see submit_records
+        (`on_outcome` hears about each frame as its answer comes).
 
         A request whose output file already has a record follows :func:`rerun_rule`:
         skipped (reported, not billed), its failed record replaced, or submitted anew.
@@ -414,10 +421,15 @@ class Workspace:
             report.warnings.extend(billing_warnings(record))
             index.add(record)
             records.append(record)
-        report.batch = await self._send(client, records)
+        report.batch = await self._send(client, records, on_outcome)
         return report
 
-    async def _send(self, client: VisualClient, records: Sequence[TaskRecord]) -> BatchOutcome:
+    async def _send(
+        self,
+        client: VisualClient,
+        records: Sequence[TaskRecord],
+        on_outcome: Callable[[SubmitOutcome], None] | None = None,
+    ) -> BatchOutcome:
         """Submit saved records with this folder's unconfirmed budget (see submit_records)."""
         async with client:
             return await submit_records(
@@ -426,6 +438,7 @@ class Workspace:
                 records,
                 clock=self.clock,
                 unconfirmed_budget=self.unconfirmed_budget,
+                on_outcome=on_outcome,
             )
 
     def _replace_failed(self, failed: TaskRecord, fresh: TaskRecord) -> TaskRecord | str:

@@ -23,15 +23,16 @@ from asyncimg.api import (
     RetryInvalid,
     SubmitReport,
     Workspace,
-    outcome_line,
     read_records,
     run_sync,
 )
-from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
+from asyncimg.cli.emit import Emitter, emit_json, frame_event, header, skipped_json
+from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
 from asyncimg.lifecycle.config import load_config
+from asyncimg.lifecycle.events import Event, error_fields
 from asyncimg.lifecycle.interrupt import StopOnSignals
-from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
-from asyncimg.lifecycle.submit import max_billed_images
+from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED, MonitorOutcome
+from asyncimg.lifecycle.submit import SubmitOutcome, max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
 from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
@@ -49,6 +50,12 @@ tasks_dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder of task records (default: asyncimg.toml's tasks_dir, else async_tasks/).",
+)
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON lines (one event per line) instead of text; see README.",
 )
 config_option = click.option(
     "--config",
@@ -186,30 +193,65 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
 FORCE_HINT = " (use --force to submit again)"
 
 
-def report_submit(report: SubmitReport, *, invalid: int = 0) -> None:
-    """One line per frame, then the totals; `invalid` frames were refused before submitting."""
-    for warning in report.warnings:
-        err_console.print(f"asyncimg: warning: {warning}", markup=False)
-    for outcome in report.batch.outcomes:
-        replaced = report.replaced.get(outcome.record.local_id)
-        extra = f" (replaces failed {replaced})" if replaced else ""
-        out_console.print(outcome_line(outcome) + extra, markup=False)
+def report_submit(
+    report: SubmitReport, *, invalid: int = 0, live: bool = False, as_json: bool = False
+) -> None:
+    """One line per frame (unless `live` printed them as they came), then the totals;
+    `invalid` frames were refused before submitting. `as_json`: JSON lines instead."""
+    say = Emitter(out_console, as_json=as_json)
+    if not as_json:
+        for warning in report.warnings:
+            err_console.print(f"asyncimg: warning: {warning}", markup=False)
+    else:
+        for warning in report.warnings:
+            say(Event("warning", warning))
+    if not live:
+        for outcome in report.batch.outcomes:
+            replaced = report.replaced.get(outcome.record.local_id)
+            say(frame_event(outcome, f" (replaces failed {replaced})" if replaced else ""))
     for left in report.skipped:
-        out_console.print(left.line(FORCE_HINT), markup=False)
+        if as_json:
+            emit_json(skipped_json(str(left.request.output_path), left.reason, left.previous))
+        else:
+            say.line(left.line(FORCE_HINT))
     for rejected in report.invalid:
-        out_console.print(
-            f"{rejected.request.output_path}: rejected — {rejected.error}", markup=False
-        )
+        text = f"{rejected.request.output_path}: rejected — {rejected.error}"
+        if as_json:
+            emit_json(
+                {
+                    "event": "frame",
+                    "outcome": "rejected",
+                    "output_path": str(rejected.request.output_path),
+                    "error": error_fields(rejected.error),
+                    "message": text,
+                }
+            )
+        else:
+            say.line(text, "failed")
     for outcome in report.batch.outcomes:
         if outcome.warning:
-            out_console.print(f"{outcome.record.filename}: {outcome.warning}", markup=False)
+            say(Event("warning", f"{outcome.record.filename}: {outcome.warning}", outcome.record))
     unconfirmed = f", {report.unconfirmed} unconfirmed" if report.unconfirmed else ""
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
-    out_console.print(
+    totals = (
         f"{report.submitted} submitted, {report.queued} queued locally{unconfirmed}, "
-        f"{report.rejected + invalid} rejected{skipped}",
-        markup=False,
+        f"{report.rejected + invalid} rejected{skipped}"
     )
+    if as_json:
+        emit_json(
+            {
+                "event": "summary",
+                "submitted": report.submitted,
+                "queued": report.queued,
+                "unconfirmed": report.unconfirmed,
+                "rejected": report.rejected + invalid,
+                "skipped": len(report.skipped),
+                "halted": str(report.batch.halted) if report.batch.halted else None,
+                "message": totals,
+            }
+        )
+        return
+    say.line(totals)
     if report.batch.halted is not None:
         err_console.print(
             f"asyncimg: stopped before sending the rest: {report.batch.halted}"
@@ -285,6 +327,7 @@ def _default_size(req_key: str) -> str:
     is_flag=True,
     help="Submit frames whose output already has a queued, running or done task.",
 )
+@json_option
 @tasks_dir_option
 @config_option
 def submit(
@@ -298,6 +341,7 @@ def submit(
     dry_run: bool,
     skip_invalid: bool,
     force: bool,
+    as_json: bool,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
@@ -323,8 +367,20 @@ def submit(
         _fail(str(exc), 2)
     checked = check_lines(lines, config)
     problems += checked.problems
+    if as_json and not dry_run:
+        emit_json(header("submit"))
     for problem in problems:
-        err_console.print(str(problem), markup=False)
+        if as_json and not dry_run:
+            emit_json(
+                {
+                    "event": "problem",
+                    "where": problem.where,
+                    "field": problem.field,
+                    "message": str(problem),
+                }
+            )
+        else:
+            err_console.print(str(problem), markup=False)
     bad = len({p.where for p in problems})
     if dry_run:
         root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
@@ -344,14 +400,21 @@ def submit(
         _fail("no frame without problems: nothing was submitted", 1)
     workspace = _workspace(tasks_dir, config_path)
     requests = [frame.request for frame in checked.frames]
+    say = Emitter(out_console, as_json=as_json)
+
+    def progress(outcome: SubmitOutcome) -> None:  # each frame the moment its answer is in
+        say(frame_event(outcome))
+
     try:
-        report = run_sync(_until_signal(workspace.submit(requests, force=force)))
+        report = run_sync(
+            _until_signal(workspace.submit(requests, force=force, on_outcome=progress))
+        )
     except AsyncImgError as exc:
         _fail(str(exc), 2)
     if report is None:
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
-    report_submit(report, invalid=bad)
+    report_submit(report, invalid=bad, live=True, as_json=as_json)
     sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
 
 
@@ -359,28 +422,41 @@ def submit(
 
 
 @click.command()
+@json_option
 @tasks_dir_option
 @config_option
-def check(tasks_dir: Path | None, config_path: Path | None) -> None:
+def check(as_json: bool, tasks_dir: Path | None, config_path: Path | None) -> None:
     """One pass: submit queued tasks, poll running ones, download finished images."""
-    sys.exit(run_check(tasks_dir, config_path))
+    sys.exit(run_check(tasks_dir, config_path, as_json=as_json))
 
 
-def run_check(tasks_dir: Path | None, config_path: Path | None) -> int:
+def run_check(tasks_dir: Path | None, config_path: Path | None, *, as_json: bool = False) -> int:
     workspace = _workspace(tasks_dir, config_path)
-    return _run_passes(workspace, interval=0, until_done=False, max_passes=1, report=_event)
+    say = Emitter(out_console, as_json=as_json)
+    if as_json:
+        emit_json(header("check"))
+    outcome = _run_passes(workspace, interval=0, until_done=False, max_passes=1, on_event=say)
+    return _finish(workspace, outcome, say)
 
 
-def _say_interrupted(workspace: Workspace) -> None:
+def _say_interrupted(workspace: Workspace, say: Emitter | None = None) -> None:
     """One line, from the records as they are now on disk."""
     tasks = workspace.store.scan().tasks
     counts = {s: sum(t.status is s for t in tasks) for s in TaskState}
     shown = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no tasks"
-    out_console.print(f"stopped by user; every record is intact: {shown}", markup=False)
-
-
-def _event(line: str) -> None:
-    out_console.print(line, markup=False)
+    text = f"stopped by user; every record is intact: {shown}"
+    if say is not None and say.as_json:
+        emit_json(
+            {
+                "event": "summary",
+                "counts": {s.value: n for s, n in counts.items()},
+                "exit_code": EXIT_INTERRUPTED,
+                "interrupted": True,
+                "message": text,
+            }
+        )
+        return
+    out_console.print(text, markup=False)
 
 
 @click.command()
@@ -391,16 +467,18 @@ def _event(line: str) -> None:
     help="Seconds between passes (default 30).",
 )
 @click.option("--keep-running", is_flag=True, help="Keep watching after every task has finished.")
+@json_option
 @tasks_dir_option
 @config_option
 def monitor(
     interval: float | None,
     keep_running: bool,
+    as_json: bool,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
     """Check repeatedly until every task is completed or failed (Ctrl+C stops safely)."""
-    sys.exit(run_monitor(tasks_dir, config_path, interval, keep_running))
+    sys.exit(run_monitor(tasks_dir, config_path, interval, keep_running, as_json=as_json))
 
 
 def run_monitor(
@@ -408,35 +486,53 @@ def run_monitor(
     config_path: Path | None,
     interval: float | None,
     keep_running: bool = False,
+    *,
+    as_json: bool = False,
 ) -> int:
     workspace = _workspace(tasks_dir, config_path)
+    say = Emitter(out_console, as_json=as_json)
+    options: dict[str, Any] = {"interval": interval, "until_done": not keep_running}
+    if as_json:
+        emit_json(header("monitor"))
+        progress = JsonProgress()
+        outcome = _run_passes(workspace, on_pass=progress, on_event=say, **options)
+        return _finish(workspace, outcome, say)
+    # The bar is closed (and, after Ctrl+C, taken away) before the summary is printed, so
+    # the summary comes after the last bar and nothing redraws a stale one.
     with MonitorDisplay(out_console) as display:
-        return _run_passes(
-            workspace,
-            interval=interval,
-            until_done=not keep_running,
-            on_pass=display.update,
-            report=display.event,
-        )
+        outcome = _run_passes(workspace, on_pass=display.update, on_event=display.event, **options)
+        display.interrupted = not isinstance(outcome, MonitorOutcome) or _was_stopped(outcome)
+    return _finish(workspace, outcome, say)
 
 
-def _run_passes(workspace: Workspace, **options: Any) -> int:
-    """Passes until `Workspace.monitor` returns; the exit status for check and monitor.
-
-    0 nothing failed, 1 frames failed or wait for the user, 2 setup problem (credentials,
-    clock, config, a record that cannot be written), 130 stopped by a signal.
-    """
+def _run_passes(workspace: Workspace, **options: Any) -> MonitorOutcome | int | None:
+    """Passes until `Workspace.monitor` returns: its outcome, None when stopped by Ctrl+C
+    before it could say, or 2 after a setup problem (already printed)."""
     try:
-        outcome = run_sync(workspace.monitor(**options))
+        return run_sync(workspace.monitor(**options))
     except AsyncImgError as exc:
         err_console.print(f"asyncimg: {exc}", markup=False)
         return 2
     except KeyboardInterrupt:
-        outcome = None
-    if outcome is None or outcome.interrupted or outcome.last is None:
-        _say_interrupted(workspace)
+        return None
+
+
+def _was_stopped(outcome: MonitorOutcome) -> bool:
+    return outcome.interrupted or outcome.last is None
+
+
+def _finish(workspace: Workspace, outcome: MonitorOutcome | int | None, say: Emitter) -> int:
+    """The summary and the exit status for check and monitor.
+
+    0 nothing failed, 1 frames failed or wait for the user, 2 setup problem (credentials,
+    clock, config, a record that cannot be written), 130 stopped by a signal.
+    """
+    if isinstance(outcome, int):
+        return outcome
+    if outcome is None or _was_stopped(outcome) or outcome.last is None:
+        _say_interrupted(workspace, say)
         return EXIT_INTERRUPTED
-    print_summary(out_console, outcome.last, workspace)
+    print_summary(out_console, outcome.last, workspace, say)
     return outcome.last.exit_code
 
 

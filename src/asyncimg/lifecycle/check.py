@@ -14,6 +14,7 @@ from pathlib import Path
 from asyncimg import constants
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.events import Event, stuck_reason
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
@@ -27,6 +28,7 @@ MAX_DOWNLOAD_FAILURES = 3
 
 Clock = Callable[[], float]
 Reporter = Callable[[str], None]
+EventSink = Callable[[Event], None]
 
 
 @dataclass
@@ -46,6 +48,9 @@ class PassSummary:
     counts: dict[str, int] = field(default_factory=dict)
     waiting: int = 0
     """Unconfirmed records whose automatic resubmits are spent: only the user can move them."""
+    stuck: str | None = None
+    """Why frames are not moving right now (the API unreachable, a limit, server errors);
+    cleared when a submit or poll goes through."""
 
     @property
     def unfinished(self) -> int:
@@ -74,6 +79,8 @@ class PassSummary:
             extra.append(f"{self.transient_errors} temporary errors (retried next pass)")
         if self.problems:
             extra.append(f"{len(self.problems)} unreadable records set aside")
+        if self.stuck and not self.halted:
+            extra.append(f"waiting: {self.stuck}")
         if self.halted:
             extra.append(f"pass stopped early: {self.halted}")
         return states + (f" — {'; '.join(extra)}" if extra else "")
@@ -92,6 +99,7 @@ class Checker:
         max_in_flight: int | None = None,
         unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
         report: Reporter | None = None,
+        on_event: EventSink | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -100,6 +108,23 @@ class Checker:
         self.max_in_flight = max_in_flight
         self.unconfirmed_budget = unconfirmed_budget
         self.report: Reporter = report or (lambda _line: None)
+        self.on_event: EventSink = on_event or (lambda _event: None)
+
+    def tell(self, event: Event) -> None:
+        """Say `event`: its line to `report`, the event itself to `on_event`."""
+        self.report(event.text)
+        self.on_event(event)
+
+    def _stuck(self, summary: PassSummary, error: AsyncImgError | None) -> None:
+        """Note why frames wait (said once, when the reason first shows), or that they move."""
+        reason = stuck_reason(error) if error is not None else None
+        if error is None or reason is None:
+            if error is None:
+                summary.stuck = None
+            return
+        if reason != summary.stuck:
+            summary.stuck = reason
+            self.tell(Event("stuck", reason, error=error))
 
     async def run_pass(self) -> PassSummary:
         summary = PassSummary()
@@ -153,18 +178,30 @@ class Checker:
         if batch.halted is not None:
             self._halt(summary, batch.halted)
         for outcome in batch.outcomes:
-            name = _name(outcome.record)
+            record = outcome.record
+            name = _name(record)
             if outcome.warning:
-                self.report(f"{name}: {outcome.warning}")
+                self.tell(Event("warning", f"{name}: {outcome.warning}", record))
             if outcome.accepted:
                 summary.submitted += 1
-                self.report(f"{name}: submitted as {outcome.record.task_id}")
+                self._stuck(summary, None)
+                self.tell(Event("submitted", f"{name}: submitted as {record.task_id}", record))
             elif outcome.unconfirmed and outcome.error is not None:
                 summary.unconfirmed += 1
-                self.report(f"{name}: unconfirmed — {outcome.error}; it may exist and be billed")
+                self.tell(
+                    Event(
+                        "unconfirmed",
+                        f"{name}: unconfirmed — {outcome.error}; it may exist and be billed",
+                        record,
+                        outcome.error,
+                    )
+                )
             elif outcome.rejected and outcome.error is not None:
                 summary.failed += 1
-                self.report(f"{name}: failed — {decide.failure_reason(outcome.error)}")
+                reason = decide.failure_reason(outcome.error)
+                self.tell(Event("failed", f"{name}: failed — {reason}", record, outcome.error))
+            elif outcome.queued and outcome.error is not None:
+                self._stuck(summary, outcome.error)
         return batch
 
     def _load(self, summary: PassSummary) -> ScanReport:
@@ -173,7 +210,7 @@ class Checker:
         scanned = self.store.scan()
         for problem in scanned.problems:
             summary.problems.append(str(problem))
-            self.report(str(problem))
+            self.tell(Event("warning", str(problem)))
         return scanned
 
     async def _check_one(self, record: TaskRecord, summary: PassSummary) -> None:
@@ -195,7 +232,9 @@ class Checker:
             try:
                 result = await self.client.get_result(current.req_key, current.task_id)
             except AsyncImgError as exc:
+                self._stuck(summary, exc)
                 return self._apply(current, decide.after_error(exc), summary)
+            self._stuck(summary, None)
             decision = decide.after_poll(result)
             if decision.download:
                 return await self._download(current, result, summary)
@@ -205,7 +244,7 @@ class Checker:
         """Every other task would hit the same wall: stop polling, say it once."""
         if summary.halted is None:
             summary.halted = decide.failure_reason(error)
-            self.report(f"stopping this pass: {summary.halted}")
+            self.tell(Event("halted", f"stopping this pass: {summary.halted}", error=error))
 
     async def _download(
         self, record: TaskRecord, result: Result, summary: PassSummary
@@ -232,7 +271,7 @@ class Checker:
         )
         self.store.save(done)
         summary.completed += 1
-        self.report(f"{_name(done)}: completed → {done.output_path}")
+        self.tell(Event("completed", f"{_name(done)}: completed → {done.output_path}", done))
         return done
 
     async def _fetch_and_save(self, record: TaskRecord, result: Result) -> list[ResultFile]:
@@ -284,7 +323,10 @@ class Checker:
         self.store.save(updated)
         if decision.fails and decision.error is not None:
             summary.failed += 1
-            self.report(f"{_name(updated)}: failed — {decide.failure_reason(decision.error)}")
+            reason = decide.failure_reason(decision.error)
+            self.tell(
+                Event("failed", f"{_name(updated)}: failed — {reason}", updated, decision.error)
+            )
         return updated
 
 

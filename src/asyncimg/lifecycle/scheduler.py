@@ -31,6 +31,7 @@ from aiolimiter import AsyncLimiter
 from asyncimg.fileio import atomic_write
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.check import Checker, PassSummary
+from asyncimg.lifecycle.events import Event
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import MonitorOutcome
 from asyncimg.lifecycle.schedule import (
@@ -294,7 +295,7 @@ class Scheduler:
         report = self.checker.store.load_all()
         for problem in report.problems:
             self._summary.problems.append(str(problem))
-            self.checker.report(str(problem))
+            self.checker.tell(Event("warning", str(problem)))
         for record in report.records:
             self.records[record.local_id] = record
         self._seen = _listing(self.checker.store.root)

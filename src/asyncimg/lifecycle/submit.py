@@ -373,8 +373,11 @@ async def submit_records(
     sleep: Sleep = asyncio.sleep,
     parallel: int = 4,
     unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
+    on_outcome: Callable[[SubmitOutcome], None] | None = None,
 ) -> BatchOutcome:
     """Submit queued records in order, a few at a time, until the service says "limit".
+
+    `on_outcome` hears about each frame the moment its answer is recorded (progress).
 
     Every record is already on disk; after the first refusal that waiting can fix (50429,
     50430, outage), an unknown outcome or a setup problem, the rest simply stay queued for
@@ -411,6 +414,8 @@ async def submit_records(
                     stop.set()
                     return
             outcomes[record.local_id] = outcome
+            if on_outcome is not None:
+                on_outcome(outcome)
             if outcome.error is not None and stop_submitting(outcome.error):
                 if is_setup_problem(outcome.error):
                     halted.append(outcome.error)
