@@ -28,6 +28,7 @@ from asyncimg.api import (
 )
 from asyncimg.cli.emit import Emitter, emit_json, frame_event, header, skipped_json
 from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
+from asyncimg.cli.show import describe, find_record
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.events import Event, error_fields
 from asyncimg.lifecycle.interrupt import StopOnSignals
@@ -542,12 +543,17 @@ def _finish(workspace: Workspace, outcome: MonitorOutcome | int | None, say: Emi
 @click.command("list")
 @click.option("--status", type=click.Choice([s.value for s in TaskState]), default=None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of records.")
+@click.option("--wide", is_flag=True, help="Never cut long paths and errors.")
 @tasks_dir_option
 @config_option
 def list_(
-    status: str | None, as_json: bool, tasks_dir: Path | None, config_path: Path | None
+    status: str | None,
+    as_json: bool,
+    wide: bool,
+    tasks_dir: Path | None,
+    config_path: Path | None,
 ) -> None:
-    """List task records."""
+    """List task records (long paths and errors are cut to fit the terminal)."""
     workspace = _workspace(tasks_dir, config_path)
     if as_json:  # whole records: read them all
         loaded = workspace.store.load_all()
@@ -563,22 +569,30 @@ def list_(
         err_console.print(str(problem), markup=False)
     tasks = [t for t in scanned.tasks if status is None or t.status.value == status]
     tasks.sort(key=lambda t: (t.created_at, t.local_id))
-    click.echo(task_table(tasks))
+    click.echo(task_table(tasks, width=None if wide else out_console.width))
     out_console.print(f"{len(tasks)} tasks", markup=False)
 
 
 @click.command()
-@click.argument("task_id")
+@click.argument("key", metavar="TASK_ID|PATH|FILE")
+@json_option
 @tasks_dir_option
 @config_option
-def show(task_id: str, tasks_dir: Path | None, config_path: Path | None) -> None:
-    """Show one task record in full."""
+def show(key: str, as_json: bool, tasks_dir: Path | None, config_path: Path | None) -> None:
+    """Show one task: its frame, times (local), error and earlier attempts.
+
+    Found by task id (or a prefix), output path, or file name (001.png).
+    """
     workspace = _workspace(tasks_dir, config_path)
     try:
-        record = workspace.store.get(task_id)
+        record = find_record(workspace.store, key)
     except (AsyncImgError, KeyError) as exc:
         _fail(str(exc).strip("'\""), 1)
-    click.echo(json.dumps(json.loads(record.model_dump_json()), ensure_ascii=False, indent=2))
+    if as_json:
+        emit_json({"event": "task", **json.loads(record.model_dump_json())})
+        return
+    for line in describe(record):
+        out_console.print(line, markup=False, highlight=False)
 
 
 # -- retry / clean ------------------------------------------------------------------------

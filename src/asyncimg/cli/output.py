@@ -224,8 +224,10 @@ def _failed_json(task: RecordSummary | TaskRecord) -> dict[str, object]:
     }
 
 
-def task_table(tasks: Sequence[RecordSummary]) -> str:
-    """`asyncimg list`'s table: a header and one line per task, in aligned columns.
+def task_table(tasks: Sequence[RecordSummary], width: int | None = None) -> str:
+    """`asyncimg list`'s table: a header and one line per task, in aligned columns, each
+    line at most `width` terminal columns (long output paths lose their start, long errors
+    their end, marked with "…"); None: nothing is cut.
 
     Plain text rather than a rich Table: rich lays out every cell (about a millisecond per
     row), which made `list` over a folder of ten thousand records take seconds.
@@ -240,12 +242,55 @@ def task_table(tasks: Sequence[RecordSummary]) -> str:
             t.last_error.message if t.last_error else "",
         )
         rows.append([_printable(cell) for cell in cells])
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(LIST_COLUMNS) - 1)]
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(LIST_COLUMNS))]
+    if width is not None:
+        widths = fit_columns(widths, width)
+        for row in rows:
+            row[2] = cut_start(row[2], widths[2])
+            row[4] = cut_end(row[4], widths[4])
     lines = []
     for row in rows:
         padded = [cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=False)]
-        lines.append("  ".join([*padded, row[-1]]).rstrip())
+        lines.append("  ".join([*padded[:-1], row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def fit_columns(widths: list[int], total: int) -> list[int]:
+    """Column widths that fit `total` terminal columns (two spaces between columns): the
+    task, status and time keep theirs; the output and the error share what is left, the
+    output at most half of it (at least 12 each)."""
+    task, status, output, updated, error = widths
+    room = total - (task + status + updated) - 2 * (len(widths) - 1)
+    if output + error <= room:
+        return widths
+    out_w = min(output, max(12, min(room // 2, room - min(error, room // 2))))
+    err_w = max(12, room - out_w)
+    return [task, status, out_w, updated, min(error, err_w)]
+
+
+def cut_end(text: str, width: int) -> str:
+    """`text` in at most `width` columns, its end replaced by "…" if it does not fit."""
+    if _width(text) <= width:
+        return text
+    out = ""
+    for char in text:
+        if _width(out + char) > width - 1:
+            break
+        out += char
+    return out + "…"
+
+
+def cut_start(text: str, width: int) -> str:
+    """`text` in at most `width` columns, its start replaced by "…" (a path keeps its
+    file name)."""
+    if _width(text) <= width:
+        return text
+    out = ""
+    for char in reversed(text):
+        if _width(char + out) > width - 1:
+            break
+        out = char + out
+    return "…" + out
 
 
 def _width(text: str) -> int:
