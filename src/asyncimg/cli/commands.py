@@ -37,7 +37,7 @@ from asyncimg.lifecycle.submit import SubmitOutcome, max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
 from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
-from asyncimg.store.record import reject_json_constant
+from asyncimg.store.record import TaskRecord, reject_json_constant
 from asyncimg.store.states import TaskState
 from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
@@ -192,6 +192,15 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
 
 
 FORCE_HINT = " (use --force to submit again)"
+
+
+def replaces_failed(record: TaskRecord) -> str:
+    """ " (replaces failed task T)" when this submit took a failed frame's place."""
+    if not record.history or record.history[-1].status is not TaskState.FAILED:
+        return ""  # submit sends new records, and failed ones it put back in the queue
+    last = record.history[-1]
+    name = f"task {last.task_id}" if last.task_id else f"local task {record.local_id[:8]}"
+    return f" (replaces failed {name})"
 
 
 def report_submit(
@@ -404,7 +413,7 @@ def submit(
     say = Emitter(out_console, as_json=as_json)
 
     def progress(outcome: SubmitOutcome) -> None:  # each frame the moment its answer is in
-        say(frame_event(outcome))
+        say(frame_event(outcome, replaces_failed(outcome.record)))
 
     try:
         report = run_sync(
@@ -495,14 +504,21 @@ def run_monitor(
     options: dict[str, Any] = {"interval": interval, "until_done": not keep_running}
     if as_json:
         emit_json(header("monitor"))
-        progress = JsonProgress()
-        outcome = _run_passes(workspace, on_pass=progress, on_event=say, **options)
-        return _finish(workspace, outcome, say)
+        result = _run_passes(workspace, on_pass=JsonProgress(), on_event=say, **options)
+        return _finish(workspace, result, say)
     # The bar is closed (and, after Ctrl+C, taken away) before the summary is printed, so
     # the summary comes after the last bar and nothing redraws a stale one.
-    with MonitorDisplay(out_console) as display:
-        outcome = _run_passes(workspace, on_pass=display.update, on_event=display.event, **options)
-        display.interrupted = not isinstance(outcome, MonitorOutcome) or _was_stopped(outcome)
+    outcome: MonitorOutcome | int | None = None
+    try:
+        with MonitorDisplay(out_console) as display:
+            outcome = _run_passes(
+                workspace, on_pass=display.update, on_event=display.event, **options
+            )
+            display.interrupted = outcome is None or (
+                isinstance(outcome, MonitorOutcome) and _was_stopped(outcome)
+            )
+    except KeyboardInterrupt:  # Ctrl+C while the bar was being set up or taken down
+        outcome = None
     return _finish(workspace, outcome, say)
 
 

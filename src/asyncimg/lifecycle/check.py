@@ -109,6 +109,7 @@ class Checker:
         self.unconfirmed_budget = unconfirmed_budget
         self.report: Reporter = report or (lambda _line: None)
         self.on_event: EventSink = on_event or (lambda _event: None)
+        self._said_stuck: str | None = None
 
     def tell(self, event: Event) -> None:
         """Say `event`: its line to `report`, the event itself to `on_event`."""
@@ -122,8 +123,9 @@ class Checker:
             if error is None:
                 summary.stuck = None
             return
-        if reason != summary.stuck:
-            summary.stuck = reason
+        summary.stuck = reason
+        if reason != self._said_stuck:  # a flapping connection is not said again and again
+            self._said_stuck = reason
             self.tell(Event("stuck", reason, error=error))
 
     async def run_pass(self) -> PassSummary:

@@ -85,15 +85,14 @@ def error_fields(error: AsyncImgError) -> dict[str, Any]:
 
 def stuck_reason(error: AsyncImgError) -> str | None:
     """Why frames wait after `error`, in the words the user needs; None when the error is
-    about one frame only (a review rejection), not about the way to the API."""
+    about one frame only (a review rejection), not about the way to the API, or is the
+    account's QPS / concurrency limit (frames wait for capacity at full speed)."""
     if isinstance(error, ConnectFailed):
         return f"API unreachable: {_detail(error)}"
     if isinstance(error, NetworkError):
         return f"network problem: {_detail(error)}"
-    if isinstance(error, ConcurrencyLimited):
-        return "the account's concurrency limit is reached (50430): frames wait for a free slot"
-    if isinstance(error, RateLimited):
-        return "the account's request rate limit is reached (50429): sending more slowly"
+    if isinstance(error, ConcurrencyLimited | RateLimited):
+        return None  # the account's limits: normal at full speed, not a reason to worry
     if isinstance(error, ServerError) and error.retryable:
         return f"API server error: {error}"
     return None
