@@ -29,6 +29,7 @@ from asyncimg.api import (
 from asyncimg.cli.emit import Emitter, emit_json, frame_event, header, skipped_json
 from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
 from asyncimg.cli.show import describe, find_record
+from asyncimg.i18n import _, language
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.events import Event, error_fields
 from asyncimg.lifecycle.interrupt import StopOnSignals
@@ -200,7 +201,7 @@ def replaces_failed(record: TaskRecord) -> str:
         return ""  # submit sends new records, and failed ones it put back in the queue
     last = record.history[-1]
     name = f"task {last.task_id}" if last.task_id else f"local task {record.local_id[:8]}"
-    return f" (replaces failed {name})"
+    return _(" (replaces failed {name})").format(name=name)
 
 
 def report_submit(
@@ -211,21 +212,24 @@ def report_submit(
     say = Emitter(out_console, as_json=as_json)
     if not as_json:
         for warning in report.warnings:
-            err_console.print(f"asyncimg: warning: {warning}", markup=False)
+            err_console.print(f"asyncimg: {_('warning')}: {warning}", markup=False)
     else:
         for warning in report.warnings:
             say(Event("warning", warning))
     if not live:
         for outcome in report.batch.outcomes:
             replaced = report.replaced.get(outcome.record.local_id)
-            say(frame_event(outcome, f" (replaces failed {replaced})" if replaced else ""))
+            extra = _(" (replaces failed {name})").format(name=replaced) if replaced else ""
+            say(frame_event(outcome, extra))
     for left in report.skipped:
         if as_json:
             emit_json(skipped_json(str(left.request.output_path), left.reason, left.previous))
         else:
             say.line(left.line(FORCE_HINT))
     for rejected in report.invalid:
-        text = f"{rejected.request.output_path}: rejected — {rejected.error}"
+        text = _("{output}: rejected — {error}").format(
+            output=rejected.request.output_path, error=rejected.error
+        )
         if as_json:
             emit_json(
                 {
@@ -241,11 +245,16 @@ def report_submit(
     for outcome in report.batch.outcomes:
         if outcome.warning:
             say(Event("warning", f"{outcome.record.filename}: {outcome.warning}", outcome.record))
-    unconfirmed = f", {report.unconfirmed} unconfirmed" if report.unconfirmed else ""
-    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
-    totals = (
-        f"{report.submitted} submitted, {report.queued} queued locally{unconfirmed}, "
-        f"{report.rejected + invalid} rejected{skipped}"
+    unconfirmed = _(", {n} unconfirmed").format(n=report.unconfirmed) if report.unconfirmed else ""
+    skipped = _(", {n} skipped").format(n=len(report.skipped)) if report.skipped else ""
+    totals = _(
+        "{submitted} submitted, {queued} queued locally{unconfirmed}, {rejected} rejected{skipped}"
+    ).format(
+        submitted=report.submitted,
+        queued=report.queued,
+        unconfirmed=unconfirmed,
+        rejected=report.rejected + invalid,
+        skipped=skipped,
     )
     if as_json:
         emit_json(
@@ -264,13 +273,14 @@ def report_submit(
     say.line(totals)
     if report.batch.halted is not None:
         err_console.print(
-            f"asyncimg: stopped before sending the rest: {report.batch.halted}"
-            f"{' — ' + report.batch.halted.hint if report.batch.halted.hint else ''}",
+            "asyncimg: "
+            + _("stopped before sending the rest: {error}").format(error=report.batch.halted)
+            + (f" — {_(report.batch.halted.hint)}" if report.batch.halted.hint else ""),
             markup=False,
         )
     elif report.queued or report.unconfirmed:
         out_console.print(
-            "Queued tasks are submitted by `asyncimg check` / `asyncimg monitor`.", markup=False
+            _("Queued tasks are submitted by `asyncimg check` / `asyncimg monitor`."), markup=False
         )
 
 
@@ -301,10 +311,12 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
             markup=False,
         )
     images = f"{least}" if least == most else f"{least} to {most}"
-    problems = f", {checked.bad_lines} with problems" if checked.bad_lines else ""
+    problems = _(", {n} with problems").format(n=checked.bad_lines) if checked.bad_lines else ""
     out_console.print(
-        f"dry run: {to_submit} to submit, {skipped} skipped{problems}; "
-        f"images billed: {images}; nothing was submitted or written",
+        _(
+            "dry run: {to_submit} to submit, {skipped} skipped{problems}; "
+            "images billed: {images}; nothing was submitted or written"
+        ).format(to_submit=to_submit, skipped=skipped, problems=problems, images=images),
         markup=False,
     )
 
@@ -364,11 +376,11 @@ def submit(
     """
     if batch is not None:
         if prompt or output_path:
-            raise click.UsageError("give either PROMPT -o OUT or --batch FILE, not both")
+            raise click.UsageError(_("give either PROMPT -o OUT or --batch FILE, not both"))
         lines, problems = read_batch(batch)
     else:
         if not prompt or not output_path:
-            raise click.UsageError("PROMPT and -o/--output are required (or use --batch FILE)")
+            raise click.UsageError(_("PROMPT and -o/--output are required (or use --batch FILE)"))
         lines = [command_line(prompt, output_path, characters, style, req_key, size)]
         problems = []
     try:
@@ -399,15 +411,21 @@ def submit(
     if problems and not skip_invalid:
         total = len(checked.frames) + bad
         _fail(
-            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {total} "
-            f"frame{'s' if total != 1 else ''}; nothing was submitted or written. Fix "
-            + ("them" if len(problems) != 1 else "it")
-            + " and run again"
-            + (", or add --skip-invalid to submit the others" if checked.frames else ""),
+            _(
+                "{problems} problem(s) in {bad} of {total} frame(s); nothing was submitted or written. Fix and run again"  # noqa: E501
+            ).format(problems=len(problems), bad=bad, total=total)
+            if language() != "en"
+            else (
+                f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {total} "
+                f"frame{'s' if total != 1 else ''}; nothing was submitted or written. Fix "
+                + ("them" if len(problems) != 1 else "it")
+                + " and run again"
+            )
+            + (_(", or add --skip-invalid to submit the others") if checked.frames else ""),
             2,
         )
     if not checked.frames:
-        _fail("no frame without problems: nothing was submitted", 1)
+        _fail(_("no frame without problems: nothing was submitted"), 1)
     workspace = _workspace(tasks_dir, config_path)
     requests = [frame.request for frame in checked.frames]
     say = Emitter(out_console, as_json=as_json)
@@ -453,8 +471,8 @@ def _say_interrupted(workspace: Workspace, say: Emitter | None = None) -> None:
     """One line, from the records as they are now on disk."""
     tasks = workspace.store.scan().tasks
     counts = {s: sum(t.status is s for t in tasks) for s in TaskState}
-    shown = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no tasks"
-    text = f"stopped by user; every record is intact: {shown}"
+    shown = ", ".join(f"{n} {_(s.value)}" for s, n in counts.items() if n) or _("no tasks")
+    text = _("stopped by user; every record is intact: {counts}").format(counts=shown)
     if say is not None and say.as_json:
         emit_json(
             {
@@ -586,7 +604,7 @@ def list_(
     tasks = [t for t in scanned.tasks if status is None or t.status.value == status]
     tasks.sort(key=lambda t: (t.created_at, t.local_id))
     click.echo(task_table(tasks, width=None if wide else out_console.width))
-    out_console.print(f"{len(tasks)} tasks", markup=False)
+    out_console.print(_("{n} tasks").format(n=len(tasks)), markup=False)
 
 
 @click.command()
@@ -669,13 +687,13 @@ def retry(
     nothing is retried.
     """
     if not task_ids and not all_failed and not all_unconfirmed:
-        raise click.UsageError("name TASK_ID... or use --failed / --unconfirmed")
+        raise click.UsageError(_("name TASK_ID... or use --failed / --unconfirmed"))
     several = all_failed or all_unconfirmed or len(set(task_ids)) > 1
-    one = "name a single TASK_ID (not several, nor --failed / --unconfirmed)"
+    one = _("name a single TASK_ID (not several, nor --failed / --unconfirmed)")
     if several and prompt is not None:
-        _fail(f"--prompt changes one frame's prompt: {one}", 2)
+        _fail(_("--prompt changes one frame's prompt: {one}").format(one=one), 2)
     if several and output is not None:
-        _fail(f"--output saves one frame elsewhere: {one}", 2)
+        _fail(_("--output saves one frame elsewhere: {one}").format(one=one), 2)
     workspace = _workspace(tasks_dir, config_path)
     try:
         report = run_sync(
@@ -696,7 +714,7 @@ def retry(
     except RetryInvalid as exc:
         for problem in exc.problems:
             err_console.print(f"asyncimg: {problem}", markup=False)
-        _fail("nothing was retried: fix the above, then run it again", 2)
+        _fail(_("nothing was retried: fix the above, then run it again"), 2)
     except AsyncImgError as exc:
         _fail(str(exc), _exit_code(exc))
     if report is None:
@@ -704,21 +722,29 @@ def retry(
         sys.exit(EXIT_INTERRUPTED)
     for record in report.refetched:
         out_console.print(
-            f"{record.filename}: task {record.task_id} fetched again (no new submission); "
-            f"`asyncimg check` downloads it to {record.output_path}",
+            _(
+                "{name}: task {task_id} fetched again (no new submission); "
+                "`asyncimg check` downloads it to {output}"
+            ).format(name=record.filename, task_id=record.task_id, output=record.output_path),
             markup=False,
         )
     for record in report.moved_on:
         out_console.print(
-            f"{record.filename}: skipped — another asyncimg is handling it "
-            f"(now {record.status.value})",
+            _("{name}: skipped — another asyncimg is handling it (now {status})").format(
+                name=record.filename, status=_(record.status.value)
+            ),
             markup=False,
         )
     if report.batch.outcomes:
         report_submit(report)
     elif not report.refetched and not report.moved_on:
         kinds = [k for k, on in (("failed", all_failed), ("unconfirmed", all_unconfirmed)) if on]
-        out_console.print(f"no {' or '.join(kinds) or 'failed'} tasks to retry", markup=False)
+        out_console.print(
+            _("no {kinds} tasks to retry").format(kinds=" / ".join(map(_, kinds)) or _("failed"))
+            if language() != "en"
+            else f"no {' or '.join(kinds) or 'failed'} tasks to retry",
+            markup=False,
+        )
     sys.exit(report.exit_code)
 
 
@@ -730,7 +756,7 @@ def parse_age(text: str) -> float:
     """'7d', '12h', '30m', '90s', '2w' (a bare number means days) → seconds."""
     match = _AGE.match(text.lower())
     if not match:
-        raise click.BadParameter(f"{text!r} is not an age like 7d, 12h or 30m")
+        raise click.BadParameter(_("{text!r} is not an age like 7d, 12h or 30m").format(text=text))
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
@@ -756,15 +782,18 @@ def clean(
 ) -> None:
     """Delete (or archive) completed and/or failed records. Images are never touched."""
     if not completed and not failed:
-        raise click.UsageError("say which records: --completed, --failed or both")
+        raise click.UsageError(_("say which records: --completed, --failed or both"))
     workspace = _workspace(tasks_dir, config_path)
     age = parse_age(older_than) if older_than else None
     report = workspace.clean(completed=completed, failed=failed, older_than=age, archive=archive)
-    verb = f"archived to {archive}" if archive else "deleted"
+    verb = _("archived to {folder}").format(folder=archive) if archive else _("deleted")
     if completed:
-        out_console.print(f"{report.completed} completed records {verb}", markup=False)
+        line = _("{n} completed records {verb}").format(n=report.completed, verb=verb)
+        out_console.print(line, markup=False)
     if failed:
-        out_console.print(f"{report.failed} failed records {verb}", markup=False)
+        out_console.print(
+            _("{n} failed records {verb}").format(n=report.failed, verb=verb), markup=False
+        )
 
 
 # -- adopt --------------------------------------------------------------------------------
@@ -804,9 +833,11 @@ def adopt(
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
     for warning in report.warnings:
-        err_console.print(f"asyncimg: warning: {warning}", markup=False)
+        err_console.print(f"asyncimg: {_('warning')}: {warning}", markup=False)
     out_console.print(
-        f"adopted {report.record.task_id} for {output_path}; asyncimg check downloads it",
+        _("adopted {task_id} for {output}; asyncimg check downloads it").format(
+            task_id=report.record.task_id, output=output_path
+        ),
         markup=False,
     )
 

@@ -12,7 +12,9 @@ from typing import Any
 
 from rich.console import Console
 
+from asyncimg.i18n import _
 from asyncimg.lifecycle.events import EVENTS_VERSION, Event, frame_fields, stuck_reason
+from asyncimg.lifecycle.explain import plain
 from asyncimg.lifecycle.submit import SubmitOutcome
 
 #: The colour of a line, by event kind (a terminal only; NO_COLOR and pipes get none).
@@ -62,21 +64,23 @@ def emit_json(obj: dict[str, Any]) -> None:
 def frame_line(outcome: SubmitOutcome) -> str:
     """`submit`'s line for one frame; a queued frame says why it waits."""
     record = outcome.record
+    name = record.filename
     if outcome.accepted:
-        return f"{record.filename}: submitted as {record.task_id}"
+        return _("{name}: submitted as {task_id}").format(name=name, task_id=record.task_id)
     if outcome.queued:
         why = ""
         if outcome.error is not None:
-            why = f" — {stuck_reason(outcome.error) or outcome.error}"
+            why = f" — {stuck_reason(outcome.error) or plain(outcome.error)}"
         elif record.last_error is not None:
             why = f" ({record.last_error.message})"
-        return f"{record.filename}: queued locally{why}"
+        return _("{name}: queued locally{why}").format(name=name, why=why)
     if outcome.unconfirmed:
-        return (
-            f"{record.filename}: unconfirmed — {outcome.error}; the service may have created "
-            "(and billed) it; `asyncimg check` resubmits it at most once"
-        )
-    return f"{record.filename}: rejected — {outcome.error}"
+        return _(
+            "{name}: unconfirmed — {error}; the service may have created (and billed) it; "
+            "`asyncimg check` resubmits it at most once"
+        ).format(name=name, error=outcome.error)
+    error = plain(outcome.error) if outcome.error is not None else ""
+    return _("{output}: rejected — {error}").format(output=name, error=error)
 
 
 def outcome_name(outcome: SubmitOutcome) -> str:
@@ -99,10 +103,10 @@ def frame_event(outcome: SubmitOutcome, extra: str = "") -> Event:
     )
 
 
-def skipped_json(output_path: str, reason: str, previous: Any) -> dict[str, Any]:
+def skipped_json(output_path: str, why: str, previous: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"event": "frame", "outcome": "skipped", "output_path": output_path}
     out["previous"] = frame_fields(previous)
-    out["message"] = f"{output_path}: skipped — {reason}"
+    out["message"] = _("{output}: skipped — {reason}").format(output=output_path, reason=why)
     return out
 
 

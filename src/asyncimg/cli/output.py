@@ -14,9 +14,11 @@ from rich.text import Text
 
 from asyncimg.api import Workspace
 from asyncimg.cli.emit import Emitter, emit_json, style_of
+from asyncimg.i18n import N_, _
 from asyncimg.lifecycle.check import PassSummary
 from asyncimg.lifecycle.decide import waits_for_user
 from asyncimg.lifecycle.events import Event
+from asyncimg.lifecycle.explain import message_of
 from asyncimg.lifecycle.scheduler import SchedulerView
 from asyncimg.store.index import RecordSummary
 from asyncimg.store.record import TaskRecord
@@ -24,7 +26,16 @@ from asyncimg.store.states import TaskState
 
 T = TypeVar("T", RecordSummary, TaskRecord)
 
-LIST_COLUMNS = ("task", "status", "output", "updated", "error")
+LIST_COLUMNS = (N_("task"), N_("status"), N_("output"), N_("updated"), N_("error"))
+#: The states, marked for translation (shown in counts, `list` and `show`).
+STATE_NAMES = (
+    N_("pending"),
+    N_("unconfirmed"),
+    N_("submitted"),
+    N_("processing"),
+    N_("completed"),
+    N_("failed"),
+)
 
 
 class FramesBar(ProgressColumn):
@@ -189,25 +200,40 @@ def print_summary(
 
     say_line(summary.line())
     if waiting:
-        say_line(f"{len(waiting)} unconfirmed (a submit's answer was lost; the task may exist):")
-        for record in waiting:
-            reason = record.last_error.message if record.last_error else "answer lost"
-            say_line(f"  {record.local_id[:8]}  {record.output_path}: {reason}", "yellow")
         say_line(
-            f"  if you find its task id: asyncimg adopt TASK_ID -o PATH --tasks-dir {root}; "
-            f"to pay for it again: asyncimg retry {waiting[0].local_id[:8]} --tasks-dir {root}"
+            _("{n} unconfirmed (a submit's answer was lost; the task may exist):").format(
+                n=len(waiting)
+            )
+        )
+        for record in waiting:
+            error = record.last_error
+            why = _("answer lost")
+            if error is not None:
+                why = message_of(error.code, error.kind, error.message)
+            say_line(f"  {record.local_id[:8]}  {record.output_path}: {why}", "yellow")
+        say_line(
+            _(
+                "  if you find its task id: asyncimg adopt TASK_ID -o PATH --tasks-dir {root}; "
+                "to pay for it again: asyncimg retry {key} --tasks-dir {root}"
+            ).format(root=root, key=waiting[0].local_id[:8])
         )
     if not failed:
         return
-    say_line(f"{len(failed)} failed:", "red")
+    say_line(_("{n} failed:").format(n=len(failed)), "red")
     for task in failed:
-        reason = task.last_error.message if task.last_error else "unknown reason"
+        why = _("unknown reason")
         hint = ""
-        if task.last_error is not None and task.last_error.resubmittable:
-            hint = " (resubmitting may help)"
+        if task.last_error is not None:
+            why = message_of(None, task.last_error.kind, task.last_error.message)
+            if task.last_error.resubmittable:
+                hint = _(" (resubmitting may help)")
         name = task.task_id or task.local_id[:8]
-        say_line(f"  {name}  {task.output_path}: {reason}{hint}", "red")
-    say_line(f"retry them all with: {retry_all} (add --size or --style to fix them first)")
+        say_line(f"  {name}  {task.output_path}: {why}{hint}", "red")
+    say_line(
+        _("retry them all with: {command} (add --size or --style to fix them first)").format(
+            command=retry_all
+        )
+    )
 
 
 def _failed_json(task: RecordSummary | TaskRecord) -> dict[str, object]:
@@ -232,14 +258,14 @@ def task_table(tasks: Sequence[RecordSummary], width: int | None = None) -> str:
     Plain text rather than a rich Table: rich lays out every cell (about a millisecond per
     row), which made `list` over a folder of ten thousand records take seconds.
     """
-    rows: list[list[str]] = [list(LIST_COLUMNS)]
+    rows: list[list[str]] = [[_(name) for name in LIST_COLUMNS]]
     for t in tasks:
         cells = (
-            t.task_id or f"(local {t.local_id[:8]})",
-            t.status.value,
+            t.task_id or _("(local {id})").format(id=t.local_id[:8]),
+            _(t.status.value),
             t.output_path,
             time.strftime("%m-%d %H:%M:%S", time.localtime(t.updated_at)),
-            t.last_error.message if t.last_error else "",
+            message_of(None, t.last_error.kind, t.last_error.message) if t.last_error else "",
         )
         rows.append([_printable(cell) for cell in cells])
     widths = [max(_width(row[i]) for row in rows) for i in range(len(LIST_COLUMNS))]

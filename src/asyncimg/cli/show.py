@@ -11,6 +11,10 @@ import os
 import time
 from pathlib import Path
 
+from rich.cells import cell_len
+
+from asyncimg.i18n import N_, _
+from asyncimg.lifecycle.explain import message_of
 from asyncimg.lifecycle.validate import output_key
 from asyncimg.store.record import TaskRecord
 from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound, TaskStore
@@ -24,7 +28,7 @@ def find_record(store: TaskStore, key: str) -> TaskRecord:
         pass
     name = Path(key).name
     if not name:
-        raise TaskNotFound(f"no task matches {key!r} in {store.root}")
+        raise TaskNotFound(_("no task matches {key!r} in {root}").format(key=key, root=store.root))
     candidates = [t for t in store.scan().tasks if t.filename == name or t.output_path == key]
     records = [r for r in (store.read(t.path) for t in candidates) if r is not None]
     if os.sep in key or "/" in key:
@@ -32,12 +36,16 @@ def find_record(store: TaskStore, key: str) -> TaskRecord:
         exact = [r for r in records if r.output_path == key or output_key(r) == wanted]
         records = exact or [r for r in records if r.output_path.endswith(key)]
     if not records:
-        raise TaskNotFound(f"no task matches {key!r} (task id, output path or file name)")
+        raise TaskNotFound(
+            _("no task matches {key!r} (task id, output path or file name)").format(key=key)
+        )
     files = {output_key(r) for r in records}
     if len(files) > 1:
         shown = ", ".join(sorted(r.output_path for r in records)[:5])
         raise AmbiguousTaskKey(
-            f"{key!r} matches {len(files)} different files: {shown}; give the path"
+            _("{key!r} matches {n} different files: {shown}; give the path").format(
+                key=key, n=len(files), shown=shown
+            )
         )
     return max(records, key=lambda r: (r.created_at, r.updated_at))
 
@@ -52,44 +60,62 @@ def when(stamp: float | None) -> str:
 def describe(record: TaskRecord) -> list[str]:
     """The lines `show` prints: what, where, when, why, and every earlier attempt."""
     rows: list[tuple[str, str]] = []
-    rows.append(("task", record.task_id or "(not accepted yet)"))
-    rows.append(("local id", record.local_id))
-    rows.append(("status", record.status.value))
+    rows.append((N_("task"), record.task_id or _("(not accepted yet)")))
+    rows.append((N_("local id"), record.local_id))
+    rows.append((N_("status"), _(record.status.value)))
     path = record.resolve(record.output_path)
-    rows.append(("output", record.output_path + ("" if path.exists() else "  (not on disk)")))
+    missing = "" if path.exists() else _("  (not on disk)")
+    rows.append((N_("output"), record.output_path + missing))
     if str(path) != record.output_path:
-        rows.append(("  file", str(path)))
+        rows.append((N_("  file"), str(path)))
     for extra in record.results:
-        rows.append(("  image", f"{extra.path}  {extra.width}x{extra.height}, {extra.bytes} bytes"))
-    rows.append(("prompt", record.prompt))
+        size_text = _("{w}x{h}, {n} bytes").format(w=extra.width, h=extra.height, n=extra.bytes)
+        rows.append((N_("  image"), f"{extra.path}  {size_text}"))
+    rows.append((N_("prompt"), record.prompt))
     if record.full_prompt != record.prompt:
-        rows.append(("sent as", record.full_prompt))
-    rows.append(("style", record.style or "-"))
+        rows.append((N_("sent as"), record.full_prompt))
+    rows.append((N_("style"), record.style or "-"))
     width, height = record.params.get("width"), record.params.get("height")
     size = f"  {width}x{height}" if width and height else ""
-    rows.append(("model", f"{record.req_key}{size}"))
+    rows.append((N_("model"), f"{record.req_key}{size}"))
     for i, ref in enumerate(record.character_images):
-        rows.append(("character" if i == 0 else "", ref))
-    rows.append(("created", when(record.created_at)))
-    rows.append(("submitted", when(record.submit_time)))
+        rows.append((N_("character") if i == 0 else "", ref))
+    rows.append((N_("created"), when(record.created_at)))
+    rows.append((N_("submitted"), when(record.submit_time)))
     if record.completed_time is not None:
-        rows.append(("completed", when(record.completed_time)))
-    rows.append(("updated", when(record.updated_at)))
+        rows.append((N_("completed"), when(record.completed_time)))
+    rows.append((N_("updated"), when(record.updated_at)))
     if record.last_error is not None:
         error = record.last_error
         code = f" (code {error.code})" if error.code is not None else ""
-        rows.append(("error", f"{error.kind}: {error.message}{code}"))
+        why = message_of(error.code, error.kind, error.message)
+        rows.append((N_("error"), f"{error.kind}: {why}{code}"))
         if error.request_id:
-            rows.append(("request id", error.request_id))
+            rows.append((N_("request id"), error.request_id))
     if record.working_dir:
-        rows.append(("folder", record.working_dir))
-    lines = [f"{label:<11} {value}" for label, value in rows]
+        rows.append((N_("folder"), record.working_dir))
+    lines = [_pad(_(label), 11) + " " + value for label, value in rows]
     if record.history:
-        lines.append(f"history     {len(record.history)} earlier attempt(s):")
+        lines.append(
+            _pad(_("history"), 11)
+            + " "
+            + _("{n} earlier attempt(s):").format(n=len(record.history))
+        )
         for i, attempt in enumerate(record.history, start=1):
             why = f" — {attempt.last_error.message}" if attempt.last_error else ""
             lines.append(
-                f"  {i}. {when(attempt.submit_time)}  task {attempt.task_id or '-'}  "
-                f"{attempt.status.value}{why} (retried {when(attempt.retried_at)})"
+                _("  {i}. {when}  task {task_id}  {status}{why} (retried {retried})").format(
+                    i=i,
+                    when=when(attempt.submit_time),
+                    task_id=attempt.task_id or "-",
+                    status=_(attempt.status.value),
+                    why=why,
+                    retried=when(attempt.retried_at),
+                )
             )
     return lines
+
+
+def _pad(text: str, width: int) -> str:
+    """`text` padded to `width` terminal columns (a Chinese character takes two)."""
+    return text + " " * max(0, width - cell_len(text))

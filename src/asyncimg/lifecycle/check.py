@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asyncimg import constants
+from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
 from asyncimg.lifecycle.events import Event, stuck_reason
+from asyncimg.lifecycle.explain import reason
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
@@ -69,20 +71,22 @@ class PassSummary:
         return 1 if self.failed_total or self.waiting else 0
 
     def line(self) -> str:
-        states = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "no tasks"
+        states = ", ".join(f"{n} {_(s)}" for s, n in self.counts.items() if n) or _("no tasks")
         extra = []
         if self.submitted:
-            extra.append(f"{self.submitted} newly submitted")
+            extra.append(_("{n} newly submitted").format(n=self.submitted))
         if self.waiting:
-            extra.append(f"{self.waiting} unconfirmed waiting for you (see below)")
+            extra.append(_("{n} unconfirmed waiting for you (see below)").format(n=self.waiting))
         if self.transient_errors:
-            extra.append(f"{self.transient_errors} temporary errors (retried next pass)")
+            extra.append(
+                _("{n} temporary errors (retried next pass)").format(n=self.transient_errors)
+            )
         if self.problems:
-            extra.append(f"{len(self.problems)} unreadable records set aside")
+            extra.append(_("{n} unreadable records set aside").format(n=len(self.problems)))
         if self.stuck and not self.halted:
-            extra.append(f"waiting: {self.stuck}")
+            extra.append(_("waiting: {reason}").format(reason=self.stuck))
         if self.halted:
-            extra.append(f"pass stopped early: {self.halted}")
+            extra.append(_("pass stopped early: {reason}").format(reason=self.halted))
         return states + (f" — {'; '.join(extra)}" if extra else "")
 
 
@@ -187,21 +191,26 @@ class Checker:
             if outcome.accepted:
                 summary.submitted += 1
                 self._stuck(summary, None)
-                self.tell(Event("submitted", f"{name}: submitted as {record.task_id}", record))
+                text = _("{name}: submitted as {task_id}").format(name=name, task_id=record.task_id)
+                self.tell(Event("submitted", text, record))
             elif outcome.unconfirmed and outcome.error is not None:
                 summary.unconfirmed += 1
                 self.tell(
                     Event(
                         "unconfirmed",
-                        f"{name}: unconfirmed — {outcome.error}; it may exist and be billed",
+                        _("{name}: unconfirmed — {error}; it may exist and be billed").format(
+                            name=name, error=outcome.error
+                        ),
                         record,
                         outcome.error,
                     )
                 )
             elif outcome.rejected and outcome.error is not None:
                 summary.failed += 1
-                reason = decide.failure_reason(outcome.error)
-                self.tell(Event("failed", f"{name}: failed — {reason}", record, outcome.error))
+                text = _("{name}: failed — {reason}").format(
+                    name=name, reason=reason(outcome.error)
+                )
+                self.tell(Event("failed", text, record, outcome.error))
             elif outcome.queued and outcome.error is not None:
                 self._stuck(summary, outcome.error)
         return batch
@@ -246,7 +255,8 @@ class Checker:
         """Every other task would hit the same wall: stop polling, say it once."""
         if summary.halted is None:
             summary.halted = decide.failure_reason(error)
-            self.tell(Event("halted", f"stopping this pass: {summary.halted}", error=error))
+            text = _("stopping this pass: {reason}").format(reason=reason(error))
+            self.tell(Event("halted", text, error=error))
 
     async def _download(
         self, record: TaskRecord, result: Result, summary: PassSummary
@@ -273,7 +283,8 @@ class Checker:
         )
         self.store.save(done)
         summary.completed += 1
-        self.tell(Event("completed", f"{_name(done)}: completed → {done.output_path}", done))
+        text = _("{name}: completed → {output}").format(name=_name(done), output=done.output_path)
+        self.tell(Event("completed", text, done))
         return done
 
     async def _fetch_and_save(self, record: TaskRecord, result: Result) -> list[ResultFile]:
@@ -325,10 +336,10 @@ class Checker:
         self.store.save(updated)
         if decision.fails and decision.error is not None:
             summary.failed += 1
-            reason = decide.failure_reason(decision.error)
-            self.tell(
-                Event("failed", f"{_name(updated)}: failed — {reason}", updated, decision.error)
+            text = _("{name}: failed — {reason}").format(
+                name=_name(updated), reason=reason(decision.error)
             )
+            self.tell(Event("failed", text, updated, decision.error))
         return updated
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import (
     AsyncImgError,
     ConcurrencyLimited,
@@ -88,13 +89,13 @@ def stuck_reason(error: AsyncImgError) -> str | None:
     about one frame only (a review rejection), not about the way to the API, or is the
     account's QPS / concurrency limit (frames wait for capacity at full speed)."""
     if isinstance(error, ConnectFailed):
-        return f"API unreachable: {_detail(error)}"
+        return _("API unreachable: {detail}").format(detail=_detail(error))
     if isinstance(error, NetworkError):
-        return f"network problem: {_detail(error)}"
+        return _("network problem: {detail}").format(detail=_detail(error))
     if isinstance(error, ConcurrencyLimited | RateLimited):
         return None  # the account's limits: normal at full speed, not a reason to worry
     if isinstance(error, ServerError) and error.retryable:
-        return f"API server error: {error}"
+        return _("API server error: {error}").format(error=error)
     return None
 
 
