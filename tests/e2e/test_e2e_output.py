@@ -224,8 +224,8 @@ def test_list_fits_80_columns_and_show_finds_a_frame_by_file_name(e2e: E2E) -> N
     for key in ("001.png", deep):
         ran = e2e.ok("asyncimg", "show", key)
         assert not ran.stdout.lstrip().startswith("{"), ran
-        assert "status      failed" in ran.stdout, ran
-        assert f"output      {deep}" in ran.stdout
+        assert "status        failed" in ran.stdout, ran
+        assert f"output        {deep}" in ran.stdout
         assert time.strftime("%Y-%m-%d ") in ran.stdout  # a date, not epoch seconds
     record = e2e.records()[0]
     assert record["task_id"] in e2e.ok("asyncimg", "show", record["task_id"]).stdout
@@ -241,7 +241,7 @@ def test_show_lists_earlier_attempts(e2e: E2E) -> None:
     e2e.ok("asyncimg", "retry", "--failed")
     wait_for(lambda: e2e.emu.stats()["tasks_unfinished"] == 0, 20, "the retry to finish")
     ran = e2e.ok("asyncimg", "show", "heron.png")
-    assert "history     1 earlier attempt(s):" in ran.stdout, ran
+    assert "history       1 earlier attempt(s):" in ran.stdout, ran
     assert f"task {first}  failed" in ran.stdout, ran
 
 

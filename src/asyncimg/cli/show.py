@@ -80,10 +80,10 @@ def describe(record: TaskRecord) -> list[str]:
     rows.append((N_("model"), f"{record.req_key}{size}"))
     for i, ref in enumerate(record.character_images):
         rows.append((N_("character") if i == 0 else "", ref))
-    rows.append((N_("created"), when(record.created_at)))
-    rows.append((N_("submitted"), when(record.submit_time)))
+    rows.append((N_("created at"), when(record.created_at)))
+    rows.append((N_("submitted at"), when(record.submit_time)))
     if record.completed_time is not None:
-        rows.append((N_("completed"), when(record.completed_time)))
+        rows.append((N_("completed at"), when(record.completed_time)))
     rows.append((N_("updated"), when(record.updated_at)))
     if record.last_error is not None:
         error = record.last_error
@@ -94,10 +94,10 @@ def describe(record: TaskRecord) -> list[str]:
             rows.append((N_("request id"), error.request_id))
     if record.working_dir:
         rows.append((N_("folder"), record.working_dir))
-    lines = [_pad(_(label), 11) + " " + value for label, value in rows]
+    lines = [_pad(_(label), 13) + " " + value for label, value in rows]
     if record.history:
         lines.append(
-            _pad(_("history"), 11)
+            _pad(_("history"), 13)
             + " "
             + _("{n} earlier attempt(s):").format(n=len(record.history))
         )
