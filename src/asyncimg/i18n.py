@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -165,11 +166,11 @@ def walk_commands(command: click.Command) -> Iterator[click.Command]:
 def help_texts(command: click.Command) -> Iterator[str]:
     """Every help text of a click command tree, as it is stored (the msgids)."""
     for cmd in walk_commands(command):
-        for text in (cmd.help, cmd.short_help):
+        for text in _english.get(id(cmd), (cmd.help, cmd.short_help)):
             if text:
                 yield text
         for param in cmd.params:
-            text = getattr(param, "help", None)
+            text = _english_param.get(id(param), getattr(param, "help", None))
             if text:
                 yield text
 
@@ -215,24 +216,28 @@ _CLICK_MODULES = ("core", "decorators", "exceptions", "formatting", "parser", "t
 def translate_cli(command: click.Command) -> None:
     """Put the current language's help texts into a click command tree (once, at start),
     and let click's own words ("Usage:", "Error: …") go through our catalog too: click
-    calls the `gettext` function each of its modules imported as `_`."""
-    if _current == "en":
-        return
+    calls the `gettext` function each of its modules imported as `_`. Safe to call again
+    with another language (the English texts are kept aside the first time)."""
     import importlib
 
     for name in _CLICK_MODULES:
         module = importlib.import_module(f"click.{name}")
         if callable(getattr(module, "_", None)):
-            module._ = _  # type: ignore[attr-defined]
+            _click_gettext.setdefault(name, module._)
+            module._ = _ if _current != "en" else _click_gettext[name]  # type: ignore[attr-defined]
     for cmd in walk_commands(command):
-        if cmd.help:
-            cmd.help = _(cmd.help)
-        if cmd.short_help:
-            cmd.short_help = _(cmd.short_help)
+        english = _english.setdefault(id(cmd), (cmd.help, cmd.short_help))
+        cmd.help = _(english[0]) if english[0] else english[0]
+        cmd.short_help = _(english[1]) if english[1] else english[1]
         for param in cmd.params:
-            text = getattr(param, "help", None)
+            text = _english_param.setdefault(id(param), getattr(param, "help", None))
             if text:
                 param.help = _(text)
+
+
+_click_gettext: dict[str, Any] = {}
+_english: dict[int, tuple[str | None, str | None]] = {}
+_english_param: dict[int, str | None] = {}
 
 
 def lang_from_argv(argv: Sequence[str]) -> str | None:
