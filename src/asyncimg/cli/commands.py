@@ -205,10 +205,15 @@ def replaces_failed(record: TaskRecord) -> str:
 
 
 def report_submit(
-    report: SubmitReport, *, invalid: int = 0, live: bool = False, as_json: bool = False
+    report: SubmitReport,
+    *,
+    invalid: int = 0,
+    said: set[str] | None = None,
+    as_json: bool = False,
 ) -> None:
-    """One line per frame (unless `live` printed them as they came), then the totals;
-    `invalid` frames were refused before submitting. `as_json`: JSON lines instead."""
+    """One line per frame (but those `said` already, by local id, as their answers came:
+    the rest were left in the queue unsent), then the totals; `invalid` frames were refused
+    before submitting. `as_json`: JSON lines instead."""
     say = Emitter(out_console, as_json=as_json)
     if not as_json:
         for warning in report.warnings:
@@ -216,11 +221,12 @@ def report_submit(
     else:
         for warning in report.warnings:
             say(Event("warning", warning))
-    if not live:
-        for outcome in report.batch.outcomes:
-            replaced = report.replaced.get(outcome.record.local_id)
-            extra = _(" (replaces failed {name})").format(name=replaced) if replaced else ""
-            say(frame_event(outcome, extra))
+    for outcome in report.batch.outcomes:
+        if said is not None and outcome.record.local_id in said:
+            continue
+        replaced = report.replaced.get(outcome.record.local_id)
+        extra = _(" (replaces failed {name})").format(name=replaced) if replaced else ""
+        say(frame_event(outcome, extra))
     for left in report.skipped:
         if as_json:
             emit_json(skipped_json(str(left.request.output_path), left.reason, left.previous))
@@ -430,7 +436,10 @@ def submit(
     requests = [frame.request for frame in checked.frames]
     say = Emitter(out_console, as_json=as_json)
 
+    said: set[str] = set()
+
     def progress(outcome: SubmitOutcome) -> None:  # each frame the moment its answer is in
+        said.add(outcome.record.local_id)
         say(frame_event(outcome, replaces_failed(outcome.record)))
 
     try:
@@ -442,7 +451,7 @@ def submit(
     if report is None:
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
-    report_submit(report, invalid=bad, live=True, as_json=as_json)
+    report_submit(report, invalid=bad, said=said, as_json=as_json)
     sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
 
 
@@ -603,7 +612,9 @@ def list_(
         err_console.print(str(problem), markup=False)
     tasks = [t for t in scanned.tasks if status is None or t.status.value == status]
     tasks.sort(key=lambda t: (t.created_at, t.local_id))
-    click.echo(task_table(tasks, width=None if wide else out_console.width))
+    # Cut to the terminal; a pipe gets whole lines unless COLUMNS says how wide to be.
+    fit = not wide and (out_console.is_terminal or "COLUMNS" in os.environ)
+    click.echo(task_table(tasks, width=out_console.width if fit else None))
     out_console.print(_("{n} tasks").format(n=len(tasks)), markup=False)
 
 
