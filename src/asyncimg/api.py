@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from asyncimg import constants
+from asyncimg.i18n import _
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
@@ -98,16 +99,16 @@ def rerun_rule(previous: TaskRecord | None, *, image_exists: bool, force: bool) 
     if force:
         return RerunCheck(Rerun.NEW, previous, f"--force: {_name(previous)} is {status.value}")
     if status is TaskState.PENDING:
-        reason = "already queued locally (pending; `asyncimg check` submits it)"
+        reason = _("already queued locally (pending; `asyncimg check` submits it)")
     elif status is TaskState.UNCONFIRMED:
-        reason = (
+        reason = _(
             "already sent, outcome unknown (unconfirmed; the service may have created it, "
             "`asyncimg check` settles it)"
         )
     elif status in IN_FLIGHT:
-        reason = f"already submitted as {_name(previous)}"
+        reason = _("already submitted as {name}").format(name=_name(previous))
     else:
-        reason = f"already done ({_name(previous)})"
+        reason = _("already done ({name})").format(name=_name(previous))
     return RerunCheck(Rerun.SKIP, previous, reason)
 
 
@@ -160,7 +161,9 @@ class Skipped:
     reason: str
 
     def line(self, hint: str = "") -> str:
-        return f"{self.request.output_path}: skipped — {self.reason}{hint}"
+        return _("{output}: skipped — {reason}").format(
+            output=self.request.output_path, reason=f"{self.reason}{hint}"
+        )
 
 
 @dataclass

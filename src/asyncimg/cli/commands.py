@@ -29,7 +29,7 @@ from asyncimg.api import (
 from asyncimg.cli.emit import Emitter, emit_json, frame_event, header, skipped_json
 from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
 from asyncimg.cli.show import describe, find_record
-from asyncimg.i18n import _, language
+from asyncimg.i18n import N_, _, language
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.events import Event, error_fields
 from asyncimg.lifecycle.interrupt import StopOnSignals
@@ -192,7 +192,7 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
     return None
 
 
-FORCE_HINT = " (use --force to submit again)"
+FORCE_HINT = N_(" (use --force to submit again)")
 
 
 def replaces_failed(record: TaskRecord) -> str:
@@ -231,7 +231,7 @@ def report_submit(
         if as_json:
             emit_json(skipped_json(str(left.request.output_path), left.reason, left.previous))
         else:
-            say.line(left.line(FORCE_HINT))
+            say.line(left.line(_(FORCE_HINT)))
     for rejected in report.invalid:
         text = _("{output}: rejected — {error}").format(
             output=rejected.request.output_path, error=rejected.error
