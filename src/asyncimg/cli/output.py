@@ -91,7 +91,7 @@ class MonitorDisplay:
     def __enter__(self) -> MonitorDisplay:
         if self.console.is_terminal:
             self.progress = Progress(
-                TextColumn("[bold]frames"),
+                TextColumn("[bold]" + _("frames")),
                 FramesBar(),
                 MofNCompleteColumn(),
                 TextColumn("{task.description}"),
@@ -132,13 +132,17 @@ class MonitorDisplay:
             )
             return
         if isinstance(summary, PassSummary):
-            self.console.print(f"pass: {summary.line()}", markup=False, highlight=False)
+            self.console.print(
+                _("pass: {line}").format(line=summary.line()), markup=False, highlight=False
+            )
             return
         moved = tuple(sorted(counts.items()))
         stuck = summary.summary.stuck
         if moved != self._printed or stuck != self._stuck:  # a log gets a line when something moved
             self._printed, self._stuck = moved, stuck
-            self.console.print(f"progress: {summary.line()}", markup=False, highlight=False)
+            self.console.print(
+                _("progress: {line}").format(line=summary.line()), markup=False, highlight=False
+            )
 
 
 class JsonProgress:
