@@ -17,6 +17,9 @@ from asyncimg.lifecycle.events import EVENTS_VERSION, Event, frame_fields, stuck
 from asyncimg.lifecycle.explain import plain
 from asyncimg.lifecycle.submit import SubmitOutcome
 
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
 #: The colour of a line, by event kind (a terminal only; NO_COLOR and pipes get none).
 STYLES = {
     "failed": "red",

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asyncimg.api import run_sync
-from asyncimg.cli.commands import _workspace, err_console, out_console, run_check, run_monitor
+from asyncimg.cli.commands import _workspace, run_check, run_monitor
+from asyncimg.cli.emit import err_console, out_console
 from asyncimg.constants import DEFAULT_INTERVAL_S
 from asyncimg.i18n import N_, _, lang_from_argv, set_language
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
