@@ -656,8 +656,10 @@ class Workspace:
             record = self.store.get(key)
             if record.status not in _RETRYABLE:
                 raise Refused(
-                    f"task {key} is {record.status.value}; only failed tasks can be retried, "
-                    "or unconfirmed ones (to pay for them again)"
+                    _(
+                        "task {key} is {status}; only failed tasks can be retried, "
+                        "or unconfirmed ones (to pay for them again)"
+                    ).format(key=key, status=_(record.status.value))
                 )
             targets.append(record)
         return list({r.local_id: r for r in targets}.values())
@@ -746,8 +748,12 @@ class Workspace:
         owner = next((r for r in records if r.task_id == task_id), None)
         if owner is not None:
             raise Refused(
-                f"task {task_id} is already in {self.store.root}: {owner.output_path} "
-                f"({owner.status.value})"
+                _("task {task_id} is already in {root}: {output} ({status})").format(
+                    task_id=task_id,
+                    root=self.store.root,
+                    output=owner.output_path,
+                    status=_(owner.status.value),
+                )
             )
         target = Path(output_path).expanduser().absolute()
         problem = output_problem(target)
