@@ -145,6 +145,19 @@ def test_json_lines_link_every_batch_line_to_its_image(e2e: E2E) -> None:
     assert task["event"] == "task" and task["prompt"] == "镜头 2"
 
 
+def test_dry_run_json_plans_every_frame_and_sends_nothing(e2e: E2E) -> None:
+    rows = [{"prompt": "a", "output_path": "o/1.png"}, {"prompt": "b", "output_path": "o/2.png"}]
+    e2e.write_batch("b.jsonl", [*rows, {"prompt": 3, "output_path": "o/3.png"}])
+    ran = e2e.exits(2, "asyncimg", "submit", "--batch", "b.jsonl", "--dry-run", "--json")
+    events = _json_lines(ran.stdout)
+    assert [e["event"] for e in events] == ["start", "problem", "plan", "plan", "summary"]
+    assert events[1]["where"] == "b.jsonl:3" and events[1]["field"] == "prompt"
+    assert [p["output_path"] for p in events[2:4]] == ["o/1.png", "o/2.png"]
+    assert all(p["action"] == "submit" and p["images_at_most"] == 1 for p in events[2:4])
+    assert events[-1]["dry_run"] is True and events[-1]["to_submit"] == 2
+    assert e2e.emu.stats()["tasks_submitted"] == 0 and not e2e.tasks.exists()
+
+
 # -- submit says each frame as it goes ------------------------------------------------------------
 
 

@@ -188,18 +188,20 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
     return None
 
 
-def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
-    """`submit --dry-run`: one line per frame and the totals; nothing is sent or written."""
+def print_plan(checked: Checked, index: OutputIndex, *, force: bool, as_json: bool = False) -> None:
+    """`submit --dry-run`: one line per frame and the totals; nothing is sent or written.
+    `as_json`: a `plan` event per frame and a `summary` with `dry_run: true`."""
     to_submit = skipped = least = most = 0
     for frame in checked.frames:
         record = frame.record
         check = index.check(record, force=force)
+        plan: dict[str, Any] = {"event": "plan", "where": frame.line.where}
+        plan["output_path"] = record.output_path
         if check.action is Rerun.SKIP:
             skipped += 1
-            out_console.print(
-                f"{frame.line.where}  {record.output_path}  skipped — {check.reason}",
-                markup=False,
-            )
+            text = f"{frame.line.where}  {record.output_path}  skipped — {check.reason}"
+            plan.update(action="skip", reason=check.reason, message=text)
+            _say_plan(plan, as_json)
             continue
         to_submit += 1
         billed = max_billed_images(record)
@@ -208,21 +210,49 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
         shown_size = f"{size[0]}x{size[1]}" if size else _default_size(record.req_key)
         refs = len(record.character_images)
         note = f"  ({check.reason})" if check.reason else ""
-        out_console.print(
+        text = (
             f"{frame.line.where}  {record.output_path}  {record.req_key}  {shown_size}  "
             f"{refs} character{'s' if refs != 1 else ''}  "
-            f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}",
-            markup=False,
+            f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}"
         )
+        plan.update(
+            action="submit",
+            req_key=record.req_key,
+            size=f"{size[0]}x{size[1]}" if size else None,
+            characters=list(record.character_images),
+            images_at_most=billed,
+            reason=check.reason or None,
+            message=text,
+        )
+        _say_plan(plan, as_json)
     images = f"{least}" if least == most else f"{least} to {most}"
     problems = _(", {n} with problems").format(n=checked.bad_lines) if checked.bad_lines else ""
-    out_console.print(
-        _(
-            "dry run: {to_submit} to submit, {skipped} skipped{problems}; "
-            "images billed: {images}; nothing was submitted or written"
-        ).format(to_submit=to_submit, skipped=skipped, problems=problems, images=images),
-        markup=False,
-    )
+    totals = _(
+        "dry run: {to_submit} to submit, {skipped} skipped{problems}; "
+        "images billed: {images}; nothing was submitted or written"
+    ).format(to_submit=to_submit, skipped=skipped, problems=problems, images=images)
+    if as_json:
+        emit_json(
+            {
+                "event": "summary",
+                "dry_run": True,
+                "to_submit": to_submit,
+                "skipped": skipped,
+                "with_problems": checked.bad_lines,
+                "images_at_least": least,
+                "images_at_most": most,
+                "message": totals,
+            }
+        )
+        return
+    out_console.print(totals, markup=False)
+
+
+def _say_plan(plan: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(plan)
+    else:
+        out_console.print(plan["message"], markup=False)
 
 
 def _default_size(req_key: str) -> str:
@@ -293,10 +323,10 @@ def submit(
         _fail(str(exc), 2)
     checked = check_lines(lines, config)
     problems += checked.problems
-    if as_json and not dry_run:
+    if as_json:
         emit_json(header("submit"))
     for problem in problems:
-        if as_json and not dry_run:
+        if as_json:
             emit_json(
                 {
                     "event": "problem",
@@ -310,7 +340,7 @@ def submit(
     bad = len({p.where for p in problems})
     if dry_run:
         root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
-        print_plan(checked, OutputIndex(read_records(root)), force=force)
+        print_plan(checked, OutputIndex(read_records(root)), force=force, as_json=as_json)
         sys.exit(2 if problems else 0)
     if problems and not skip_invalid:
         total = len(checked.frames) + bad

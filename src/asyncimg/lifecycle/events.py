@@ -28,6 +28,7 @@ EVENTS_VERSION = 1
 KINDS = (
     "start",  # the first line: {"event": "start", "command": ..., "version": EVENTS_VERSION}
     "problem",  # submit: a line of the batch that cannot be submitted (where, field, message)
+    "plan",  # submit --dry-run: what one frame would do (action submit/skip, size, images)
     "frame",  # submit: one frame's outcome (submitted, queued, unconfirmed, rejected, skipped)
     "submitted",  # check/monitor: a queued frame was accepted
     "completed",  # its image is on disk
