@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from asyncimg import constants
 from asyncimg.gallery.frames import frames_of
 from asyncimg.gallery.manifest import MANIFEST_NAME, write_manifest
+from asyncimg.i18n import _
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
@@ -100,16 +101,16 @@ def rerun_rule(previous: TaskRecord | None, *, image_exists: bool, force: bool) 
     if force:
         return RerunCheck(Rerun.NEW, previous, f"--force: {_name(previous)} is {status.value}")
     if status is TaskState.PENDING:
-        reason = "already queued locally (pending; `asyncimg check` submits it)"
+        reason = _("already queued locally (pending; `asyncimg check` submits it)")
     elif status is TaskState.UNCONFIRMED:
-        reason = (
+        reason = _(
             "already sent, outcome unknown (unconfirmed; the service may have created it, "
             "`asyncimg check` settles it)"
         )
     elif status in IN_FLIGHT:
-        reason = f"already submitted as {_name(previous)}"
+        reason = _("already submitted as {name}").format(name=_name(previous))
     else:
-        reason = f"already done ({_name(previous)})"
+        reason = _("already done ({name})").format(name=_name(previous))
     return RerunCheck(Rerun.SKIP, previous, reason)
 
 
@@ -147,7 +148,7 @@ def read_records(root: Path) -> list[TaskRecord]:
         if path.name.startswith(".") or path.suffix not in (".json", ".txt"):
             continue
         try:
-            records.append(record_from_json(path.read_bytes()))
+            records.append(record_from_json(path.read_bytes(), root))
         except (OSError, ValueError, RecursionError):
             continue
     return records
@@ -162,7 +163,9 @@ class Skipped:
     reason: str
 
     def line(self, hint: str = "") -> str:
-        return f"{self.request.output_path}: skipped — {self.reason}{hint}"
+        return _("{output}: skipped — {reason}").format(
+            output=self.request.output_path, reason=f"{self.reason}{hint}"
+        )
 
 
 @dataclass
@@ -379,8 +382,15 @@ class Workspace:
         kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
         return Checker(self.store, client, clock=self.clock, **kwargs)
 
-    async def submit(self, requests: Iterable[TaskRequest], *, force: bool = False) -> SubmitReport:
-        """Record every request (pending), then submit them; see submit_records.
+    async def submit(
+        self,
+        requests: Iterable[TaskRequest],
+        *,
+        force: bool = False,
+        on_outcome: Callable[[SubmitOutcome], None] | None = None,
+    ) -> SubmitReport:
+        """Record every request (pending), then submit them; see submit_records
+        (`on_outcome` hears about each frame as its answer comes).
 
         A request whose output file already has a record follows :func:`rerun_rule`:
         skipped (reported, not billed), its failed record replaced, or submitted anew.
@@ -416,10 +426,15 @@ class Workspace:
             report.warnings.extend(billing_warnings(record))
             index.add(record)
             records.append(record)
-        report.batch = await self._send(client, records)
+        report.batch = await self._send(client, records, on_outcome)
         return report
 
-    async def _send(self, client: VisualClient, records: Sequence[TaskRecord]) -> BatchOutcome:
+    async def _send(
+        self,
+        client: VisualClient,
+        records: Sequence[TaskRecord],
+        on_outcome: Callable[[SubmitOutcome], None] | None = None,
+    ) -> BatchOutcome:
         """Submit saved records with this folder's unconfirmed budget (see submit_records)."""
         async with client:
             return await submit_records(
@@ -428,6 +443,7 @@ class Workspace:
                 records,
                 clock=self.clock,
                 unconfirmed_budget=self.unconfirmed_budget,
+                on_outcome=on_outcome,
             )
 
     def _replace_failed(self, failed: TaskRecord, fresh: TaskRecord) -> TaskRecord | str:
@@ -660,8 +676,10 @@ class Workspace:
             record = self.store.get(key)
             if record.status not in _RETRYABLE:
                 raise Refused(
-                    f"task {key} is {record.status.value}; only failed tasks can be retried, "
-                    "or unconfirmed ones (to pay for them again)"
+                    _(
+                        "task {key} is {status}; only failed tasks can be retried, "
+                        "or unconfirmed ones (to pay for them again)"
+                    ).format(key=key, status=_(record.status.value))
                 )
             targets.append(record)
         return list({r.local_id: r for r in targets}.values())
@@ -750,8 +768,12 @@ class Workspace:
         owner = next((r for r in records if r.task_id == task_id), None)
         if owner is not None:
             raise Refused(
-                f"task {task_id} is already in {self.store.root}: {owner.output_path} "
-                f"({owner.status.value})"
+                _("task {task_id} is already in {root}: {output} ({status})").format(
+                    task_id=task_id,
+                    root=self.store.root,
+                    output=owner.output_path,
+                    status=_(owner.status.value),
+                )
             )
         target = Path(output_path).expanduser().absolute()
         problem = output_problem(target)

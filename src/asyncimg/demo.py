@@ -74,7 +74,7 @@ async def run_demo(
         display = MonitorDisplay(console)
         with display:
             outcome = await workspace.monitor(
-                interval=interval, on_pass=display.update, report=display.event
+                interval=interval, on_pass=display.update, on_event=display.event
             )
         elapsed = time.monotonic() - started
         if outcome.last is not None:

@@ -160,7 +160,7 @@ def test_list_show_and_json(e2e: E2E) -> None:
     for item in items:
         record_from_json(json.dumps(item))  # every item is a valid record
 
-    ran = e2e.ok("asyncimg", "show", failed["task_id"])
+    ran = e2e.ok("asyncimg", "show", failed["task_id"], "--json")
     shown = json.loads(ran.stdout)
     assert shown["task_id"] == failed["task_id"] and shown["status"] == "failed"
     assert shown["last_error"]["resubmittable"] is True
@@ -202,7 +202,7 @@ def test_retry_by_id_and_failed_keeps_history(e2e: E2E) -> None:
     for r in records:
         assert (e2e.root / r["output_path"]).is_file()
     # `show` finds a record by an earlier task id too.
-    shown = json.loads(e2e.ok("asyncimg", "show", first["task_id"]).stdout)
+    shown = json.loads(e2e.ok("asyncimg", "show", first["task_id"], "--json").stdout)
     assert shown["task_id"] == again["task_id"]
 
     ran = e2e.ok("asyncimg", "retry", "--failed")

@@ -204,8 +204,8 @@ def test_adopt_a_task_from_elsewhere_and_refusals(e2e: E2E) -> None:
     (adopted,) = e2e.records()
     assert adopted["status"] == "submitted" and adopted["output_path"] == "frames/heron.png"
     assert "unknown" in adopted["prompt"]
-    assert adopted["working_dir"] == str(e2e.root)
-    shown = json.loads(e2e.ok("asyncimg", "show", task_id).stdout)
+    assert adopted["working_dir"] == ".."  # the project folder, relative to async_tasks/
+    shown = json.loads(e2e.ok("asyncimg", "show", task_id, "--json").stdout)
     assert shown["task_id"] == task_id
 
     before = snapshot(e2e)

@@ -14,10 +14,9 @@ from asyncimg.cli.commands import (
     _until_signal,
     _workspace,
     config_option,
-    err_console,
-    out_console,
     tasks_dir_option,
 )
+from asyncimg.cli.emit import err_console, out_console
 from asyncimg.lifecycle.cancel import Outcome, cancel_tasks
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import os
 import re
 import sys
 from collections.abc import Coroutine
@@ -12,26 +14,27 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
 from asyncimg.api import (
     OutputIndex,
     Refused,
     Rerun,
     RetryInvalid,
-    SubmitReport,
     Workspace,
-    outcome_line,
     read_records,
     run_sync,
 )
+from asyncimg.cli.emit import Emitter, emit_json, err_console, frame_event, header, out_console
 from asyncimg.cli.image_info import show_image
-from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
+from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
+from asyncimg.cli.show import describe, find_record
+from asyncimg.cli.submit_report import replaces_failed, report_submit
+from asyncimg.i18n import _, language
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
-from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
-from asyncimg.lifecycle.submit import max_billed_images
+from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED, MonitorOutcome
+from asyncimg.lifecycle.submit import SubmitOutcome, max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import reject_json_constant
@@ -40,14 +43,18 @@ from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
 T = TypeVar("T")
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
 
 tasks_dir_option = click.option(
     "--tasks-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder of task records (default: asyncimg.toml's tasks_dir, else async_tasks/).",
+)
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON lines (one event per line) instead of text; see README.",
 )
 config_option = click.option(
     "--config",
@@ -93,6 +100,8 @@ def read_batch(path: Path) -> tuple[list[Line], list[Problem]]:
         lines, problems = _csv_lines(source, text)
     else:
         lines, problems = _jsonl_lines(source, text)
+    base = os.path.normpath(path.absolute().parent)  # relative paths in a batch are its own
+    lines = [dataclasses.replace(line, base=base) for line in lines]
     if not lines and not problems:
         problems.append(Problem(source, "(file)", "no frames in it"))
     return lines, problems
@@ -180,57 +189,20 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
     return None
 
 
-FORCE_HINT = " (use --force to submit again)"
-
-
-def report_submit(report: SubmitReport, *, invalid: int = 0) -> None:
-    """One line per frame, then the totals; `invalid` frames were refused before submitting."""
-    for warning in report.warnings:
-        err_console.print(f"asyncimg: warning: {warning}", markup=False)
-    for outcome in report.batch.outcomes:
-        replaced = report.replaced.get(outcome.record.local_id)
-        extra = f" (replaces failed {replaced})" if replaced else ""
-        out_console.print(outcome_line(outcome) + extra, markup=False)
-    for left in report.skipped:
-        out_console.print(left.line(FORCE_HINT), markup=False)
-    for rejected in report.invalid:
-        out_console.print(
-            f"{rejected.request.output_path}: rejected — {rejected.error}", markup=False
-        )
-    for outcome in report.batch.outcomes:
-        if outcome.warning:
-            out_console.print(f"{outcome.record.filename}: {outcome.warning}", markup=False)
-    unconfirmed = f", {report.unconfirmed} unconfirmed" if report.unconfirmed else ""
-    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
-    out_console.print(
-        f"{report.submitted} submitted, {report.queued} queued locally{unconfirmed}, "
-        f"{report.rejected + invalid} rejected{skipped}",
-        markup=False,
-    )
-    if report.batch.halted is not None:
-        err_console.print(
-            f"asyncimg: stopped before sending the rest: {report.batch.halted}"
-            f"{' — ' + report.batch.halted.hint if report.batch.halted.hint else ''}",
-            markup=False,
-        )
-    elif report.queued or report.unconfirmed:
-        out_console.print(
-            "Queued tasks are submitted by `asyncimg check` / `asyncimg monitor`.", markup=False
-        )
-
-
-def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
-    """`submit --dry-run`: one line per frame and the totals; nothing is sent or written."""
+def print_plan(checked: Checked, index: OutputIndex, *, force: bool, as_json: bool = False) -> None:
+    """`submit --dry-run`: one line per frame and the totals; nothing is sent or written.
+    `as_json`: a `plan` event per frame and a `summary` with `dry_run: true`."""
     to_submit = skipped = least = most = 0
     for frame in checked.frames:
         record = frame.record
         check = index.check(record, force=force)
+        plan: dict[str, Any] = {"event": "plan", "where": frame.line.where}
+        plan["output_path"] = record.output_path
         if check.action is Rerun.SKIP:
             skipped += 1
-            out_console.print(
-                f"{frame.line.where}  {record.output_path}  skipped — {check.reason}",
-                markup=False,
-            )
+            text = f"{frame.line.where}  {record.output_path}  skipped — {check.reason}"
+            plan.update(action="skip", reason=check.reason, message=text)
+            _say_plan(plan, as_json)
             continue
         to_submit += 1
         billed = max_billed_images(record)
@@ -238,19 +210,49 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
         shown_size = sizes.describe(record.params, record.req_key)
         refs = len(record.character_images)
         note = f"  ({check.reason})" if check.reason else ""
-        out_console.print(
+        text = (
             f"{frame.line.where}  {record.output_path}  {record.req_key}  {shown_size}  "
             f"{refs} character{'s' if refs != 1 else ''}  "
-            f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}",
-            markup=False,
+            f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}"
         )
+        plan.update(
+            action="submit",
+            req_key=record.req_key,
+            size=shown_size,
+            characters=list(record.character_images),
+            images_at_most=billed,
+            reason=check.reason or None,
+            message=text,
+        )
+        _say_plan(plan, as_json)
     images = f"{least}" if least == most else f"{least} to {most}"
-    problems = f", {checked.bad_lines} with problems" if checked.bad_lines else ""
-    out_console.print(
-        f"dry run: {to_submit} to submit, {skipped} skipped{problems}; "
-        f"images billed: {images}; nothing was submitted or written",
-        markup=False,
-    )
+    problems = _(", {n} with problems").format(n=checked.bad_lines) if checked.bad_lines else ""
+    totals = _(
+        "dry run: {to_submit} to submit, {skipped} skipped{problems}; "
+        "images billed: {images}; nothing was submitted or written"
+    ).format(to_submit=to_submit, skipped=skipped, problems=problems, images=images)
+    if as_json:
+        emit_json(
+            {
+                "event": "summary",
+                "dry_run": True,
+                "to_submit": to_submit,
+                "skipped": skipped,
+                "with_problems": checked.bad_lines,
+                "images_at_least": least,
+                "images_at_most": most,
+                "message": totals,
+            }
+        )
+        return
+    out_console.print(totals, markup=False)
+
+
+def _say_plan(plan: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(plan)
+    else:
+        out_console.print(plan["message"], markup=False)
 
 
 @click.command()
@@ -278,6 +280,7 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
     is_flag=True,
     help="Submit frames whose output already has a queued, running or done task.",
 )
+@json_option
 @tasks_dir_option
 @config_option
 def submit(
@@ -291,6 +294,7 @@ def submit(
     dry_run: bool,
     skip_invalid: bool,
     force: bool,
+    as_json: bool,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
@@ -303,11 +307,11 @@ def submit(
     """
     if batch is not None:
         if prompt or output_path:
-            raise click.UsageError("give either PROMPT -o OUT or --batch FILE, not both")
+            raise click.UsageError(_("give either PROMPT -o OUT or --batch FILE, not both"))
         lines, problems = read_batch(batch)
     else:
         if not prompt or not output_path:
-            raise click.UsageError("PROMPT and -o/--output are required (or use --batch FILE)")
+            raise click.UsageError(_("PROMPT and -o/--output are required (or use --batch FILE)"))
         lines = [command_line(prompt, output_path, characters, style, req_key, size)]
         problems = []
     try:
@@ -316,35 +320,63 @@ def submit(
         _fail(str(exc), 2)
     checked = check_lines(lines, config)
     problems += checked.problems
+    if as_json:
+        emit_json(header("submit"))
     for problem in problems:
-        err_console.print(str(problem), markup=False)
+        if as_json:
+            emit_json(
+                {
+                    "event": "problem",
+                    "where": problem.where,
+                    "field": problem.field,
+                    "message": str(problem),
+                }
+            )
+        else:
+            err_console.print(str(problem), markup=False)
     bad = len({p.where for p in problems})
     if dry_run:
         root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
-        print_plan(checked, OutputIndex(read_records(root)), force=force)
+        print_plan(checked, OutputIndex(read_records(root)), force=force, as_json=as_json)
         sys.exit(2 if problems else 0)
     if problems and not skip_invalid:
         total = len(checked.frames) + bad
         _fail(
-            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {total} "
-            f"frame{'s' if total != 1 else ''}; nothing was submitted or written. Fix "
-            + ("them" if len(problems) != 1 else "it")
-            + " and run again"
-            + (", or add --skip-invalid to submit the others" if checked.frames else ""),
+            _(
+                "{problems} problem(s) in {bad} of {total} frame(s); nothing was submitted or written. Fix and run again"  # noqa: E501
+            ).format(problems=len(problems), bad=bad, total=total)
+            if language() != "en"
+            else (
+                f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad} of {total} "
+                f"frame{'s' if total != 1 else ''}; nothing was submitted or written. Fix "
+                + ("them" if len(problems) != 1 else "it")
+                + " and run again"
+            )
+            + (_(", or add --skip-invalid to submit the others") if checked.frames else ""),
             2,
         )
     if not checked.frames:
-        _fail("no frame without problems: nothing was submitted", 1)
+        _fail(_("no frame without problems: nothing was submitted"), 1)
     workspace = _workspace(tasks_dir, config_path)
     requests = [frame.request for frame in checked.frames]
+    say = Emitter(out_console, as_json=as_json)
+
+    said: set[str] = set()
+
+    def progress(outcome: SubmitOutcome) -> None:  # each frame the moment its answer is in
+        said.add(outcome.record.local_id)
+        say(frame_event(outcome, replaces_failed(outcome.record)))
+
     try:
-        report = run_sync(_until_signal(workspace.submit(requests, force=force)))
+        report = run_sync(
+            _until_signal(workspace.submit(requests, force=force, on_outcome=progress))
+        )
     except AsyncImgError as exc:
         _fail(str(exc), 2)
     if report is None:
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
-    report_submit(report, invalid=bad)
+    report_submit(report, invalid=bad, said=said, as_json=as_json)
     sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
 
 
@@ -352,28 +384,41 @@ def submit(
 
 
 @click.command()
+@json_option
 @tasks_dir_option
 @config_option
-def check(tasks_dir: Path | None, config_path: Path | None) -> None:
+def check(as_json: bool, tasks_dir: Path | None, config_path: Path | None) -> None:
     """One pass: submit queued tasks, poll running ones, download finished images."""
-    sys.exit(run_check(tasks_dir, config_path))
+    sys.exit(run_check(tasks_dir, config_path, as_json=as_json))
 
 
-def run_check(tasks_dir: Path | None, config_path: Path | None) -> int:
+def run_check(tasks_dir: Path | None, config_path: Path | None, *, as_json: bool = False) -> int:
     workspace = _workspace(tasks_dir, config_path)
-    return _run_passes(workspace, interval=0, until_done=False, max_passes=1, report=_event)
+    say = Emitter(out_console, as_json=as_json)
+    if as_json:
+        emit_json(header("check"))
+    outcome = _run_passes(workspace, interval=0, until_done=False, max_passes=1, on_event=say)
+    return _finish(workspace, outcome, say)
 
 
-def _say_interrupted(workspace: Workspace) -> None:
+def _say_interrupted(workspace: Workspace, say: Emitter | None = None) -> None:
     """One line, from the records as they are now on disk."""
     tasks = workspace.store.scan().tasks
     counts = {s: sum(t.status is s for t in tasks) for s in TaskState}
-    shown = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no tasks"
-    out_console.print(f"stopped by user; every record is intact: {shown}", markup=False)
-
-
-def _event(line: str) -> None:
-    out_console.print(line, markup=False)
+    shown = ", ".join(f"{n} {_(s.value)}" for s, n in counts.items() if n) or _("no tasks")
+    text = _("stopped by user; every record is intact: {counts}").format(counts=shown)
+    if say is not None and say.as_json:
+        emit_json(
+            {
+                "event": "summary",
+                "counts": {s.value: n for s, n in counts.items()},
+                "exit_code": EXIT_INTERRUPTED,
+                "interrupted": True,
+                "message": text,
+            }
+        )
+        return
+    out_console.print(text, markup=False)
 
 
 @click.command()
@@ -384,16 +429,18 @@ def _event(line: str) -> None:
     help="Seconds between passes (default 30).",
 )
 @click.option("--keep-running", is_flag=True, help="Keep watching after every task has finished.")
+@json_option
 @tasks_dir_option
 @config_option
 def monitor(
     interval: float | None,
     keep_running: bool,
+    as_json: bool,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
     """Check repeatedly until every task is completed or failed (Ctrl+C stops safely)."""
-    sys.exit(run_monitor(tasks_dir, config_path, interval, keep_running))
+    sys.exit(run_monitor(tasks_dir, config_path, interval, keep_running, as_json=as_json))
 
 
 def run_monitor(
@@ -401,35 +448,60 @@ def run_monitor(
     config_path: Path | None,
     interval: float | None,
     keep_running: bool = False,
+    *,
+    as_json: bool = False,
 ) -> int:
     workspace = _workspace(tasks_dir, config_path)
-    with MonitorDisplay(out_console) as display:
-        return _run_passes(
-            workspace,
-            interval=interval,
-            until_done=not keep_running,
-            on_pass=display.update,
-            report=display.event,
-        )
-
-
-def _run_passes(workspace: Workspace, **options: Any) -> int:
-    """Passes until `Workspace.monitor` returns; the exit status for check and monitor.
-
-    0 nothing failed, 1 frames failed or wait for the user, 2 setup problem (credentials,
-    clock, config, a record that cannot be written), 130 stopped by a signal.
-    """
+    say = Emitter(out_console, as_json=as_json)
+    options: dict[str, Any] = {"interval": interval, "until_done": not keep_running}
+    if as_json:
+        emit_json(header("monitor"))
+        result = _run_passes(workspace, on_pass=JsonProgress(), on_event=say, **options)
+        return _finish(workspace, result, say)
+    # The bar is closed (and, after Ctrl+C, taken away) before the summary is printed, so
+    # the summary comes after the last bar and nothing redraws a stale one.
+    outcome: MonitorOutcome | int | None = None
     try:
-        outcome = run_sync(workspace.monitor(**options))
+        with MonitorDisplay(out_console) as display:
+            outcome = _run_passes(
+                workspace, on_pass=display.update, on_event=display.event, **options
+            )
+            display.interrupted = outcome is None or (
+                isinstance(outcome, MonitorOutcome) and _was_stopped(outcome)
+            )
+    except KeyboardInterrupt:  # Ctrl+C while the bar was being set up or taken down
+        outcome = None
+    return _finish(workspace, outcome, say)
+
+
+def _run_passes(workspace: Workspace, **options: Any) -> MonitorOutcome | int | None:
+    """Passes until `Workspace.monitor` returns: its outcome, None when stopped by Ctrl+C
+    before it could say, or 2 after a setup problem (already printed)."""
+    try:
+        return run_sync(workspace.monitor(**options))
     except AsyncImgError as exc:
         err_console.print(f"asyncimg: {exc}", markup=False)
         return 2
     except KeyboardInterrupt:
-        outcome = None
-    if outcome is None or outcome.interrupted or outcome.last is None:
-        _say_interrupted(workspace)
+        return None
+
+
+def _was_stopped(outcome: MonitorOutcome) -> bool:
+    return outcome.interrupted or outcome.last is None
+
+
+def _finish(workspace: Workspace, outcome: MonitorOutcome | int | None, say: Emitter) -> int:
+    """The summary and the exit status for check and monitor.
+
+    0 nothing failed, 1 frames failed or wait for the user, 2 setup problem (credentials,
+    clock, config, a record that cannot be written), 130 stopped by a signal.
+    """
+    if isinstance(outcome, int):
+        return outcome
+    if outcome is None or _was_stopped(outcome) or outcome.last is None:
+        _say_interrupted(workspace, say)
         return EXIT_INTERRUPTED
-    print_summary(out_console, outcome.last, workspace)
+    print_summary(out_console, outcome.last, workspace, say)
     return outcome.last.exit_code
 
 
@@ -439,12 +511,17 @@ def _run_passes(workspace: Workspace, **options: Any) -> int:
 @click.command("list")
 @click.option("--status", type=click.Choice([s.value for s in TaskState]), default=None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of records.")
+@click.option("--wide", is_flag=True, help="Never cut long paths and errors.")
 @tasks_dir_option
 @config_option
 def list_(
-    status: str | None, as_json: bool, tasks_dir: Path | None, config_path: Path | None
+    status: str | None,
+    as_json: bool,
+    wide: bool,
+    tasks_dir: Path | None,
+    config_path: Path | None,
 ) -> None:
-    """List task records."""
+    """List task records (long paths and errors are cut to fit the terminal)."""
     workspace = _workspace(tasks_dir, config_path)
     if as_json:  # whole records: read them all
         loaded = workspace.store.load_all()
@@ -460,25 +537,36 @@ def list_(
         err_console.print(str(problem), markup=False)
     tasks = [t for t in scanned.tasks if status is None or t.status.value == status]
     tasks.sort(key=lambda t: (t.created_at, t.local_id))
-    click.echo(task_table(tasks))
-    out_console.print(f"{len(tasks)} tasks", markup=False)
+    # Cut to the terminal; a pipe gets whole lines unless COLUMNS says how wide to be.
+    fit = not wide and (out_console.is_terminal or "COLUMNS" in os.environ)
+    click.echo(task_table(tasks, width=out_console.width if fit else None))
+    out_console.print(_("{n} tasks").format(n=len(tasks)), markup=False)
 
 
 @click.command()
-@click.argument("task_id")
+@click.argument("key", metavar="TASK_ID|PATH|FILE")
+@json_option
 @tasks_dir_option
 @config_option
-def show(task_id: str, tasks_dir: Path | None, config_path: Path | None) -> None:
-    """Show one task record in full; for an image FILE, first what is written inside it."""
-    shown = Path(task_id).is_file() and show_image(Path(task_id))
+def show(key: str, as_json: bool, tasks_dir: Path | None, config_path: Path | None) -> None:
+    """Show one task: its frame, times (local), error and earlier attempts; for an image
+    FILE, first what is written inside it.
+
+    Found by task id (or a prefix), output path, or file name (001.png).
+    """
+    shown = not as_json and Path(key).is_file() and show_image(Path(key))
     workspace = _workspace(tasks_dir, config_path)
     try:
-        record = workspace.store.get(task_id)
+        record = find_record(workspace.store, key)
     except (AsyncImgError, KeyError) as exc:
         if shown:
             return
         _fail(str(exc).strip("'\""), 1)
-    click.echo(json.dumps(json.loads(record.model_dump_json()), ensure_ascii=False, indent=2))
+    if as_json:
+        emit_json({"event": "task", **json.loads(record.model_dump_json())})
+        return
+    for line in describe(record):
+        out_console.print(line, markup=False, highlight=False)
 
 
 # -- retry / clean ------------------------------------------------------------------------
@@ -539,13 +627,13 @@ def retry(
     nothing is retried.
     """
     if not task_ids and not all_failed and not all_unconfirmed:
-        raise click.UsageError("name TASK_ID... or use --failed / --unconfirmed")
+        raise click.UsageError(_("name TASK_ID... or use --failed / --unconfirmed"))
     several = all_failed or all_unconfirmed or len(set(task_ids)) > 1
-    one = "name a single TASK_ID (not several, nor --failed / --unconfirmed)"
+    one = _("name a single TASK_ID (not several, nor --failed / --unconfirmed)")
     if several and prompt is not None:
-        _fail(f"--prompt changes one frame's prompt: {one}", 2)
+        _fail(_("--prompt changes one frame's prompt: {one}").format(one=one), 2)
     if several and output is not None:
-        _fail(f"--output saves one frame elsewhere: {one}", 2)
+        _fail(_("--output saves one frame elsewhere: {one}").format(one=one), 2)
     workspace = _workspace(tasks_dir, config_path)
     try:
         report = run_sync(
@@ -566,7 +654,7 @@ def retry(
     except RetryInvalid as exc:
         for problem in exc.problems:
             err_console.print(f"asyncimg: {problem}", markup=False)
-        _fail("nothing was retried: fix the above, then run it again", 2)
+        _fail(_("nothing was retried: fix the above, then run it again"), 2)
     except AsyncImgError as exc:
         _fail(str(exc), _exit_code(exc))
     if report is None:
@@ -574,21 +662,29 @@ def retry(
         sys.exit(EXIT_INTERRUPTED)
     for record in report.refetched:
         out_console.print(
-            f"{record.filename}: task {record.task_id} fetched again (no new submission); "
-            f"`asyncimg check` downloads it to {record.output_path}",
+            _(
+                "{name}: task {task_id} fetched again (no new submission); "
+                "`asyncimg check` downloads it to {output}"
+            ).format(name=record.filename, task_id=record.task_id, output=record.output_path),
             markup=False,
         )
     for record in report.moved_on:
         out_console.print(
-            f"{record.filename}: skipped — another asyncimg is handling it "
-            f"(now {record.status.value})",
+            _("{name}: skipped — another asyncimg is handling it (now {status})").format(
+                name=record.filename, status=_(record.status.value)
+            ),
             markup=False,
         )
     if report.batch.outcomes:
         report_submit(report)
     elif not report.refetched and not report.moved_on:
         kinds = [k for k, on in (("failed", all_failed), ("unconfirmed", all_unconfirmed)) if on]
-        out_console.print(f"no {' or '.join(kinds) or 'failed'} tasks to retry", markup=False)
+        out_console.print(
+            _("no {kinds} tasks to retry").format(kinds=" / ".join(map(_, kinds)) or _("failed"))
+            if language() != "en"
+            else f"no {' or '.join(kinds) or 'failed'} tasks to retry",
+            markup=False,
+        )
     sys.exit(report.exit_code)
 
 
@@ -600,7 +696,7 @@ def parse_age(text: str) -> float:
     """'7d', '12h', '30m', '90s', '2w' (a bare number means days) → seconds."""
     match = _AGE.match(text.lower())
     if not match:
-        raise click.BadParameter(f"{text!r} is not an age like 7d, 12h or 30m")
+        raise click.BadParameter(_("{text!r} is not an age like 7d, 12h or 30m").format(text=text))
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
@@ -626,15 +722,18 @@ def clean(
 ) -> None:
     """Delete (or archive) completed and/or failed records. Images are never touched."""
     if not completed and not failed:
-        raise click.UsageError("say which records: --completed, --failed or both")
+        raise click.UsageError(_("say which records: --completed, --failed or both"))
     workspace = _workspace(tasks_dir, config_path)
     age = parse_age(older_than) if older_than else None
     report = workspace.clean(completed=completed, failed=failed, older_than=age, archive=archive)
-    verb = f"archived to {archive}" if archive else "deleted"
+    verb = _("archived to {folder}").format(folder=archive) if archive else _("deleted")
     if completed:
-        out_console.print(f"{report.completed} completed records {verb}", markup=False)
+        line = _("{n} completed records {verb}").format(n=report.completed, verb=verb)
+        out_console.print(line, markup=False)
     if failed:
-        out_console.print(f"{report.failed} failed records {verb}", markup=False)
+        out_console.print(
+            _("{n} failed records {verb}").format(n=report.failed, verb=verb), markup=False
+        )
 
 
 # -- adopt --------------------------------------------------------------------------------
@@ -674,9 +773,11 @@ def adopt(
         _say_interrupted(workspace)
         sys.exit(EXIT_INTERRUPTED)
     for warning in report.warnings:
-        err_console.print(f"asyncimg: warning: {warning}", markup=False)
+        err_console.print(f"asyncimg: {_('warning')}: {warning}", markup=False)
     out_console.print(
-        f"adopted {report.record.task_id} for {output_path}; asyncimg check downloads it",
+        _("adopted {task_id} for {output}; asyncimg check downloads it").format(
+            task_id=report.record.task_id, output=output_path
+        ),
         markup=False,
     )
 

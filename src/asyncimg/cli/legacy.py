@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asyncimg.api import run_sync
-from asyncimg.cli.commands import _workspace, err_console, out_console, run_check, run_monitor
+from asyncimg.cli.commands import _workspace, run_check, run_monitor
+from asyncimg.cli.emit import err_console, out_console
 from asyncimg.constants import DEFAULT_INTERVAL_S
+from asyncimg.i18n import N_, _, lang_from_argv, set_language
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
 
@@ -22,18 +24,21 @@ from asyncimg.protocol.errors import AsyncImgError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="check_async_tasks.py",
-        description="Check asynchronous image tasks and download finished images.",
+        description=_("Check asynchronous image tasks and download finished images."),
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check-once", action="store_true", help="check every task once")
-    mode.add_argument("--monitor", action="store_true", help="check repeatedly until all finish")
+    mode.add_argument("--check-once", action="store_true", help=_("check every task once"))
+    mode.add_argument("--monitor", action="store_true", help=_("check repeatedly until all finish"))
     parser.add_argument(
         "--interval",
         type=float,
         default=None,
-        help=f"seconds between checks in --monitor mode (default {DEFAULT_INTERVAL_S:g})",
+        help=_("seconds between checks in --monitor mode (default {seconds:g})").format(
+            seconds=DEFAULT_INTERVAL_S
+        ),
     )
-    parser.add_argument("--tasks-dir", default=None, help="task folder (default async_tasks)")
+    parser.add_argument("--tasks-dir", default=None, help=_("task folder (default async_tasks)"))
+    parser.add_argument("--lang", default=None, help=_("language of messages: zh or en"))
     return parser
 
 
@@ -41,7 +46,7 @@ def check_once(tasks_dir: Path | None) -> int:
     return run_check(tasks_dir, None)
 
 
-MENU = """
+MENU = N_("""
 asyncimg task checker ({tasks_dir})
   1) check all tasks once
   2) monitor until all finish (every {interval:g} s)
@@ -49,7 +54,7 @@ asyncimg task checker ({tasks_dir})
   4) list tasks
   5) retry failed tasks
   6) delete completed task records
-  0) quit"""
+  0) quit""")
 
 
 def interactive(
@@ -59,9 +64,9 @@ def interactive(
     every = interval if interval is not None else DEFAULT_INTERVAL_S
     shown_dir = tasks_dir or Path("async_tasks")
     while True:
-        out_console.print(MENU.format(tasks_dir=shown_dir, interval=every), markup=False)
+        out_console.print(_(MENU).format(tasks_dir=shown_dir, interval=every), markup=False)
         try:
-            choice = read("Choose [0-6]: ").strip()
+            choice = read(_("Choose [0-6]: ")).strip()
         except EOFError:
             return 0
         if choice in ("0", "q", "quit", "exit"):
@@ -74,7 +79,7 @@ def interactive(
                 return EXIT_INTERRUPTED
         elif choice == "3":
             try:
-                answer = read("Interval in seconds: ").strip()
+                answer = read(_("Interval in seconds: ")).strip()
             except EOFError:
                 return 0
             try:
@@ -82,7 +87,8 @@ def interactive(
                 if seconds < 0:
                     raise ValueError
             except ValueError:
-                out_console.print(f"{answer!r} is not a number of seconds", markup=False)
+                text = _("{answer!r} is not a number of seconds").format(answer=answer)
+                out_console.print(text, markup=False)
                 continue
             if run_monitor(tasks_dir, None, seconds) == EXIT_INTERRUPTED:
                 return EXIT_INTERRUPTED
@@ -93,7 +99,7 @@ def interactive(
         elif choice == "6":
             _clean(tasks_dir)
         else:
-            out_console.print(f"unknown choice {choice!r}", markup=False)
+            out_console.print(_("unknown choice {choice!r}").format(choice=choice), markup=False)
 
 
 def _list(tasks_dir: Path | None) -> None:
@@ -104,7 +110,7 @@ def _list(tasks_dir: Path | None) -> None:
     for r in sorted(scanned.tasks, key=lambda r: r.created_at):
         error = f"  ({r.last_error.message})" if r.last_error else ""
         out_console.print(
-            f"{r.status.value:<10} {r.task_id or '-':<20} {r.output_path}{error}",
+            f"{_(r.status.value):<10} {r.task_id or '-':<20} {r.output_path}{error}",
             markup=False,
             highlight=False,
         )
@@ -118,14 +124,17 @@ def _retry_failed(tasks_dir: Path | None) -> None:
         err_console.print(f"asyncimg: {exc}", markup=False)
         return
     out_console.print(
-        f"{report.submitted} resubmitted, {report.queued} queued, {report.rejected} rejected",
+        _("{submitted} resubmitted, {queued} queued, {rejected} rejected").format(
+            submitted=report.submitted, queued=report.queued, rejected=report.rejected
+        ),
         markup=False,
     )
 
 
 def _clean(tasks_dir: Path | None) -> None:
     removed = _workspace(tasks_dir, None).clean_completed()
-    out_console.print(f"{removed} completed records deleted (images kept)", markup=False)
+    text = _("{n} completed records deleted (images kept)").format(n=removed)
+    out_console.print(text, markup=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    set_language(lang_from_argv(list(sys.argv[1:] if argv is None else argv)))
     args = build_parser().parse_args(argv)
     tasks_dir = Path(args.tasks_dir) if args.tasks_dir else None
     if args.check_once:

@@ -15,10 +15,9 @@ from asyncimg.cli.commands import (
     _exit_code,
     _fail,
     config_option,
-    err_console,
-    out_console,
     tasks_dir_option,
 )
+from asyncimg.cli.emit import err_console, out_console
 from asyncimg.emulator import Emulator, EmulatorConfig
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
 from asyncimg.fileio import atomic_write

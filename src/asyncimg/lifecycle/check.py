@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asyncimg import constants
+from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.events import Event, stuck_reason
+from asyncimg.lifecycle.explain import reason
 from asyncimg.lifecycle.provenance import provenance_of
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
@@ -29,6 +32,7 @@ MAX_DOWNLOAD_FAILURES = 3
 
 Clock = Callable[[], float]
 Reporter = Callable[[str], None]
+EventSink = Callable[[Event], None]
 
 
 @dataclass
@@ -48,6 +52,9 @@ class PassSummary:
     counts: dict[str, int] = field(default_factory=dict)
     waiting: int = 0
     """Unconfirmed records whose automatic resubmits are spent: only the user can move them."""
+    stuck: str | None = None
+    """Why frames are not moving right now (the API unreachable, a limit, server errors);
+    cleared when a submit or poll goes through."""
 
     @property
     def unfinished(self) -> int:
@@ -66,18 +73,22 @@ class PassSummary:
         return 1 if self.failed_total or self.waiting else 0
 
     def line(self) -> str:
-        states = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "no tasks"
+        states = ", ".join(f"{n} {_(s)}" for s, n in self.counts.items() if n) or _("no tasks")
         extra = []
         if self.submitted:
-            extra.append(f"{self.submitted} newly submitted")
+            extra.append(_("{n} newly submitted").format(n=self.submitted))
         if self.waiting:
-            extra.append(f"{self.waiting} unconfirmed waiting for you (see below)")
+            extra.append(_("{n} unconfirmed waiting for you (see below)").format(n=self.waiting))
         if self.transient_errors:
-            extra.append(f"{self.transient_errors} temporary errors (retried next pass)")
+            extra.append(
+                _("{n} temporary errors (retried next pass)").format(n=self.transient_errors)
+            )
         if self.problems:
-            extra.append(f"{len(self.problems)} unreadable records set aside")
+            extra.append(_("{n} unreadable records set aside").format(n=len(self.problems)))
+        if self.stuck and not self.halted:
+            extra.append(_("waiting: {reason}").format(reason=self.stuck))
         if self.halted:
-            extra.append(f"pass stopped early: {self.halted}")
+            extra.append(_("pass stopped early: {reason}").format(reason=self.halted))
         return states + (f" — {'; '.join(extra)}" if extra else "")
 
 
@@ -94,6 +105,7 @@ class Checker:
         max_in_flight: int | None = None,
         unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
         report: Reporter | None = None,
+        on_event: EventSink | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -102,6 +114,25 @@ class Checker:
         self.max_in_flight = max_in_flight
         self.unconfirmed_budget = unconfirmed_budget
         self.report: Reporter = report or (lambda _line: None)
+        self.on_event: EventSink = on_event or (lambda _event: None)
+        self._said_stuck: str | None = None
+
+    def tell(self, event: Event) -> None:
+        """Say `event`: its line to `report`, the event itself to `on_event`."""
+        self.report(event.text)
+        self.on_event(event)
+
+    def _stuck(self, summary: PassSummary, error: AsyncImgError | None) -> None:
+        """Note why frames wait (said once, when the reason first shows), or that they move."""
+        reason = stuck_reason(error) if error is not None else None
+        if error is None or reason is None:
+            if error is None:
+                summary.stuck = None
+            return
+        summary.stuck = reason
+        if reason != self._said_stuck:  # a flapping connection is not said again and again
+            self._said_stuck = reason
+            self.tell(Event("stuck", reason, error=error))
 
     async def run_pass(self) -> PassSummary:
         summary = PassSummary()
@@ -155,18 +186,35 @@ class Checker:
         if batch.halted is not None:
             self._halt(summary, batch.halted)
         for outcome in batch.outcomes:
-            name = _name(outcome.record)
+            record = outcome.record
+            name = _name(record)
             if outcome.warning:
-                self.report(f"{name}: {outcome.warning}")
+                self.tell(Event("warning", f"{name}: {outcome.warning}", record))
             if outcome.accepted:
                 summary.submitted += 1
-                self.report(f"{name}: submitted as {outcome.record.task_id}")
+                self._stuck(summary, None)
+                text = _("{name}: submitted as {task_id}").format(name=name, task_id=record.task_id)
+                self.tell(Event("submitted", text, record))
             elif outcome.unconfirmed and outcome.error is not None:
                 summary.unconfirmed += 1
-                self.report(f"{name}: unconfirmed — {outcome.error}; it may exist and be billed")
+                self.tell(
+                    Event(
+                        "unconfirmed",
+                        _("{name}: unconfirmed — {error}; it may exist and be billed").format(
+                            name=name, error=outcome.error
+                        ),
+                        record,
+                        outcome.error,
+                    )
+                )
             elif outcome.rejected and outcome.error is not None:
                 summary.failed += 1
-                self.report(f"{name}: failed — {decide.failure_reason(outcome.error)}")
+                text = _("{name}: failed — {reason}").format(
+                    name=name, reason=reason(outcome.error)
+                )
+                self.tell(Event("failed", text, record, outcome.error))
+            elif outcome.queued and outcome.error is not None:
+                self._stuck(summary, outcome.error)
         return batch
 
     def _load(self, summary: PassSummary) -> ScanReport:
@@ -175,7 +223,7 @@ class Checker:
         scanned = self.store.scan()
         for problem in scanned.problems:
             summary.problems.append(str(problem))
-            self.report(str(problem))
+            self.tell(Event("warning", str(problem)))
         return scanned
 
     async def _check_one(self, record: TaskRecord, summary: PassSummary) -> None:
@@ -204,7 +252,9 @@ class Checker:
             try:
                 result = await self.client.get_result(current.req_key, current.task_id)
             except AsyncImgError as exc:
+                self._stuck(summary, exc)
                 return self._apply(current, decide.after_error(exc), summary)
+            self._stuck(summary, None)
             decision = decide.after_poll(result)
             if decision.download:
                 if on_done is not None:
@@ -216,7 +266,8 @@ class Checker:
         """Every other task would hit the same wall: stop polling, say it once."""
         if summary.halted is None:
             summary.halted = decide.failure_reason(error)
-            self.report(f"stopping this pass: {summary.halted}")
+            text = _("stopping this pass: {reason}").format(reason=reason(error))
+            self.tell(Event("halted", text, error=error))
 
     async def _download(
         self, record: TaskRecord, result: Result, summary: PassSummary
@@ -243,7 +294,8 @@ class Checker:
         )
         self.store.save(done)
         summary.completed += 1
-        self.report(f"{_name(done)}: completed → {done.output_path}")
+        text = _("{name}: completed → {output}").format(name=_name(done), output=done.output_path)
+        self.tell(Event("completed", text, done))
         return done
 
     async def _fetch_and_save(self, record: TaskRecord, result: Result) -> list[ResultFile]:
@@ -297,7 +349,10 @@ class Checker:
         self.store.save(updated)
         if decision.fails and decision.error is not None:
             summary.failed += 1
-            self.report(f"{_name(updated)}: failed — {decide.failure_reason(decision.error)}")
+            text = _("{name}: failed — {reason}").format(
+                name=_name(updated), reason=reason(decision.error)
+            )
+            self.tell(Event("failed", text, updated, decision.error))
         return updated
 
 

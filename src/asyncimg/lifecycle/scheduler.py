@@ -29,8 +29,10 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 
 from asyncimg.fileio import atomic_write
+from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.check import Checker, PassSummary
+from asyncimg.lifecycle.events import Event
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import MonitorOutcome
 from asyncimg.lifecycle.schedule import (
@@ -79,8 +81,10 @@ class SchedulerView:
     summary: PassSummary
 
     def line(self) -> str:
-        rest = f", about {_duration(self.eta)} left" if self.eta is not None else ""
-        return f"{self.summary.line()} — {_duration(self.elapsed)} elapsed{rest}"
+        rest = _(", about {eta} left").format(eta=_duration(self.eta)) if self.eta else ""
+        return _("{summary} — {elapsed} elapsed{rest}").format(
+            summary=self.summary.line(), elapsed=_duration(self.elapsed), rest=rest
+        )
 
 
 @dataclass
@@ -284,7 +288,7 @@ class Scheduler:
                 for local_id, due in self._due.items()
                 if due <= now and local_id not in self._polling
             )
-            for _, local_id in ready:
+            for _due, local_id in ready:
                 self._polling.add(local_id)
                 group.create_task(self._poll_one(local_id))
             upcoming = [d for i, d in self._due.items() if i not in self._polling]
@@ -354,8 +358,8 @@ class Scheduler:
         self._refused = open_
         # Keep what an open refusal may still need, and a minute of the rest (a refusal
         # is recorded after its reply; a task may finish meanwhile).
-        horizon = min((m for m, _ in open_), default=self.clock()) - 60.0
-        for local_id in [i for i, (_, _, seen) in self._spans.items() if seen < horizon]:
+        horizon = min((m for m, _ids in open_), default=self.clock()) - 60.0
+        for local_id in [i for i, span in self._spans.items() if span[2] < horizon]:
             del self._spans[local_id]
             self._span_bucket.pop(local_id, None)
 
@@ -392,7 +396,7 @@ class Scheduler:
         report = self.checker.store.load_all()
         for problem in report.problems:
             self._summary.problems.append(str(problem))
-            self.checker.report(str(problem))
+            self.checker.tell(Event("warning", str(problem)))
         for record in report.records:
             self.records[record.local_id] = record
         self._seen = _listing(self.checker.store.root)

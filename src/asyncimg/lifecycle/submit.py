@@ -51,6 +51,8 @@ class TaskRequest:
     frame_id: str | None = None
     batch_file: str | None = None
     batch_line: int | None = None
+    base_dir: str | None = None
+    """The folder relative paths are read from (a batch file's folder); None: the current one."""
 
 
 def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRecord:
@@ -89,7 +91,7 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
         status=TaskState.PENDING,
         created_at=now,
         updated_at=now,
-        working_dir=str(Path.cwd()),
+        working_dir=request.base_dir or str(Path.cwd()),
         frame_id=request.frame_id,
         batch_file=request.batch_file,
         batch_line=request.batch_line,
@@ -378,8 +380,11 @@ async def submit_records(
     sleep: Sleep = asyncio.sleep,
     parallel: int = 4,
     unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
+    on_outcome: Callable[[SubmitOutcome], None] | None = None,
 ) -> BatchOutcome:
     """Submit queued records in order, a few at a time, until the service says "limit".
+
+    `on_outcome` hears about each frame the moment its answer is recorded (progress).
 
     Every record is already on disk; after the first refusal that waiting can fix (50429,
     50430, outage), an unknown outcome or a setup problem, the rest simply stay queued for
@@ -416,6 +421,8 @@ async def submit_records(
                     stop.set()
                     return
             outcomes[record.local_id] = outcome
+            if on_outcome is not None:
+                on_outcome(outcome)
             if outcome.error is not None and stop_submitting(outcome.error):
                 if is_setup_problem(outcome.error):
                     halted.append(outcome.error)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asyncimg.i18n import _
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import Config
 from asyncimg.lifecycle.references import check_count, prepare_references
@@ -57,6 +58,9 @@ class Line:
     number: int | None
     fields: Mapping[str, Any]
     from_csv: bool = False
+    base: str | None = None
+    """The folder the line's relative paths are read from: its batch file's folder (an
+    absolute path), or None for the current folder (the command line)."""
 
     @property
     def where(self) -> str:
@@ -103,13 +107,14 @@ class Checked:
 
 
 def check_lines(lines: Sequence[Line], config: Config) -> Checked:
-    """Check every line, relative to the current folder (where records will say they were
-    typed); never raises for anything a line contains."""
-    base = Path.cwd()
+    """Check every line, its relative paths read from its batch file's folder (the current
+    folder for the command line), where records will say they were typed; never raises
+    for anything a line contains."""
     checked = Checked()
     outputs: dict[str, Line] = {}
     ids: dict[str, Line] = {}
     for line in lines:
+        base = Path(line.base) if line.base is not None else Path.cwd()
         problems: list[Problem] = []
         request, usable = _request(line, config, problems)
         if request is not None and request.frame_id is not None:
@@ -123,9 +128,19 @@ def check_lines(lines: Sequence[Line], config: Config) -> Checked:
             key = _output_key(output, base)
             first = outputs.setdefault(key, line) if key is not None else line
             if first is not line:
-                earlier = f"line {first.number}" if first.number is not None else first.where
+                earlier = (
+                    _("line {n}").format(n=first.number)
+                    if first.number is not None
+                    else first.where
+                )
                 problems.append(
-                    _problem(line, _output_field(line), f"same output as {earlier} ({output})")
+                    _problem(
+                        line,
+                        _output_field(line),
+                        _("same output as {earlier} ({output})").format(
+                            earlier=earlier, output=output
+                        ),
+                    )
                 )
         record = None
         if request is not None:
@@ -174,12 +189,17 @@ def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, int | float):
-        return "a number"
+        return _("a number")
     if isinstance(value, list):
-        return "a list"
+        return _("a list")
     if isinstance(value, dict):
-        return "an object"
-    return "a string" if isinstance(value, str) else type(value).__name__
+        return _("an object")
+    return _("a string") if isinstance(value, str) else type(value).__name__
+
+
+def _must_be(value: object, rule: str) -> str:
+    """ "{value} is {kind}; {rule}" in the user's language."""
+    return _("{value} is {kind}; {rule}").format(value=_shown(value), kind=_kind(value), rule=rule)
 
 
 def _blank(value: object) -> bool:
@@ -245,6 +265,7 @@ def _request(
         frame_id=frame_id,
         batch_file=line.source if line.number is not None else None,
         batch_line=line.number,
+        base_dir=line.base,
     )
     return request, prompt is not None and output is not None
 
@@ -276,16 +297,17 @@ def _unknown_fields(
         if line.from_csv and _blank(value):
             continue  # an empty cell under an unknown header asks for nothing
         if name in _IMAGE_FIELDS:
-            message = "not taken here; give local image files as character_images"
+            message = _("not taken here; give local image files as character_images")
         elif profile is not None and name in every_model and name != "prompt":
-            message = (
-                f"{profile.req_key} does not take this field; "
-                f"it takes: {', '.join(sorted(model_fields))}"
+            message = _("{model} does not take this field; it takes: {fields}").format(
+                model=profile.req_key, fields=", ".join(sorted(model_fields))
             )
         else:
             close = difflib.get_close_matches(str(name), known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            message = f"unknown field; {hint}(known: {', '.join(known)})"
+            hint = _("did you mean {name!r}? ").format(name=close[0]) if close else ""
+            message = _("unknown field; {hint}(known: {known})").format(
+                hint=hint, known=", ".join(known)
+            )
         unknown.add(name)
         problems.append(_problem(line, str(name) or "(empty header)", message))
     return unknown
@@ -297,7 +319,7 @@ def _text_field(line: Line, name: str, problems: list[Problem]) -> str | None:
     if _blank(value):
         return None
     if not isinstance(value, str):
-        problems.append(_problem(line, name, f"{_shown(value)} is {_kind(value)}; it must be text"))
+        problems.append(_problem(line, name, _must_be(value, _("it must be text"))))
         return None
     return value
 
@@ -320,13 +342,11 @@ def _frame_id(line: Line, problems: list[Problem]) -> str | None:
 def _prompt(line: Line, problems: list[Problem]) -> str | None:
     value = line.fields.get("prompt")
     if value is None:
-        problems.append(_problem(line, "prompt", "missing; every frame needs a prompt"))
+        problems.append(_problem(line, "prompt", _("missing; every frame needs a prompt")))
     elif not isinstance(value, str):
-        problems.append(
-            _problem(line, "prompt", f"{_shown(value)} is {_kind(value)}; it must be text")
-        )
+        problems.append(_problem(line, "prompt", _must_be(value, _("it must be text"))))
     elif not value.strip():
-        problems.append(_problem(line, "prompt", "is empty"))
+        problems.append(_problem(line, "prompt", _("is empty")))
     else:
         return value
     return None
@@ -337,17 +357,17 @@ def _output(line: Line, problems: list[Problem]) -> str | None:
     given = {k: row[k] for k in ("output_path", "output") if not _blank(row.get(k))}
     if len(given) == 2 and given["output_path"] != given["output"]:
         problems.append(
-            _problem(line, "output", "give output_path or output, not both (they differ)")
+            _problem(line, "output", _("give output_path or output, not both (they differ)"))
         )
         return None
     if not given:
-        problems.append(_problem(line, "output_path", "missing; every frame needs a file to write"))
+        problems.append(
+            _problem(line, "output_path", _("missing; every frame needs a file to write"))
+        )
         return None
     name, value = next(iter(given.items()))
     if not isinstance(value, str):
-        problems.append(
-            _problem(line, name, f"{_shown(value)} is {_kind(value)}; it must be a file path")
-        )
+        problems.append(_problem(line, name, _must_be(value, _("it must be a file path"))))
         return None
     return value
 
@@ -380,14 +400,20 @@ def _size(line: Line, problems: list[Problem]) -> str | None:
         try:
             return sizes.normalise(value)
         except InvalidInput:
-            problems.append(_problem(line, "size", f"{_shown(value)} is not {sizes.FORMS}"))
+            problems.append(
+                _problem(
+                    line,
+                    "size",
+                    _("{value} is not {forms}").format(value=_shown(value), forms=sizes.FORMS),
+                )
+            )
             return None
     pair = _pair(value)
     if pair is not None:
-        hint = f'write "size": "{pair[0]}x{pair[1]}"'
+        hint = _('write "size": "{w}x{h}"').format(w=pair[0], h=pair[1])
     else:
-        hint = 'write it as text WIDTHxHEIGHT, e.g. "size": "1440x2560"'
-    problems.append(_problem(line, "size", f"{_shown(value)} is {_kind(value)}; {hint}"))
+        hint = _('write it as text WIDTHxHEIGHT, e.g. "size": "1440x2560"')
+    problems.append(_problem(line, "size", _must_be(value, hint)))
     return None
 
 
@@ -466,7 +492,11 @@ def output_problems(path: str, base: Path) -> list[str]:
         ]
     try:
         if target.is_dir():
-            return [f"{path} is a folder; name the image file in it, e.g. {path}/001.png"]
+            return [
+                _("{path} is a folder; name the image file in it, e.g. {path}/001.png").format(
+                    path=path
+                )
+            ]
         folder = target.parent
         missing: list[str] = []
         while not folder.exists() and folder != folder.parent:

@@ -22,6 +22,7 @@ import aiohttp
 from yarl import URL
 
 from asyncimg import constants
+from asyncimg.i18n import _
 from asyncimg.protocol import models, retry, signing
 from asyncimg.protocol.errors import (
     AsyncImgError,
@@ -112,7 +113,10 @@ def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials:
     if missing:
         raise ConfigError(
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
-            "export your Volcengine access key as VOLC_ACCESSKEY and secret key as VOLC_SECRETKEY"
+            + _(
+                "export your Volcengine access key as VOLC_ACCESSKEY and secret key as "
+                "VOLC_SECRETKEY"
+            )
         )
     token = env.get(constants.ENV_SESSION_TOKEN, "").strip() or None
     return Credentials(ak, sk, token)

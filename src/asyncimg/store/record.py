@@ -10,6 +10,7 @@ result. Do not use ``model_copy(update=...)`` on records: it skips validation. P
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -226,13 +227,19 @@ def legacy_local_id(task_id: str) -> str:
     return uuid.uuid5(_LEGACY_NAMESPACE, task_id).hex
 
 
-def record_to_json(record: TaskRecord) -> str:
+def record_to_json(record: TaskRecord, folder: Path | None = None) -> str:
     """The file text: UTF-8 friendly (Chinese stays readable), indent 2, stable key order.
+
+    With `folder` (the tasks folder the file goes in), a `working_dir` inside the project
+    (the tasks folder's parent) is written relative to `folder`, so a project folder that
+    is moved still writes its images inside itself (see :func:`project_relative`).
 
     A string that cannot be encoded as UTF-8 (a lone surrogate from a ``\\ud800`` escape)
     falls back to ASCII escapes, so a save never fails and the file still round-trips.
     """
     data = record.model_dump(mode="json")
+    if folder is not None and record.working_dir is not None:
+        data["working_dir"] = project_relative(record.working_dir, folder)
     text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
     try:
         text.encode("utf-8")
@@ -241,15 +248,51 @@ def record_to_json(record: TaskRecord) -> str:
     return text
 
 
-def record_from_json(text: str | bytes) -> TaskRecord:
+def record_from_json(text: str | bytes, folder: Path | None = None) -> TaskRecord:
     """Parse and validate one record, as the store reads files; ``ValueError`` if bad.
 
     Uses :mod:`json` (not pydantic's parser) so that whatever the store accepts on disk,
-    e.g. an escaped lone surrogate, this accepts too; NaN/Infinity are refused.
+    e.g. an escaped lone surrogate, this accepts too; NaN/Infinity are refused. With
+    `folder` (the folder the file was read from), a relative `working_dir` is made absolute.
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8-sig")
-    return TaskRecord.model_validate(json.loads(text, parse_constant=reject_json_constant))
+    obj = json.loads(text, parse_constant=reject_json_constant)
+    if folder is not None and isinstance(obj, dict):
+        obj = anchor_working_dir(obj, folder)
+    return TaskRecord.model_validate(obj)
+
+
+def project_relative(working_dir: str, folder: Path) -> str:
+    """`working_dir` as a record in `folder` stores it: relative to `folder` when it lies
+    in the project (`folder`'s parent or below), else as it is (absolute).
+
+    Absolute paths are compared as typed (not resolved), so a symlinked project stays
+    relative to the link the user works through.
+    """
+    given = Path(working_dir)
+    if not given.is_absolute():
+        return working_dir
+    tasks = _lexical(folder)
+    project = tasks.parent
+    where = _lexical(given)
+    if where == project or where.is_relative_to(project):
+        return os.path.relpath(where, tasks)
+    return working_dir
+
+
+def anchor_working_dir(obj: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A record object read from `folder`, its relative `working_dir` made absolute.
+    Records written before paths were stored relative keep their absolute folder."""
+    working_dir = obj.get("working_dir")
+    if isinstance(working_dir, str) and working_dir and not Path(working_dir).is_absolute():
+        return {**obj, "working_dir": str(_lexical(folder / working_dir))}
+    return obj
+
+
+def _lexical(path: Path) -> Path:
+    """Absolute, with `..` and `.` taken out by name (symlinks are not followed)."""
+    return Path(os.path.normpath(path.absolute()))
 
 
 def reject_json_constant(name: str) -> Any:

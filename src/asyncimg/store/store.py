@@ -45,7 +45,9 @@ from asyncimg.store.index import (
 from asyncimg.store.locks import ensure_private_dir, remove_lock_file, try_lock, unlock
 from asyncimg.store.record import (
     TaskRecord,
+    anchor_working_dir,
     legacy_local_id,
+    project_relative,
     record_to_json,
     reject_json_constant,
 )
@@ -181,7 +183,7 @@ class TaskStore:
     def save(self, record: TaskRecord) -> Path:
         """Write ``record`` atomically to its file, then remove its older file if it moved."""
         target = self.path_for(record)
-        atomic_write(target, record_to_json(record).encode("utf-8"))
+        atomic_write(target, record_to_json(record, self.root).encode("utf-8"))
         removed = False
         for old in self._other_copies(record, target):
             old.unlink(missing_ok=True)
@@ -235,9 +237,9 @@ class TaskStore:
         ensure_private_dir(dest_dir)
         source = self.path_for(record)
         try:
-            data = source.read_bytes()
+            data = _moved_record(source.read_bytes(), source.parent, dest_dir)
         except FileNotFoundError:
-            data = record_to_json(record).encode("utf-8")
+            data = record_to_json(record, dest_dir).encode("utf-8")
         dest = _free_name(dest_dir, source.name)
         atomic_write(dest, data)
         self.delete(record)
@@ -591,9 +593,25 @@ def record_progress(record: TaskRecord) -> tuple[int, bool, int, float]:
     return (len(record.history), record.task_id is not None, record.attempts, record.updated_at)
 
 
+def _moved_record(data: bytes, source: Path, dest: Path) -> bytes:
+    """A record file's bytes for another folder: as they are, unless its `working_dir` is
+    relative to `source` (then it is made relative to `dest`, or absolute)."""
+    try:
+        obj = json.loads(data.decode("utf-8-sig"), parse_constant=reject_json_constant)
+    except (ValueError, RecursionError):
+        return data
+    if not isinstance(obj, dict):
+        return data
+    anchored = anchor_working_dir(obj, source)
+    if anchored is obj:
+        return data
+    anchored["working_dir"] = project_relative(anchored["working_dir"], dest)
+    return (json.dumps(anchored, ensure_ascii=False, indent=2) + "\n").encode("utf-8", "replace")
+
+
 def _read_record(path: Path) -> TaskRecord | str:
     """The record in ``path``, or a one-line reason it is unusable."""
-    return _parse_record(path.read_bytes())
+    return _parse_record(path.read_bytes(), path.parent)
 
 
 def _read_record_keyed(path: Path) -> tuple[TaskRecord | str, FileKey]:
@@ -602,10 +620,10 @@ def _read_record_keyed(path: Path) -> tuple[TaskRecord | str, FileKey]:
     with path.open("rb") as fh:
         key = file_key(os.fstat(fh.fileno()))
         data = fh.read()
-    return _parse_record(data), key
+    return _parse_record(data, path.parent), key
 
 
-def _parse_record(data: bytes) -> TaskRecord | str:
+def _parse_record(data: bytes, folder: Path) -> TaskRecord | str:
     """The record in a file's bytes, or a one-line reason it is unusable."""
     if not data.strip():
         return "empty file"
@@ -622,7 +640,7 @@ def _parse_record(data: bytes) -> TaskRecord | str:
     if not isinstance(obj, dict):
         return f"not a JSON object (found {_json_type(obj)})"
     try:
-        return TaskRecord.model_validate(obj)
+        return TaskRecord.model_validate(anchor_working_dir(obj, folder))
     except ValidationError as exc:
         return _one_line("invalid task record: " + _summarise(exc))
 
