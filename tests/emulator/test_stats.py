@@ -43,6 +43,7 @@ async def test_stats(start: Start) -> None:
         "requests": {"CVSync2AsyncSubmitTask": 5, "CVSync2AsyncGetResult": 3},
         "errors": {"50200": 1, "SignatureDoesNotMatch": 1},
         "image_downloads": 2,
+        "image_downloads_by_task": {first: 2},
         "tasks_submitted": 3,
         "tasks_done": 1,
         "tasks_unfinished": 2,

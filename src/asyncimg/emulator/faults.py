@@ -23,11 +23,17 @@ class FaultKind(StrEnum):
     # MissingParameter (HTTP 400), or the service's 50200 parameter error.
     GATEWAY_REFUSAL = "gateway_refusal"
     PARAM_ERROR = "param_error"
+    # A limit answer whatever the load: 50429 (QPS), or on a submit 50429 and 50430
+    # (concurrency) in turn. Like the real limits, it never creates a task.
+    LIMIT = "limit"
+    # One image download answers with its first half only (a connection cut mid-body):
+    # unlike `truncated_image`, the next download of the same image is whole.
+    TRUNCATED_BODY = "truncated_body"
 
     @property
     def image_only(self) -> bool:
         """Faults that only make sense on an image download."""
-        return self is FaultKind.EXPIRED_URL
+        return self in IMAGE_ONLY
 
     @property
     def injected_only(self) -> bool:
@@ -48,8 +54,13 @@ TASK_FAULTS = frozenset(
         FaultKind.BASE64_ONLY,
     }
 )
+IMAGE_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.TRUNCATED_BODY})
 INJECTED_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.GATEWAY_REFUSAL, FaultKind.PARAM_ERROR})
 REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
+# What an image download can suffer when drawn at random (`image_fault_rate`).
+IMAGE_FAULTS = frozenset(
+    {FaultKind.SERVER_ERROR, FaultKind.DROP, FaultKind.SLOW, FaultKind.TRUNCATED_BODY}
+)
 # The pseudo-action that targets `GET /_emulator/images/...` with inject(kind, action=...).
 IMAGE_ACTION = "image"
 
@@ -68,13 +79,24 @@ class FaultPlan:
     seeded RNG per request (and one per submitted task) decides, so a seed replays exactly.
     """
 
-    def __init__(self, rate: float, kinds: frozenset[FaultKind], seed: int | None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        kinds: frozenset[FaultKind],
+        seed: int | None,
+        image_rate: float = 0.0,
+    ) -> None:
         self.rate = rate
+        self.image_rate = image_rate
         self._request_kinds = sorted((kinds & REQUEST_FAULTS) - INJECTED_ONLY)
         self._task_kinds = sorted(kinds & TASK_FAULTS)
+        self._image_kinds = sorted(kinds & IMAGE_FAULTS)
         self._rng = random.Random(None if seed is None else f"{seed}:faults")
+        # Its own stream, so turning image faults on replays the same request faults.
+        self._image_rng = random.Random(None if seed is None else f"{seed}:image-faults")
         self._queue: list[_Injected] = []
         self._server_error_flip = False
+        self._limit_flip = False
         self.fired: Counter[str] = Counter()
 
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
@@ -119,8 +141,12 @@ class FaultPlan:
         return kind
 
     def for_image(self) -> FaultKind | None:
-        """Image downloads get injected faults only (action="image"): no random draw."""
+        """Injected faults (action="image"), else one draw at `image_rate` (0 by default:
+        image downloads then get injected faults only)."""
         kind = self._take(IMAGE_ACTION, task_outcome=False)
+        if kind is None and self.image_rate > 0 and self._image_kinds:
+            if self._image_rng.random() < self.image_rate:
+                kind = self._image_kinds[self._image_rng.randrange(len(self._image_kinds))]
         if kind:
             self.fired[kind.value] += 1
         return kind
@@ -137,3 +163,11 @@ class FaultPlan:
         """Server errors alternate between the business 50500 and the gateway's InternalError."""
         self._server_error_flip = not self._server_error_flip
         return not self._server_error_flip
+
+    def limit_code(self, action: str) -> int:
+        """The code a `limit` fault answers: 50429 on a poll; 50429 and 50430 in turn on a
+        submit."""
+        if action != constants.ACTION_SUBMIT:
+            return 50429
+        self._limit_flip = not self._limit_flip
+        return 50430 if self._limit_flip else 50429
