@@ -144,9 +144,9 @@ class FaultPlan:
         """Injected faults (action="image"), else one draw at `image_rate` (0 by default:
         image downloads then get injected faults only)."""
         kind = self._take(IMAGE_ACTION, task_outcome=False)
-        if kind is None and self.image_rate > 0 and self._image_kinds:
-            if self._image_rng.random() < self.image_rate:
-                kind = self._image_kinds[self._image_rng.randrange(len(self._image_kinds))]
+        rate, kinds = self.image_rate, self._image_kinds
+        if kind is None and rate > 0 and kinds and self._image_rng.random() < rate:
+            kind = kinds[self._image_rng.randrange(len(kinds))]
         if kind:
             self.fired[kind.value] += 1
         return kind
