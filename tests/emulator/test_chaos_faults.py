@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from asyncimg.emulator import EmulatorConfig, FaultKind
-from asyncimg.emulator.faults import FaultPlan
+from asyncimg.emulator.faults import HOSTILE_TASK_IDS, FaultPlan
 
 from .conftest import RESULT, SUBMIT, V40, Start
 
@@ -75,3 +75,18 @@ def test_image_faults_are_drawn_only_with_an_image_rate_and_keep_request_draws()
 def test_image_fault_rate_is_checked() -> None:
     with pytest.raises(ValueError, match="image_fault_rate"):
         EmulatorConfig(access_key="AK", secret_key="SK", image_fault_rate=1.5)
+
+
+async def test_hostile_task_id_bills_a_task_and_hands_out_the_next_hostile_value(
+    start: Start,
+) -> None:
+    emu, api = await start()
+    emu.inject(FaultKind.HOSTILE_TASK_ID, count=len(HOSTILE_TASK_IDS), action=SUBMIT)
+    ids = []
+    for _ in HOSTILE_TASK_IDS:
+        reply = await api.call(SUBMIT, {"req_key": V40, "prompt": "x"})
+        assert reply.code == 10000
+        ids.append(reply.data["task_id"])
+    assert ids == list(HOSTILE_TASK_IDS)
+    assert emu.stats()["tasks_submitted"] == len(HOSTILE_TASK_IDS)
+    assert isinstance(await api.submit(), str)  # and then real ids again

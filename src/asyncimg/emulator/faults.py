@@ -29,6 +29,9 @@ class FaultKind(StrEnum):
     # One image download answers with its first half only (a connection cut mid-body):
     # unlike `truncated_image`, the next download of the same image is whole.
     TRUNCATED_BODY = "truncated_body"
+    # The submit creates (and bills) a task, but its reply carries a hostile task id instead
+    # of the real one: the next of HOSTILE_TASK_IDS, in turn.
+    HOSTILE_TASK_ID = "hostile_task_id"
 
     @property
     def image_only(self) -> bool:
@@ -55,7 +58,26 @@ TASK_FAULTS = frozenset(
     }
 )
 IMAGE_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.TRUNCATED_BODY})
-INJECTED_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.GATEWAY_REFUSAL, FaultKind.PARAM_ERROR})
+INJECTED_ONLY = frozenset(
+    {
+        FaultKind.EXPIRED_URL,
+        FaultKind.GATEWAY_REFUSAL,
+        FaultKind.PARAM_ERROR,
+        FaultKind.HOSTILE_TASK_ID,
+    }
+)
+# What a `hostile_task_id` reply carries instead of the task id, in turn: paths, an empty
+# id, a huge one, control and bidi characters, and other JSON types than a string.
+HOSTILE_TASK_IDS: tuple[object, ...] = (
+    "../../../escape",
+    "a/b\\c",
+    "",
+    "x" * 5000,
+    "\u202e\n\x00id",
+    12345,
+    ["7392616336519610409"],
+    None,
+)
 REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
 # What an image download can suffer when drawn at random (`image_fault_rate`).
 IMAGE_FAULTS = frozenset(
@@ -97,6 +119,7 @@ class FaultPlan:
         self._queue: list[_Injected] = []
         self._server_error_flip = False
         self._limit_flip = False
+        self._hostile = 0
         self.fired: Counter[str] = Counter()
 
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
@@ -163,6 +186,12 @@ class FaultPlan:
         """Server errors alternate between the business 50500 and the gateway's InternalError."""
         self._server_error_flip = not self._server_error_flip
         return not self._server_error_flip
+
+    def hostile_task_id(self) -> object:
+        """The next value a `hostile_task_id` reply carries as its task id."""
+        value = HOSTILE_TASK_IDS[self._hostile % len(HOSTILE_TASK_IDS)]
+        self._hostile += 1
+        return value
 
     def limit_code(self, action: str) -> int:
         """The code a `limit` fault answers: 50429 on a poll; 50429 and 50430 in turn on a

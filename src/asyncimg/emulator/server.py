@@ -302,6 +302,8 @@ class Emulator:
         try:
             if action == constants.ACTION_SUBMIT:
                 data = self._submit(body, received)
+                if fault is FaultKind.HOSTILE_TASK_ID:
+                    data = {"task_id": self._faults.hostile_task_id()}
             else:
                 data = await self._get_result(body, f"{request.scheme}://{request.host}")
         except BusinessError as exc:
