@@ -119,7 +119,7 @@ class FaultPlan:
         self._queue: list[_Injected] = []
         self._server_error_flip = False
         self._limit_flip = False
-        self._hostile = 0
+        self.hostile_next = 0  # index into HOSTILE_TASK_IDS of the next hostile reply
         self.fired: Counter[str] = Counter()
 
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
@@ -189,8 +189,8 @@ class FaultPlan:
 
     def hostile_task_id(self) -> object:
         """The next value a `hostile_task_id` reply carries as its task id."""
-        value = HOSTILE_TASK_IDS[self._hostile % len(HOSTILE_TASK_IDS)]
-        self._hostile += 1
+        value = HOSTILE_TASK_IDS[self.hostile_next % len(HOSTILE_TASK_IDS)]
+        self.hostile_next += 1
         return value
 
     def limit_code(self, action: str) -> int:
