@@ -371,7 +371,6 @@ CASES: tuple[Case, ...] = (
         frozenset({1, 2}),
         "async_tasks",
         cwd="elsewhere",
-        needs="a tasks folder that is a file is one line, exit 2 (edges)",
     ),
     Case(
         "tasks-dir-file-opt",
