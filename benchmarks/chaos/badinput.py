@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from tests.e2e.conftest import E2E, SK, SUBMIT, EmulatorThread
+from tests.e2e.conftest import E2E, RESULT, SK, SUBMIT, EmulatorThread
 
 from asyncimg import constants
 from asyncimg.emulator import FaultKind
-from asyncimg.emulator.faults import HOSTILE_TASK_IDS
+from asyncimg.emulator.faults import HOSTILE_RESULTS, HOSTILE_TASK_IDS
 
-from .common import Report, secret_hits
+from .common import Report, image_problem, secret_hits
 
 GOOD = {"prompt": "good frame: a tram in the rain", "output_path": "out/new-good.png"}
 WORKERS = 3  # one runs the serial cases; on 2 cores the commands mostly wait for imports
@@ -87,6 +87,9 @@ class Case:
     env: dict[str, str | None] = field(default_factory=dict)
     needs: str | None = None  # the edges-branch item this case waits for
     timeout: float = 60.0
+    # Run after the command (the fault gone): these frames must then be completed.
+    then: tuple[str, ...] = ()
+    completes: tuple[str, ...] = ()
     cwd: str = "."  # where the command runs, inside the project
     serial: bool = False  # changes the emulator's state: runs alone on its own emulator
 
@@ -160,6 +163,24 @@ def _tasks_dir_file(ctx: Ctx) -> list[str]:
     return ["asyncimg", "check"]
 
 
+def _hostile_result(index: int) -> Callable[[Ctx], list[str]]:
+    def setup(ctx: Ctx) -> list[str]:
+        frame = f"out/new-result-{index}.png"
+        ctx.e2e.ok("asyncimg", "submit", "hostile result frame", "-o", frame)
+        deadline = time.monotonic() + 30
+        while ctx.emu.stats()["tasks_unfinished"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        def arm() -> None:  # this case's shape, whichever cases ran before
+            ctx.emu.emu._faults.hostile_result_next = index
+            ctx.emu.emu.inject(FaultKind.HOSTILE_RESULT, 1, RESULT)
+
+        ctx.emu._on_loop(arm)
+        return ["asyncimg", "check"]
+
+    return setup
+
+
 def _skewed(ctx: Ctx) -> list[str]:
     ctx.emu._on_loop(lambda: ctx.emu.emu.advance(3600))  # the service's clock 1 h ahead
     return ["asyncimg", "submit", "skew frame", "-o", "out/new-skew.png"]
@@ -195,6 +216,7 @@ def _records_case(name: str, data: bytes, command: tuple[str, ...] = ("check",))
 
 EDGES_READONLY = "read-only commands never move or create (edges: own only what is ours)"
 EDGES_SHAPES = "batch-line types (edges: shapes)"
+EDGES_REPLIES = "every reply field checked for type; one bad reply never fails a paid frame (edges)"
 
 CASES: tuple[Case, ...] = (
     # -- odd batch-line types ---------------------------------------------------------------
@@ -400,6 +422,21 @@ CASES: tuple[Case, ...] = (
         )
         for i, value in enumerate(HOSTILE_TASK_IDS)
     ),
+    # -- hostile replies to a poll of a finished task ----------------------------------------
+    *(
+        Case(
+            f"result-{shape.replace('_', '-')}",
+            f"a finished task's poll answers with {shape.replace('_', ' ')}",
+            _hostile_result(i),
+            frozenset({0, 1, 2}),
+            keep_records=(f"out/new-result-{i}.png",),
+            then=("asyncimg", "check"),
+            completes=(f"out/new-result-{i}.png",),
+            serial=True,
+            needs=None if shape != "urls_numbers" else EDGES_REPLIES,
+        )
+        for i, shape in enumerate(HOSTILE_RESULTS)
+    ),
     # -- credentials, clock, options --------------------------------------------------------
     Case(
         "wrong-secret",
@@ -468,6 +505,8 @@ SHORT_CASES = (
     "tasks-dir-typo",
     "task-id-0",
     "task-id-2",
+    "result-urls-as-string",
+    "result-urls-file-scheme",
     "wrong-secret",
     "clock-skew",
     "interval-zero",
@@ -581,7 +620,22 @@ def run_case(case: Case, base: Path, parent: Path, emu: EmulatorThread) -> CaseR
     problems.extend(f"changed: {rel}" for rel in changed)
     problems.extend(f"appeared beside the project: {name}" for name in appeared)
 
+    out = root / "out"
+    for image in sorted(out.iterdir()) if out.is_dir() else []:
+        if image.is_file() and not image.name.startswith(".") and (bad := image_problem(image)):
+            untouched = False
+            problems.append(f"a bad image: {bad}")
+    if case.then:
+        after_then = ctx.e2e.run(case.then[0], *case.then[1:], timeout=case.timeout)
+        if "Traceback" in after_then.output:
+            line_ok = False
+            problems.append(f"a traceback from {' '.join(case.then)}")
     lost = 0
+    done = {r.get("output_path") for r in ctx.e2e.records() if r.get("status") == "completed"}
+    for frame in case.completes:
+        if frame not in done:
+            lost += 1
+            problems.append(f"{frame} is not completed after {' '.join(case.then)}")
     records = {r.get("output_path") for r in ctx.e2e.records()}
     for frame in case.keep_records:
         if frame not in records:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from asyncimg.emulator import EmulatorConfig, FaultKind
-from asyncimg.emulator.faults import HOSTILE_TASK_IDS, FaultPlan
+from asyncimg.emulator.faults import HOSTILE_RESULTS, HOSTILE_TASK_IDS, FaultPlan
 
 from .conftest import RESULT, SUBMIT, V40, Start
 
@@ -90,3 +90,24 @@ async def test_hostile_task_id_bills_a_task_and_hands_out_the_next_hostile_value
     assert ids == list(HOSTILE_TASK_IDS)
     assert emu.stats()["tasks_submitted"] == len(HOSTILE_TASK_IDS)
     assert isinstance(await api.submit(), str)  # and then real ids again
+
+
+async def test_hostile_result_reshapes_a_finished_tasks_reply_in_turn(start: Start) -> None:
+    emu, api = await start()
+    task_id = await api.submit()
+    emu.advance(10)
+    emu.inject(FaultKind.HOSTILE_RESULT, count=len(HOSTILE_RESULTS), action=RESULT)
+    seen = []
+    for _ in HOSTILE_RESULTS:
+        reply = await api.poll(task_id, return_url=True)
+        assert reply.code == 10000
+        seen.append(reply.data)
+    url = (await api.poll(task_id, return_url=True)).data["image_urls"][0]
+    assert seen == [
+        {"status": "done", "image_urls": url},
+        None,
+        {"status": 2, "image_urls": [url]},
+        {"status": "done", "image_urls": ["file:///etc/passwd"]},
+        {"status": "done", "image_urls": [12345]},
+        {"status": "done", "binary_data_base64": ["!!! not base64 !!!"]},
+    ]

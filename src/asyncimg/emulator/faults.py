@@ -32,6 +32,9 @@ class FaultKind(StrEnum):
     # The submit creates (and bills) a task, but its reply carries a hostile task id instead
     # of the real one: the next of HOSTILE_TASK_IDS, in turn.
     HOSTILE_TASK_ID = "hostile_task_id"
+    # A poll of a finished task answers success with a hostile `data`: the next of
+    # HOSTILE_RESULTS, in turn (image_urls as a bare string, data null, ...).
+    HOSTILE_RESULT = "hostile_result"
 
     @property
     def image_only(self) -> bool:
@@ -64,6 +67,7 @@ INJECTED_ONLY = frozenset(
         FaultKind.GATEWAY_REFUSAL,
         FaultKind.PARAM_ERROR,
         FaultKind.HOSTILE_TASK_ID,
+        FaultKind.HOSTILE_RESULT,
     }
 )
 # What a `hostile_task_id` reply carries instead of the task id, in turn: paths, an empty
@@ -77,6 +81,15 @@ HOSTILE_TASK_IDS: tuple[object, ...] = (
     12345,
     ["7392616336519610409"],
     None,
+)
+# The shapes a `hostile_result` reply gives a finished task's `data` (see hostile_result()).
+HOSTILE_RESULTS = (
+    "urls_as_string",
+    "data_null",
+    "status_number",
+    "urls_file_scheme",
+    "urls_numbers",
+    "base64_garbage",
 )
 REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
 # What an image download can suffer when drawn at random (`image_fault_rate`).
@@ -120,6 +133,7 @@ class FaultPlan:
         self._server_error_flip = False
         self._limit_flip = False
         self.hostile_next = 0  # index into HOSTILE_TASK_IDS of the next hostile reply
+        self.hostile_result_next = 0  # index into HOSTILE_RESULTS
         self.fired: Counter[str] = Counter()
 
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
@@ -192,6 +206,24 @@ class FaultPlan:
         value = HOSTILE_TASK_IDS[self.hostile_next % len(HOSTILE_TASK_IDS)]
         self.hostile_next += 1
         return value
+
+    def hostile_result(self, data: dict[str, object]) -> dict[str, object] | None:
+        """The next hostile shape of a finished task's poll reply `data`."""
+        shape = HOSTILE_RESULTS[self.hostile_result_next % len(HOSTILE_RESULTS)]
+        self.hostile_result_next += 1
+        urls = data.get("image_urls")
+        first = urls[0] if isinstance(urls, list) and urls else "http://127.0.0.1:9/x.png"
+        if shape == "urls_as_string":
+            return {**data, "image_urls": first}
+        if shape == "data_null":
+            return None
+        if shape == "status_number":
+            return {**data, "status": 2}
+        if shape == "urls_file_scheme":
+            return {"status": "done", "image_urls": ["file:///etc/passwd"]}
+        if shape == "urls_numbers":
+            return {"status": "done", "image_urls": [12345]}
+        return {"status": "done", "binary_data_base64": ["!!! not base64 !!!"]}
 
     def limit_code(self, action: str) -> int:
         """The code a `limit` fault answers: 50429 on a poll; 50429 and 50430 in turn on a

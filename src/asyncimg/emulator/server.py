@@ -306,6 +306,11 @@ class Emulator:
                     data = {"task_id": self._faults.hostile_task_id()}
             else:
                 data = await self._get_result(body, f"{request.scheme}://{request.host}")
+                if fault is FaultKind.HOSTILE_RESULT and data.get("status") == "done":
+                    hostile = self._faults.hostile_result(data)
+                    return self._business_reply(
+                        constants.SUCCESS_CODE, "Success", request_id, hostile, started
+                    )
         except BusinessError as exc:
             return self._business_reply(
                 exc.code, exc.message, request_id, None, started, exc.http_status
