@@ -402,6 +402,7 @@ class Lane:
                 figures.problems.append(f"lane {self.name}: record not done: {r}")
             for attempt in r["history"]:  # only automatic resubmits after unknown outcomes
                 if attempt["status"] != "unconfirmed" or attempt["task_id"] is not None:
+                    figures.misattributed += 1
                     figures.problems.append(f"lane {self.name}: odd history: {r}")
         figures.lost = sum(1 for f in self.frames if f not in good)
         figures.doubled = sum(1 for f in self.frames if per_frame[f] > 1)
@@ -419,6 +420,7 @@ class Lane:
         log = stats["tasks"]
         known = [r["task_id"] for r in records]
         if len(set(known)) != len(known):
+            figures.misattributed += len(known) - len(set(known))
             figures.problems.append(f"lane {self.name}: two records share a task id")
         prompts = {t["task_id"]: t["prompt"] for t in log}
         for r in records:  # each record holds a task the emulator made for that very frame
@@ -545,7 +547,12 @@ def report(into: Report, f: Figures, target: int) -> None:
         f"{f.frames_over_default_budget} frames over the default budget",
     )
     into.add(part, "duplicates not explained by a kill mid-submit", f.unexplained, 0)
-    into.add(part, "records holding another frame's task", f.misattributed, 0)
+    into.add(
+        part,
+        "records with another frame's task, a shared one or an odd history",
+        f.misattributed,
+        0,
+    )
     into.add(part, "tracebacks / unkilled non-zero exits", f.tracebacks + f.bad_exits, 0)
     into.add(
         part, "unkilled runs leaving a frame unsent", f.unkilled_marks + f.unkilled_unrecorded, 0
