@@ -496,12 +496,10 @@ CASES: tuple[Case, ...] = (
 SHORT_CASES = (
     "size-area",
     "style-list",
-    "bad-utf8",
     "char-fifo",
     "rec-truncated",
     "list-corrupt",
     "tasks-dir-user",
-    "tasks-dir-file",
     "tasks-dir-typo",
     "task-id-0",
     "task-id-2",
@@ -510,7 +508,6 @@ SHORT_CASES = (
     "wrong-secret",
     "clock-skew",
     "interval-zero",
-    "busy-port",
 )
 
 
