@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest emulator bench bench-idle bench-monitor clean
+.PHONY: test demo lint typecheck pytest emulator bench bench-idle bench-monitor chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench-idle: $(STAMP)
 
 bench-monitor: $(STAMP)
 	$(BIN)/python benchmarks/bench_monitor.py
+
+# The reliability suite, whole (a few minutes): kills, concurrent checkers, faults, bad input.
+# Its short version runs inside `make test` (tests/e2e/test_chaos.py).
+chaos: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache

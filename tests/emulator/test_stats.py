@@ -44,6 +44,7 @@ async def test_stats(start: Start) -> None:
         "errors": {"50215": 1, "SignatureDoesNotMatch": 1},
         "rate_limited": {},
         "image_downloads": 2,
+        "image_downloads_by_task": {first: 2},
         "tasks_submitted": 3,
         "tasks_done": 1,
         "tasks_unfinished": 2,

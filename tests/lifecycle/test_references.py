@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import os
 import random
 from pathlib import Path
 from typing import Any, cast
@@ -365,3 +366,12 @@ def test_whatever_comes_out_fits(
     if fmt == "JPEG" and orientation in (6, 8):
         w, h = h, w
     assert abs(ref.width / ref.height - w / h) <= 0.05 * (w / h) + 2 / min(ref.width, ref.height)
+
+
+def test_a_fifo_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """Reading a FIFO blocks until a writer comes: `submit` hung for ever (found by the
+    reliability suite, `make chaos`)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidInput, match=r"pipe\.png.*not a regular file"):
+        prepare_references([fifo], V40)

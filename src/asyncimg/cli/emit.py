@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from asyncimg.i18n import _
+from asyncimg.lifecycle.decide import is_setup_problem
 from asyncimg.lifecycle.events import EVENTS_VERSION, Event, frame_fields, stuck_reason
 from asyncimg.lifecycle.explain import plain
 from asyncimg.lifecycle.submit import SubmitOutcome
@@ -72,7 +73,9 @@ def frame_line(outcome: SubmitOutcome) -> str:
         return _("{name}: submitted as {task_id}").format(name=name, task_id=record.task_id)
     if outcome.queued:
         why = ""
-        if outcome.error is not None:
+        if outcome.error is not None and is_setup_problem(outcome.error):
+            why = ""  # the line that stops the batch names it, once
+        elif outcome.error is not None:
             why = f" — {stuck_reason(outcome.error) or plain(outcome.error)}"
         elif record.last_error is not None:
             why = f" ({record.last_error.message})"

@@ -55,6 +55,8 @@ class EmulatorConfig:
     retention_seconds: float = 12 * 3600
     expire_seconds: float | None = None
     fault_rate: float = 0.0
+    # Image downloads get injected faults only, unless this draws some at random too.
+    image_fault_rate: float = 0.0
     fault_kinds: frozenset[FaultKind] = DEFAULT_KINDS
     seed: int | None = None
     images_per_task: int = 1
@@ -83,6 +85,8 @@ class EmulatorConfig:
             raise ValueError("gen_seconds must be (min, max) with 0 <= min <= max")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be within [0, 1]")
+        if not 0.0 <= self.image_fault_rate <= 1.0:
+            raise ValueError("image_fault_rate must be within [0, 1]")
         if self.qps is not None and self.qps <= 0:
             raise ValueError("qps must be positive")
         if self.concurrency is not None and self.concurrency < 1:

@@ -27,11 +27,23 @@ class FaultKind(StrEnum):
     LATE_INVALID = "late_invalid"
     # Accepted at submit, then a review service's internal error (50520-50522, HTTP 400).
     REVIEW_INTERNAL_ERROR = "review_internal_error"
+    # A limit answer whatever the load: 50429 (QPS), or on a submit 50429 and 50430
+    # (concurrency) in turn. Like the real limits, it never creates a task.
+    LIMIT = "limit"
+    # One image download answers with its first half only (a connection cut mid-body):
+    # unlike `truncated_image`, the next download of the same image is whole.
+    TRUNCATED_BODY = "truncated_body"
+    # The submit creates (and bills) a task, but its reply carries a hostile task id instead
+    # of the real one: the next of HOSTILE_TASK_IDS, in turn.
+    HOSTILE_TASK_ID = "hostile_task_id"
+    # A poll of a finished task answers success with a hostile `data`: the next of
+    # HOSTILE_RESULTS, in turn (image_urls as a bare string, data null, ...).
+    HOSTILE_RESULT = "hostile_result"
 
     @property
     def image_only(self) -> bool:
         """Faults that only make sense on an image download."""
-        return self is FaultKind.EXPIRED_URL
+        return self in IMAGE_ONLY
 
     @property
     def injected_only(self) -> bool:
@@ -57,8 +69,42 @@ TASK_FAULTS = frozenset(
 #: What `--fault-rate` draws from unless `--fault-kinds` says otherwise: every kind but the
 #: ones added with the research (opt-in, so an existing `--seed` replays the same faults).
 DEFAULT_KINDS = frozenset(FaultKind) - {FaultKind.LATE_INVALID, FaultKind.REVIEW_INTERNAL_ERROR}
-INJECTED_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.GATEWAY_REFUSAL, FaultKind.PARAM_ERROR})
+IMAGE_ONLY = frozenset({FaultKind.EXPIRED_URL, FaultKind.TRUNCATED_BODY})
+INJECTED_ONLY = frozenset(
+    {
+        FaultKind.EXPIRED_URL,
+        FaultKind.GATEWAY_REFUSAL,
+        FaultKind.PARAM_ERROR,
+        FaultKind.HOSTILE_TASK_ID,
+        FaultKind.HOSTILE_RESULT,
+    }
+)
+# What a `hostile_task_id` reply carries instead of the task id, in turn: paths, an empty
+# id, a huge one, control and bidi characters, and other JSON types than a string.
+HOSTILE_TASK_IDS: tuple[object, ...] = (
+    "../../../escape",
+    "a/b\\c",
+    "",
+    "x" * 5000,
+    "\u202e\n\x00id",
+    12345,
+    ["7392616336519610409"],
+    None,
+)
+# The shapes a `hostile_result` reply gives a finished task's `data` (see hostile_result()).
+HOSTILE_RESULTS = (
+    "urls_as_string",
+    "data_null",
+    "status_number",
+    "urls_file_scheme",
+    "urls_numbers",
+    "base64_garbage",
+)
 REQUEST_FAULTS = frozenset(k for k in FaultKind if not k.image_only) - TASK_FAULTS
+# What an image download can suffer when drawn at random (`image_fault_rate`).
+IMAGE_FAULTS = frozenset(
+    {FaultKind.SERVER_ERROR, FaultKind.DROP, FaultKind.SLOW, FaultKind.TRUNCATED_BODY}
+)
 # The pseudo-action that targets `GET /_emulator/images/...` with inject(kind, action=...).
 IMAGE_ACTION = "image"
 
@@ -77,13 +123,26 @@ class FaultPlan:
     seeded RNG per request (and one per submitted task) decides, so a seed replays exactly.
     """
 
-    def __init__(self, rate: float, kinds: frozenset[FaultKind], seed: int | None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        kinds: frozenset[FaultKind],
+        seed: int | None,
+        image_rate: float = 0.0,
+    ) -> None:
         self.rate = rate
+        self.image_rate = image_rate
         self._request_kinds = sorted((kinds & REQUEST_FAULTS) - INJECTED_ONLY)
         self._task_kinds = sorted(kinds & TASK_FAULTS)
+        self._image_kinds = sorted(kinds & IMAGE_FAULTS)
         self._rng = random.Random(None if seed is None else f"{seed}:faults")
+        # Its own stream, so turning image faults on replays the same request faults.
+        self._image_rng = random.Random(None if seed is None else f"{seed}:image-faults")
         self._queue: list[_Injected] = []
         self._server_error_flip = False
+        self._limit_flip = False
+        self.hostile_next = 0  # index into HOSTILE_TASK_IDS of the next hostile reply
+        self.hostile_result_next = 0  # index into HOSTILE_RESULTS
         self.fired: Counter[str] = Counter()
 
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
@@ -128,8 +187,12 @@ class FaultPlan:
         return kind
 
     def for_image(self) -> FaultKind | None:
-        """Image downloads get injected faults only (action="image"): no random draw."""
+        """Injected faults (action="image"), else one draw at `image_rate` (0 by default:
+        image downloads then get injected faults only)."""
         kind = self._take(IMAGE_ACTION, task_outcome=False)
+        rate, kinds = self.image_rate, self._image_kinds
+        if kind is None and rate > 0 and kinds and self._image_rng.random() < rate:
+            kind = kinds[self._image_rng.randrange(len(kinds))]
         if kind:
             self.fired[kind.value] += 1
         return kind
@@ -146,3 +209,35 @@ class FaultPlan:
         """Server errors alternate between the business 50500 and the gateway's InternalError."""
         self._server_error_flip = not self._server_error_flip
         return not self._server_error_flip
+
+    def hostile_task_id(self) -> object:
+        """The next value a `hostile_task_id` reply carries as its task id."""
+        value = HOSTILE_TASK_IDS[self.hostile_next % len(HOSTILE_TASK_IDS)]
+        self.hostile_next += 1
+        return value
+
+    def hostile_result(self, data: dict[str, object]) -> dict[str, object] | None:
+        """The next hostile shape of a finished task's poll reply `data`."""
+        shape = HOSTILE_RESULTS[self.hostile_result_next % len(HOSTILE_RESULTS)]
+        self.hostile_result_next += 1
+        urls = data.get("image_urls")
+        first = urls[0] if isinstance(urls, list) and urls else "http://127.0.0.1:9/x.png"
+        if shape == "urls_as_string":
+            return {**data, "image_urls": first}
+        if shape == "data_null":
+            return None
+        if shape == "status_number":
+            return {**data, "status": 2}
+        if shape == "urls_file_scheme":
+            return {"status": "done", "image_urls": ["file:///etc/passwd"]}
+        if shape == "urls_numbers":
+            return {"status": "done", "image_urls": [12345]}
+        return {"status": "done", "binary_data_base64": ["!!! not base64 !!!"]}
+
+    def limit_code(self, action: str) -> int:
+        """The code a `limit` fault answers: 50429 on a poll; 50429 and 50430 in turn on a
+        submit."""
+        if action != constants.ACTION_SUBMIT:
+            return 50429
+        self._limit_flip = not self._limit_flip
+        return 50430 if self._limit_flip else 50429

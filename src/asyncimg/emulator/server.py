@@ -138,11 +138,14 @@ class Emulator:
             seed=cfg.seed,
         )
         self._limiter = RateLimiter(cfg.qps)
-        self._faults = FaultPlan(cfg.fault_rate, cfg.fault_kinds, cfg.seed)
+        self._faults = FaultPlan(
+            cfg.fault_rate, cfg.fault_kinds, cfg.seed, image_rate=cfg.image_fault_rate
+        )
         self._requests: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
         self._rate_limited: Counter[str] = Counter()  # 50429s by action
         self._downloads = 0
+        self._downloads_by_task: Counter[str] = Counter()
         self._render_locks: dict[str, asyncio.Lock] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -216,6 +219,7 @@ class Emulator:
             "errors": dict(self._errors),
             "rate_limited": dict(self._rate_limited),
             "image_downloads": self._downloads,
+            "image_downloads_by_task": dict(self._downloads_by_task),
             "tasks_submitted": self._tasks.submitted,
             "tasks_done": self._tasks.done,
             "tasks_unfinished": unfinished,
@@ -335,6 +339,9 @@ class Emulator:
             return self._gateway_reply(missing, request_id, action, version)
         if fault is FaultKind.PARAM_ERROR:
             return self._business_reply(50200, _MESSAGES[50200], request_id, None, started, 400)
+        if fault is FaultKind.LIMIT:
+            code = self._faults.limit_code(action)
+            return self._business_reply(code, _MESSAGES[code], request_id, None, started, 429)
         if fault is FaultKind.SERVER_ERROR:
             if self._faults.server_error_is_gateway():
                 internal = GatewayError("InternalError", "The service hit an internal error.")
@@ -344,10 +351,17 @@ class Emulator:
         try:
             if action == constants.ACTION_SUBMIT:
                 data = self._submit(body, received)
+                if fault is FaultKind.HOSTILE_TASK_ID:
+                    data = {"task_id": self._faults.hostile_task_id()}
             elif action == constants.ACTION_CANCEL:
                 data = self._cancel(body)
             else:
                 data = await self._get_result(body, f"{request.scheme}://{request.host}")
+                if fault is FaultKind.HOSTILE_RESULT and data.get("status") == "done":
+                    hostile = self._faults.hostile_result(data)
+                    return self._business_reply(
+                        constants.SUCCESS_CODE, "Success", request_id, hostile, started
+                    )
         except BusinessError as exc:
             return self._business_reply(
                 exc.code, exc.message, request_id, None, started, exc.http_status
@@ -498,6 +512,9 @@ class Emulator:
             return web.Response(text="AccessDenied: Request has expired", status=403)
         data = await self._image_bytes(task, int(stem))
         self._downloads += 1
+        self._downloads_by_task[task.task_id] += 1
+        if fault is FaultKind.TRUNCATED_BODY:
+            data = data[: len(data) // 2]
         return web.Response(body=data, content_type=task.content_type)
 
     async def _drop_or_delay(self, fault: FaultKind | None, request: web.Request) -> bool:

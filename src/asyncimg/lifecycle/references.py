@@ -94,6 +94,8 @@ def _read(field: str, path: Path, shown: str) -> bytes:
         raise InvalidInput(field, shown, "no such file")
     if path.is_dir():
         raise InvalidInput(field, shown, "is a directory, not an image file")
+    if not path.is_file():  # a FIFO or a device: reading it could block for ever
+        raise InvalidInput(field, shown, "not a regular file (a pipe or a device?)")
     try:
         return path.read_bytes()
     except OSError as exc:
