@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -162,10 +163,16 @@ def command_line(
     style: str | None,
     req_key: str | None,
     size: str | None,
+    callback_url: str | None = None,
 ) -> Line:
     """A single `submit PROMPT -o OUT ...`, as one line to check like a batch line."""
     fields: dict[str, Any] = {"prompt": prompt, "output_path": output_path}
-    optional = {"character_images": list(characters), "style": style, "req_key": req_key}
+    optional = {
+        "character_images": list(characters),
+        "style": style,
+        "req_key": req_key,
+        "callback_url": callback_url,
+    }
     fields.update({k: v for k, v in optional.items() if v})
     if size is not None:
         fields["size"] = size
@@ -266,6 +273,11 @@ def _default_size(req_key: str) -> str:
 @click.option("--req-key", help="Model (default jimeng_t2i_v40).")
 @click.option("--size", help="WIDTHxHEIGHT, e.g. 1440x2560.")
 @click.option(
+    "--callback-url",
+    default=None,
+    help="v40 callback mode: the service POSTs the result here (see `asyncimg callbacks`).",
+)
+@click.option(
     "--batch",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSONL or CSV: one frame per line.",
@@ -290,6 +302,7 @@ def submit(
     style: str | None,
     req_key: str | None,
     size: str | None,
+    callback_url: str | None,
     batch: Path | None,
     dry_run: bool,
     skip_invalid: bool,
@@ -308,10 +321,14 @@ def submit(
         if prompt or output_path:
             raise click.UsageError("give either PROMPT -o OUT or --batch FILE, not both")
         lines, problems = read_batch(batch)
+        if callback_url:  # for every line that does not name its own
+            lines = [
+                replace(ln, fields={"callback_url": callback_url, **ln.fields}) for ln in lines
+            ]
     else:
         if not prompt or not output_path:
             raise click.UsageError("PROMPT and -o/--output are required (or use --batch FILE)")
-        lines = [command_line(prompt, output_path, characters, style, req_key, size)]
+        lines = [command_line(prompt, output_path, characters, style, req_key, size, callback_url)]
         problems = []
     try:
         config = load_config(config_path)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from asyncimg.cli.callbacks_cmd import callbacks
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
 
@@ -19,6 +20,7 @@ def cli() -> None:
 for _command in ALL_COMMANDS:
     cli.add_command(_command)
 cli.add_command(emulator)
+cli.add_command(callbacks)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 from asyncimg import constants
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.ref_upload import ReferenceSender
+from asyncimg.lifecycle.refmode import with_url_advice
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
@@ -92,8 +94,10 @@ class Checker:
         max_in_flight: int | None = None,
         unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
         report: Reporter | None = None,
+        references: ReferenceSender | None = None,
     ) -> None:
         self.store = store
+        self.references = references
         self.client = client
         self.clock = clock
         self.poll_concurrency = max(1, poll_concurrency)
@@ -146,6 +150,7 @@ class Checker:
                 clock=self.clock,
                 parallel=1,
                 unconfirmed_budget=self.unconfirmed_budget,
+                references=self.references,
             )
         except RecordNotSaved as exc:
             self._halt(summary, exc)
@@ -195,6 +200,7 @@ class Checker:
             try:
                 result = await self.client.get_result(current.req_key, current.task_id)
             except AsyncImgError as exc:
+                exc = with_url_advice(exc, current.req_key, current.references_sent)
                 return self._apply(current, decide.after_error(exc), summary)
             decision = decide.after_poll(result)
             if decision.download:

@@ -157,6 +157,9 @@ class TaskRecord(BaseModel):
     """The folder relative `output_path` / `character_images` were given in (the
     submitter's working directory), so a check run from elsewhere finds the same files.
     None (legacy records): relative to wherever the checker runs, as the guide's tool did."""
+    references_sent: str | None = None
+    """How the last submit sent the reference images: "base64", "url" or None (none sent);
+    tells a refusal of base64 references apart (see lifecycle/refmode.py)."""
 
     def resolve(self, path: str) -> Path:
         """`path` (one of this record's) as the submitter meant it."""
