@@ -40,6 +40,7 @@ class Delivery:
     delivered: bool = False
     gave_up: bool = False
     last_status: str | None = None
+    sending: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class CallbackDispatcher:
         self._retry = retry_seconds
         self.deliveries: list[Delivery] = []
         self._wake = asyncio.Event()
+        self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
 
     def schedule(
@@ -87,13 +89,14 @@ class CallbackDispatcher:
 
     async def stop(self) -> None:
         if self._loop_task is not None:
+            self._closing = True
+            self._wake.set()
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await asyncio.wait({self._loop_task}, timeout=_POST_TIMEOUT_S)
             self._loop_task = None
 
     def pending(self) -> list[Delivery]:
-        return [d for d in self.deliveries if not d.delivered and not d.gave_up]
+        return [d for d in self.deliveries if not (d.delivered or d.gave_up or d.sending)]
 
     async def deliver_due(self) -> int:
         """Send every delivery that is due now; how many were attempted."""
@@ -103,7 +106,7 @@ class CallbackDispatcher:
         return len(due)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self.deliver_due()
             waiting = self.pending()
             nap = _MAX_NAP_S
@@ -112,10 +115,12 @@ class CallbackDispatcher:
                 nap = min(nap, max(0.0, ahead / self._scale))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=nap)
+                async with asyncio.timeout(nap):
+                    await self._wake.wait()
 
     async def _attempt(self, delivery: Delivery) -> None:
         delivery.attempts += 1
+        delivery.sending = True
         try:
             body = await self._payload(delivery)
             async with self._session().post(
@@ -130,6 +135,8 @@ class CallbackDispatcher:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             delivery.last_status = type(exc).__name__
             ok = False
+        finally:
+            delivery.sending = False
         if ok:
             delivery.delivered = True
         elif delivery.attempts > len(self._retry):

@@ -264,7 +264,7 @@ def _unknown_fields(
         if line.from_csv and _blank(value):
             continue  # an empty cell under an unknown header asks for nothing
         if name in _IMAGE_FIELDS:
-            message = "not taken here; give local image files as character_images"
+            message = "not taken here; give local image files or http(s) URLs as character_images"
         elif profile is not None and name in every_model and name != "prompt":
             message = (
                 f"{profile.req_key} does not take this field; "
