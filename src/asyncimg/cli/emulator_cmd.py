@@ -41,6 +41,16 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
     return frozenset(kinds)
 
 
+def _parse_retry_seconds(value: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("expected seconds separated by commas, e.g. 1,5,30") from None
+    if any(d < 0 for d in delays):
+        raise click.BadParameter("delays must not be negative")
+    return delays
+
+
 @click.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
@@ -78,6 +88,20 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
     show_default=True,
     help="Run task timing, retention and the limits' windows this many times faster.",
 )
+@click.option(
+    "--reject-base64-references",
+    "reject_base64",
+    multiple=True,
+    metavar="MODEL",
+    help="This model refuses binary_data_base64 references with 50215, as the real "
+    "jimeng_t2i_v40 may (repeatable).",
+)
+@click.option(
+    "--callback-retry-seconds",
+    default="1,5,30",
+    show_default=True,
+    help="Callback mode: wait this long before each retry of a failed delivery.",
+)
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -97,6 +121,8 @@ def emulator(
     latency_ms: float,
     profile: str | None,
     time_scale: float,
+    reject_base64: tuple[str, ...],
+    callback_retry_seconds: str,
 ) -> None:
     """Run a local emulator of Volcengine's asynchronous visual API."""
     access_key = access_key or os.environ.get(constants.ENV_ACCESS_KEY) or None
@@ -125,6 +151,8 @@ def emulator(
             secret_key=secret_key or DEMO_SECRET_KEY,
             fault_kinds=_parse_fault_kinds(fault_kinds),
             latency_seconds=latency_ms / 1000,
+            reject_base64_references=frozenset(reject_base64),
+            callback_retry_seconds=_parse_retry_seconds(callback_retry_seconds),
             **settings,
         )
     except ValueError as exc:
