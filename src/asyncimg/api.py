@@ -23,6 +23,7 @@ from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
 from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
 from asyncimg.lifecycle.ref_upload import ReferenceSender
+from asyncimg.lifecycle.refmode import looks_like_url
 from asyncimg.lifecycle.scheduler import Scheduler
 from asyncimg.lifecycle.submit import (
     BatchOutcome,
@@ -300,6 +301,8 @@ def output_problem(path: Path) -> str | None:
 def typed_here(record: TaskRecord, path: str) -> str:
     """`path`, typed now in this folder, as `record` must store it so `record.resolve` finds
     it: as typed when it is absolute or the record's folder is this one, else absolute."""
+    if looks_like_url(path):
+        return path  # a reference URL is no path
     given = Path(path).expanduser()
     if given.is_absolute() or record.working_dir is None:
         return path

@@ -388,3 +388,20 @@ async def test_sender_plain_keeps_base64_for_local_files(start: Start) -> None:
     env = await start()
     sender = ReferenceSender.from_config(env.config, {})
     assert sender.storage is None and sender.sends(V40) == "base64"
+
+
+def test_retry_character_url_is_kept_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncimg.api import typed_here
+    from asyncimg.lifecycle.config import Config
+    from asyncimg.lifecycle.submit import TaskRequest, build_record
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    record = build_record(TaskRequest("p", "o.png"), Config(), now=0.0)
+    monkeypatch.chdir(tmp_path / "b")
+    url = "https://cdn.example.com/lin.png?x=1"
+    assert typed_here(record, url) == url
+    assert typed_here(record, "lin.png") == str(tmp_path / "b" / "lin.png")
