@@ -64,6 +64,7 @@ def test_callback_fields_are_checked() -> None:
         ({"callback_url": "https://h/cb", "logo_info": {"add_logo": True}}, "logo_info"),
         ({"callback_url": "https://h/cb", "aigc_meta": "not json"}, "aigc_meta"),
         ({"callback_url": "https://h/cb", "return_url": "yes"}, "return_url"),
+        ({"callback_url": "https://h/cb", "return_url": 1}, "return_url"),
         ({"logo_info": "{}"}, "logo_info"),  # callback-only, without a callback_url
     ]
     for fields, name in bad:

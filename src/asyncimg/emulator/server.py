@@ -368,7 +368,7 @@ class Emulator:
                 task.task_id,
                 req_key,
                 callback_url,
-                return_url=fields.get("return_url") is True,
+                return_url=fields.get("return_url") in (True, "true"),
                 due=task.done_at,
             )
         return {"task_id": task.task_id}

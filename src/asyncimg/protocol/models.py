@@ -231,8 +231,9 @@ def validate_fields(req_key: str, fields: Mapping[str, object]) -> ModelProfile:
 
 
 def _check_callback(fields: Mapping[str, object]) -> None:
-    """`callback_url` an http(s) URL; `return_url` a boolean; `logo_info` / `aigc_meta`
-    JSON objects written as strings; all three only with a `callback_url`."""
+    """`callback_url` an http(s) URL; `return_url` a boolean (or its JSON text, the API's
+    "JSON string" wording is ambiguous for it); `logo_info` / `aigc_meta` JSON objects
+    written as strings; all three only with a `callback_url`."""
     extras = [name for name in ("return_url", *_JSON_STRING_FIELDS) if name in fields]
     if "callback_url" not in fields:
         if extras:
@@ -248,8 +249,11 @@ def _check_callback(fields: Mapping[str, object]) -> None:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput("callback_url", url, "must be an http(s) URL the service can POST to")
-    if "return_url" in fields and not isinstance(fields["return_url"], bool):
-        raise InvalidInput("return_url", fields["return_url"], "must be true or false")
+    flag = fields.get("return_url", False)
+    if not isinstance(flag, bool) and flag not in ("true", "false"):
+        raise InvalidInput(
+            "return_url", fields["return_url"], 'must be true or false (or "true" / "false")'
+        )
     for name in _JSON_STRING_FIELDS:
         if name not in fields:
             continue
