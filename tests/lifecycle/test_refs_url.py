@@ -141,7 +141,8 @@ def test_url_advice_only_for_base64_refused_by_a_model_not_documented_for_it() -
     refused = classify_business(50215, "Input invalid for this service.", "rid", 400)
     advised = refmode.with_url_advice(refused, V40, "base64")
     assert 'mode = "url"' in advised.message and "[storage]" in advised.message
-    assert "AWS_ACCESS_KEY_ID" in advised.message and "asyncimg retry --failed" in advised.message
+    assert "AWS_ACCESS_KEY_ID" in advised.message
+    assert "asyncimg retry --failed" in advised.message
     assert advised.message.startswith("Input invalid for this service.")
     assert isinstance(advised, InputRejected) and not advised.resubmittable
     assert advised.request_id == "rid" and advised.code == 50215
@@ -405,3 +406,20 @@ def test_retry_character_url_is_kept_as_typed(
     url = "https://cdn.example.com/lin.png?x=1"
     assert typed_here(record, url) == url
     assert typed_here(record, "lin.png") == str(tmp_path / "b" / "lin.png")
+
+
+async def test_storage_down_keeps_the_frame_queued_not_unconfirmed(
+    start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    dead = f"http://127.0.0.1:{_free_port()}"
+    env = await start(config=_storage_config(dead, "b"))
+    lin = env.image("lin.png")
+    report = await env.workspace().submit([env.request("001", character_images=[str(lin)])])
+    (outcome,) = report.batch.outcomes
+    assert outcome.queued and outcome.error is not None
+    assert "[storage]" in str(outcome.error)
+    (record,) = env.load_all()
+    assert record.status is TaskState.PENDING and record.unconfirmed_resubmits == 0
+    assert _submits(env) == 0

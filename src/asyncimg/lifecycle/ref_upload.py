@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncimg.lifecycle import refmode
 from asyncimg.lifecycle.references import PreparedReference, check_count, prepare_reference
-from asyncimg.protocol.errors import ConfigError, InvalidInput, NetworkError
+from asyncimg.protocol.errors import ConfigError, ConnectFailed, InvalidInput
 from asyncimg.protocol.models import ModelProfile
 
 if TYPE_CHECKING:
@@ -153,15 +153,16 @@ class ObjectStorage:
             raise self._error("upload", key, exc) from None
         self.uploads += 1
 
-    def _error(self, what: str, key: str, exc: Exception) -> NetworkError | ConfigError:
+    def _error(self, what: str, key: str, exc: Exception) -> ConnectFailed | ConfigError:
         where = f"{self.settings.endpoint} bucket {self.settings.bucket}"
         code = ""
         if hasattr(exc, "response"):
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"):
             return ConfigError(f"[storage] {where}: cannot {what} {key}: {code}")
-        # Nothing was submitted yet: the frame stays queued and goes out on a later pass.
-        return NetworkError(f"[storage] {where}: cannot {what} {key}: {exc}")
+        # Nothing reached the visual API (ConnectFailed: "certainly nothing was sent"), so
+        # the frame stays queued and goes out on a later pass; never `unconfirmed`.
+        return ConnectFailed(f"[storage] {where}: cannot {what} {key}: {exc}")
 
     @contextmanager
     def _folder_lock(self) -> Any:
