@@ -9,11 +9,35 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from asyncimg.api import Workspace
 from asyncimg.cli.commands import _fail, _workspace, config_option, tasks_dir_option
-from asyncimg.lifecycle.callbacks import CALLBACK_PATH, add_callback_routes
+from asyncimg.lifecycle.callbacks import (
+    CALLBACK_PATH,
+    CallbackReceiver,
+    Reporter,
+    add_callback_routes,
+)
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
+
+
+def mount_callbacks(
+    app: web.Application,
+    workspace: Workspace,
+    *,
+    path: str = CALLBACK_PATH,
+    report: Reporter | None = None,
+) -> CallbackReceiver:
+    """Receive callbacks for `workspace`'s tasks on `app` (e.g. `asyncimg serve --callbacks`)."""
+    return add_callback_routes(
+        app,
+        store=workspace.store,
+        client_factory=workspace.client_factory,
+        make_checker=workspace.checker,
+        path=path,
+        report=report,
+    )
 
 
 @click.command("callbacks")
@@ -45,14 +69,7 @@ def callbacks(
 
     async def serve() -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        add_callback_routes(
-            app,
-            store=workspace.store,
-            client_factory=workspace.client_factory,
-            make_checker=workspace.checker,
-            path=path,
-            report=say,
-        )
+        mount_callbacks(app, workspace, path=path, report=say)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:

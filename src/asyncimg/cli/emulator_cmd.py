@@ -14,6 +14,7 @@ from asyncimg import constants
 from asyncimg.emulator import Emulator, EmulatorConfig, run_forever
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, PROFILES
 from asyncimg.emulator.faults import FaultKind
+from asyncimg.protocol.models import PROFILES as MODEL_PROFILES
 
 
 def _parse_gen_seconds(value: str) -> tuple[float, float]:
@@ -49,6 +50,14 @@ def _parse_retry_seconds(value: str) -> tuple[float, ...]:
     if any(d < 0 for d in delays):
         raise click.BadParameter("delays must not be negative")
     return delays
+
+
+def _check_models(names: tuple[str, ...]) -> frozenset[str]:
+    for name in names:
+        if name not in MODEL_PROFILES:
+            known = ", ".join(sorted(MODEL_PROFILES))
+            raise click.BadParameter(f"{name!r} is not a model ({known})")
+    return frozenset(names)
 
 
 @click.command("emulator")
@@ -151,7 +160,7 @@ def emulator(
             secret_key=secret_key or DEMO_SECRET_KEY,
             fault_kinds=_parse_fault_kinds(fault_kinds),
             latency_seconds=latency_ms / 1000,
-            reject_base64_references=frozenset(reject_base64),
+            reject_base64_references=_check_models(reject_base64),
             callback_retry_seconds=_parse_retry_seconds(callback_retry_seconds),
             **settings,
         )
