@@ -91,6 +91,10 @@ class ObjectStorage:
                 signature_version="s3v4",
                 s3={"addressing_style": settings.addressing_style},
                 retries={"max_attempts": 3, "mode": "standard"},
+                # boto3 >= 1.36 adds CRC checksums (and aws-chunked bodies) to every upload,
+                # which several S3-compatible services refuse; send them only when required.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
                 connect_timeout=10,
                 read_timeout=60,
             ),
