@@ -423,3 +423,25 @@ async def test_storage_down_keeps_the_frame_queued_not_unconfirmed(
     (record,) = env.load_all()
     assert record.status is TaskState.PENDING and record.unconfirmed_resubmits == 0
     assert _submits(env) == 0
+
+
+def test_dry_run_says_which_frames_send_urls(
+    chdir_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from asyncimg.cli.main import cli
+
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(chdir_tmp / "lin.png")
+    argv = ["submit", "p", "-o", "o.png", "--character", "lin.png", "--dry-run"]
+    monkeypatch.delenv("ASYNCIMG_STORAGE_ENDPOINT", raising=False)
+    monkeypatch.delenv("ASYNCIMG_STORAGE_BUCKET", raising=False)
+    plain = CliRunner().invoke(cli, argv)
+    assert plain.exit_code == 0 and "1 character  1 image" in plain.output, plain.output
+    monkeypatch.setenv("ASYNCIMG_STORAGE_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("ASYNCIMG_STORAGE_BUCKET", "b")
+    urls = CliRunner().invoke(cli, argv)
+    assert urls.exit_code == 0 and "1 character as URLs  1 image" in urls.output, urls.output
+    assert "nothing was submitted or written" in urls.output
+    assert not (chdir_tmp / "async_tasks").exists()

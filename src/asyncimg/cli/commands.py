@@ -30,6 +30,8 @@ from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
+from asyncimg.lifecycle.ref_upload import ReferenceSender
+from asyncimg.lifecycle.refmode import looks_like_url
 from asyncimg.lifecycle.submit import max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
 from asyncimg.protocol import models
@@ -225,8 +227,15 @@ def report_submit(report: SubmitReport, *, invalid: int = 0) -> None:
         )
 
 
-def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
-    """`submit --dry-run`: one line per frame and the totals; nothing is sent or written."""
+def print_plan(
+    checked: Checked,
+    index: OutputIndex,
+    *,
+    force: bool,
+    references: ReferenceSender | None = None,
+) -> None:
+    """`submit --dry-run`: one line per frame and the totals; nothing is sent or written.
+    A frame whose references would go as URLs says so (`references` decides)."""
     to_submit = skipped = least = most = 0
     for frame in checked.frames:
         record = frame.record
@@ -245,9 +254,13 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
         shown_size = f"{size[0]}x{size[1]}" if size else _default_size(record.req_key)
         refs = len(record.character_images)
         note = f"  ({check.reason})" if check.reason else ""
+        as_urls = refs and (
+            any(looks_like_url(p) for p in record.character_images)
+            or (references is not None and references.sends(record.req_key) == "url")
+        )
         out_console.print(
             f"{frame.line.where}  {record.output_path}  {record.req_key}  {shown_size}  "
-            f"{refs} character{'s' if refs != 1 else ''}  "
+            f"{refs} character{'s' if refs != 1 else ''}{' as URLs' if as_urls else ''}  "
             f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}",
             markup=False,
         )
@@ -341,7 +354,8 @@ def submit(
     bad = len({p.where for p in problems})
     if dry_run:
         root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
-        print_plan(checked, OutputIndex(read_records(root)), force=force)
+        planner = ReferenceSender.from_config(config, upload=False)
+        print_plan(checked, OutputIndex(read_records(root)), force=force, references=planner)
         sys.exit(2 if problems else 0)
     if problems and not skip_invalid:
         total = len(checked.frames) + bad
