@@ -25,6 +25,8 @@ from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
 from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
+from asyncimg.lifecycle.ref_upload import ReferenceSender
+from asyncimg.lifecycle.refmode import looks_like_url
 from asyncimg.lifecycle.scheduler import Scheduler
 from asyncimg.lifecycle.submit import (
     BatchOutcome,
@@ -304,6 +306,8 @@ def output_problem(path: Path) -> str | None:
 def typed_here(record: TaskRecord, path: str) -> str:
     """`path`, typed now in this folder, as `record` must store it so `record.resolve` finds
     it: as typed when it is absolute or the record's folder is this one, else absolute."""
+    if looks_like_url(path):
+        return path  # a reference URL is no path
     given = Path(path).expanduser()
     if given.is_absolute() or record.working_dir is None:
         return path
@@ -353,6 +357,7 @@ class Workspace:
     config: Config
     client_factory: ClientFactory
     clock: Callable[[], float] = time.time
+    _references: ReferenceSender | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(
@@ -377,9 +382,21 @@ class Workspace:
     def unconfirmed_budget(self) -> int:
         return self.config.defaults.max_unconfirmed_resubmits
 
+    @property
+    def references(self) -> ReferenceSender:
+        """How this folder's frames send reference images (uploads made on first use)."""
+        if self._references is None:
+            self._references = ReferenceSender.from_config(self.config, lock_dir=self.store.root)
+        return self._references
+
+    def _planner(self) -> ReferenceSender:
+        """Like `references`, but checks without uploading (for checks before saving)."""
+        return ReferenceSender.from_config(self.config, upload=False)
+
     def checker(self, client: VisualClient, **kwargs: Any) -> Checker:
         kwargs.setdefault("poll_concurrency", self.config.defaults.poll_concurrency)
         kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
+        kwargs.setdefault("references", self.references)
         return Checker(self.store, client, clock=self.clock, **kwargs)
 
     async def submit(
@@ -444,6 +461,7 @@ class Workspace:
                 clock=self.clock,
                 unconfirmed_budget=self.unconfirmed_budget,
                 on_outcome=on_outcome,
+                references=self.references,
             )
 
     def _replace_failed(self, failed: TaskRecord, fresh: TaskRecord) -> TaskRecord | str:
@@ -633,7 +651,7 @@ class Workspace:
             except AsyncImgError as exc:
                 problems.append(f"{_task_name(record)} ({record.output_path}): {_plain(exc)}")
         for plan in plans:
-            problems.extend(await asyncio.to_thread(_retry_problems, plan))
+            problems.extend(await asyncio.to_thread(_retry_problems, plan, self._planner()))
         if problems:
             raise RetryInvalid(problems)
 
@@ -836,7 +854,7 @@ def _plain(error: AsyncImgError) -> str:
     return error.message if isinstance(error, InvalidInput) else str(error)
 
 
-def _retry_problems(plan: _Plan) -> list[str]:
+def _retry_problems(plan: _Plan, references: ReferenceSender | None = None) -> list[str]:
     """Everything that would make `plan` fail once saved: the output, the request itself."""
     record = plan.updated
     where = f"{_task_name(plan.original)} ({record.output_path})"
@@ -849,7 +867,7 @@ def _retry_problems(plan: _Plan) -> list[str]:
         )
     if not plan.refetch:
         try:
-            request_fields(record)
+            request_fields(record, references)
         except AsyncImgError as exc:
             problems.append(f"{where}: {_plain(exc)}")
     return problems

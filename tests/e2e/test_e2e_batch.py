@@ -173,9 +173,9 @@ def test_every_problem_of_a_batch_is_printed_at_once_and_nothing_is_spent(e2e: E
         "chapter01.jsonl:2: size: '720x1280': area 921600 px² is below the minimum 1048576 "
         "(1024²); try 1440x2560",
         "chapter01.jsonl:3: character_images[1]: 'chars/nobody.png': no such file",
-        "chapter01.jsonl:4: sise: unknown field; did you mean 'size'? (known: character_images, "
-        "force_single, height, id, max_ratio, min_ratio, output, output_path, prompt, req_key, "
-        "scale, size, style, width)",
+        "chapter01.jsonl:4: sise: unknown field; did you mean 'size'? (known: aigc_meta, "
+        "callback_url, character_images, force_single, height, id, logo_info, max_ratio, "
+        "min_ratio, output, output_path, prompt, req_key, return_url, scale, size, style, width)",
         'chapter01.jsonl:5: size: [1440, 2560] is a list; write "size": "1440x2560"',
         "chapter01.jsonl:6: output_path: frames/a_folder.png is a folder; name the image file "
         "in it, e.g. frames/a_folder.png/001.png",

@@ -50,6 +50,8 @@ async def test_stats(start: Start) -> None:
         "tasks_unfinished": 2,
         "peak_unfinished": 3,
         "faults_fired": {},
+        "reference_fetches": [],
+        "callbacks": [],
         "tasks": [
             _entry(first, t0, PROMPT),
             _entry(second, t0 + 4, "two"),

@@ -88,7 +88,6 @@ async def test_submit_rejected(start: Start, body: Any, code: int, needle: str) 
         {"req_key": V40, "prompt": "一只在雪地里的红狐狸"},
         {"req_key": V40, "prompt": "x", "width": 1440, "height": 2560, "scale": 0.7},
         {"req_key": V40, "prompt": "x", "binary_data_base64": [png_b64(), png_b64((80, 40))]},
-        {"req_key": V40, "prompt": "x", "image_urls": ["https://example.com/a.png"]},
         {"req_key": "jimeng_t2i_v31", "prompt": "x", "width": 1328, "height": 1328},
         {"req_key": "jimeng_i2i_v30", "prompt": "x", "binary_data_base64": [png_b64()]},
     ],

@@ -172,9 +172,9 @@ def test_a_prompt_too_long_once_styled_is_reported() -> None:
         ("Prompt", "unknown field; did you mean 'prompt'?"),
         ("character_image", "unknown field; did you mean 'character_images'?"),
         ("outptu_path", "unknown field; did you mean 'output_path'?"),
-        ("zzz", "unknown field; (known: character_images, force_single, height"),
-        ("seed", "jimeng_t2i_v40 does not take this field; it takes: force_single, height"),
-        ("image_urls", "not taken here; give local image files as character_images"),
+        ("zzz", "unknown field; (known: aigc_meta, callback_url, character_images, force_single"),
+        ("seed", "jimeng_t2i_v40 does not take this field; it takes: aigc_meta, callback_url"),
+        ("image_urls", "not taken here; give local image files or http(s) URLs as character_"),
         ("binary_data_base64", "not taken here"),
     ],
 )

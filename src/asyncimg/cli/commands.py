@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -34,6 +35,8 @@ from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED, MonitorOutcome
+from asyncimg.lifecycle.ref_upload import ReferenceSender
+from asyncimg.lifecycle.refmode import looks_like_url
 from asyncimg.lifecycle.submit import SubmitOutcome, max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
 from asyncimg.protocol.errors import AsyncImgError
@@ -172,10 +175,16 @@ def command_line(
     style: str | None,
     req_key: str | None,
     size: str | None,
+    callback_url: str | None = None,
 ) -> Line:
     """A single `submit PROMPT -o OUT ...`, as one line to check like a batch line."""
     fields: dict[str, Any] = {"prompt": prompt, "output_path": output_path}
-    optional = {"character_images": list(characters), "style": style, "req_key": req_key}
+    optional = {
+        "character_images": list(characters),
+        "style": style,
+        "req_key": req_key,
+        "callback_url": callback_url,
+    }
     fields.update({k: v for k, v in optional.items() if v})
     if size is not None:
         fields["size"] = size
@@ -189,8 +198,16 @@ async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
     return None
 
 
-def print_plan(checked: Checked, index: OutputIndex, *, force: bool, as_json: bool = False) -> None:
+def print_plan(
+    checked: Checked,
+    index: OutputIndex,
+    *,
+    force: bool,
+    as_json: bool = False,
+    references: ReferenceSender | None = None,
+) -> None:
     """`submit --dry-run`: one line per frame and the totals; nothing is sent or written.
+    A frame whose references would go as URLs says so (`references` decides).
     `as_json`: a `plan` event per frame and a `summary` with `dry_run: true`."""
     to_submit = skipped = least = most = 0
     for frame in checked.frames:
@@ -210,9 +227,13 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool, as_json: bo
         shown_size = sizes.describe(record.params, record.req_key)
         refs = len(record.character_images)
         note = f"  ({check.reason})" if check.reason else ""
+        as_urls = refs and (
+            any(looks_like_url(p) for p in record.character_images)
+            or (references is not None and references.sends(record.req_key) == "url")
+        )
         text = (
             f"{frame.line.where}  {record.output_path}  {record.req_key}  {shown_size}  "
-            f"{refs} character{'s' if refs != 1 else ''}  "
+            f"{refs} character{'s' if refs != 1 else ''}{' as URLs' if as_urls else ''}  "
             f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}"
         )
         plan.update(
@@ -265,6 +286,11 @@ def _say_plan(plan: dict[str, Any], as_json: bool) -> None:
     "--size", help="WIDTHxHEIGHT, e.g. 1440x2560; for jimeng_t2i_v40 also 2K, 4K, an area, or auto."
 )
 @click.option(
+    "--callback-url",
+    default=None,
+    help="v40 callback mode: the service POSTs the result here (see `asyncimg callbacks`).",
+)
+@click.option(
     "--batch",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSONL or CSV: one frame per line.",
@@ -290,6 +316,7 @@ def submit(
     style: str | None,
     req_key: str | None,
     size: str | None,
+    callback_url: str | None,
     batch: Path | None,
     dry_run: bool,
     skip_invalid: bool,
@@ -309,10 +336,14 @@ def submit(
         if prompt or output_path:
             raise click.UsageError(_("give either PROMPT -o OUT or --batch FILE, not both"))
         lines, problems = read_batch(batch)
+        if callback_url:  # for every line that does not name its own
+            lines = [
+                replace(ln, fields={"callback_url": callback_url, **ln.fields}) for ln in lines
+            ]
     else:
         if not prompt or not output_path:
             raise click.UsageError(_("PROMPT and -o/--output are required (or use --batch FILE)"))
-        lines = [command_line(prompt, output_path, characters, style, req_key, size)]
+        lines = [command_line(prompt, output_path, characters, style, req_key, size, callback_url)]
         problems = []
     try:
         config = load_config(config_path)
@@ -337,7 +368,14 @@ def submit(
     bad = len({p.where for p in problems})
     if dry_run:
         root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
-        print_plan(checked, OutputIndex(read_records(root)), force=force, as_json=as_json)
+        planner = ReferenceSender.from_config(config, upload=False)
+        print_plan(
+            checked,
+            OutputIndex(read_records(root)),
+            force=force,
+            as_json=as_json,
+            references=planner,
+        )
         sys.exit(2 if problems else 0)
     if problems and not skip_invalid:
         total = len(checked.frames) + bad

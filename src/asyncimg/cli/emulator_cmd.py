@@ -14,6 +14,7 @@ from asyncimg import constants
 from asyncimg.emulator import Emulator, EmulatorConfig, run_forever
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, PROFILES
 from asyncimg.emulator.faults import DEFAULT_KINDS, FaultKind
+from asyncimg.protocol.models import PROFILES as MODEL_PROFILES
 
 
 def _parse_gen_seconds(value: str) -> tuple[float, float]:
@@ -39,6 +40,24 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
             known = ", ".join(k.value for k in FaultKind)
             raise click.BadParameter(f"{name.strip()!r} is not a fault kind ({known})") from None
     return frozenset(kinds)
+
+
+def _parse_retry_seconds(value: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("expected seconds separated by commas, e.g. 1,5,30") from None
+    if any(d < 0 for d in delays):
+        raise click.BadParameter("delays must not be negative")
+    return delays
+
+
+def _check_models(names: tuple[str, ...]) -> frozenset[str]:
+    for name in names:
+        if name not in MODEL_PROFILES:
+            known = ", ".join(sorted(MODEL_PROFILES))
+            raise click.BadParameter(f"{name!r} is not a model ({known})")
+    return frozenset(names)
 
 
 @click.command("emulator")
@@ -84,6 +103,20 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
     show_default=True,
     help="Run task timing, retention and the limits' windows this many times faster.",
 )
+@click.option(
+    "--reject-base64-references",
+    "reject_base64",
+    multiple=True,
+    metavar="MODEL",
+    help="This model refuses binary_data_base64 references with 50215, as the real "
+    "jimeng_t2i_v40 may (repeatable).",
+)
+@click.option(
+    "--callback-retry-seconds",
+    default="1,5,30",
+    show_default=True,
+    help="Callback mode: wait this long before each retry of a failed delivery.",
+)
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -104,6 +137,8 @@ def emulator(
     profile: str | None,
     time_scale: float,
     strict: bool,
+    reject_base64: tuple[str, ...],
+    callback_retry_seconds: str,
 ) -> None:
     """Run a local emulator of Volcengine's asynchronous visual API."""
     access_key = access_key or os.environ.get(constants.ENV_ACCESS_KEY) or None
@@ -133,6 +168,8 @@ def emulator(
             fault_kinds=_parse_fault_kinds(fault_kinds),
             latency_seconds=latency_ms / 1000,
             strict=strict,
+            reject_base64_references=_check_models(reject_base64),
+            callback_retry_seconds=_parse_retry_seconds(callback_retry_seconds),
             **settings,
         )
     except ValueError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from aiohttp import web
 
 from asyncimg.api import read_records
 from asyncimg.cli.commands import config_option, tasks_dir_option
@@ -116,6 +117,12 @@ def gallery(
     show_default=True,
     help="Seconds between looks at the tasks folder.",
 )
+@click.option(
+    "--callbacks",
+    "with_callbacks",
+    is_flag=True,
+    help="Also receive callback-mode POSTs at /callbacks (see `asyncimg callbacks`).",
+)
 @tasks_dir_option
 @config_option
 def serve(
@@ -123,6 +130,7 @@ def serve(
     port: int,
     open_it: bool,
     interval: float,
+    with_callbacks: bool,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
@@ -131,6 +139,20 @@ def serve(
     Listens on 127.0.0.1 only unless --host says otherwise. Ctrl+C stops it (exit 130).
     """
     root = tasks_folder(tasks_dir, config_path)
+    extend = None
+    if with_callbacks:  # the page stays read-only; callbacks complete this folder's tasks
+        from asyncimg.cli.callbacks_cmd import mount_callbacks
+        from asyncimg.cli.commands import _workspace
+
+        workspace = _workspace(tasks_dir, config_path)
+        try:
+            workspace.client_factory()  # credentials checked before listening
+        except AsyncImgError as exc:
+            _fail(str(exc))
+
+        def extend(app: web.Application) -> object:
+            return mount_callbacks(app, workspace)
+
     if not _loopback(host):
         click.echo(
             f"asyncimg: warning: listening on {host}: anyone who can reach it sees every "
@@ -141,7 +163,7 @@ def serve(
 
     async def run() -> None:
         try:
-            runner, url = await start(live, host, port)
+            runner, url = await start(live, host, port, extend)
         except OSError as exc:
             _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc})")
         click.echo(f"serving {root} at {url} (read-only; Ctrl+C stops)")

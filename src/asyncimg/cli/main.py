@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from asyncimg.cli.callbacks_cmd import callbacks
 from asyncimg.cli.cancel_cmd import cancel
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
@@ -35,6 +36,7 @@ cli.add_command(cancel)
 cli.add_command(probe)
 for _command in GALLERY_COMMANDS:
     cli.add_command(_command)
+cli.add_command(callbacks)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:

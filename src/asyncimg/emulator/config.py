@@ -69,6 +69,11 @@ class EmulatorConfig:
     # The real service most likely ignores body fields it does not know (research §5); the
     # default profile does too. `strict` refuses them with 50215, naming the field.
     strict: bool = False
+    # Models whose submit refuses `binary_data_base64` references with 50215, as the real
+    # jimeng_t2i_v40 may (its docs list only image_urls; research discrepancy 1).
+    reject_base64_references: frozenset[str] = frozenset()
+    # Callback mode: a failed delivery is tried again after each of these (emulator s).
+    callback_retry_seconds: tuple[float, ...] = (1.0, 5.0, 30.0)
 
     @classmethod
     def realistic(cls, **overrides: Any) -> EmulatorConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import signal
 import time
@@ -12,11 +13,15 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from PIL import Image
 
 from asyncimg import constants
+from asyncimg.emulator.callbacks import CallbackDispatcher, Delivery
 from asyncimg.emulator.config import EmulatorConfig
 from asyncimg.emulator.faults import FaultKind, FaultPlan
+from asyncimg.emulator.fetch import INPUT_INVALID, INPUT_INVALID_MESSAGE, fetch_reference
 from asyncimg.emulator.gateway import GatewayError, gateway_envelope, new_request_id, verify_request
 from asyncimg.emulator.render import render
 from asyncimg.emulator.shapes import output_size
@@ -149,6 +154,15 @@ class Emulator:
         self._render_locks: dict[str, asyncio.Lock] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._reference_fetches: list[dict[str, Any]] = []
+        self._callbacks = CallbackDispatcher(
+            payload=self._callback_payload,
+            session=self._session,
+            now=self.now,
+            time_scale=cfg.time_scale,
+            retry_seconds=cfg.callback_retry_seconds,
+        )
         self.app = self._build_app()
 
     # -- public API ---------------------------------------------------------------------------
@@ -190,6 +204,11 @@ class Emulator:
         """Jump the emulator's clock forward by `seconds` (signed X-Dates are checked against
         the unscaled clock, which jumps by the same amount)."""
         self._offset += seconds
+        self._callbacks.poke()
+
+    async def deliver_callbacks(self) -> int:
+        """Send every callback due now (the background loop does this by itself too)."""
+        return await self._callbacks.deliver_due()
 
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
         """Make the next `count` matching requests (or submitted tasks) suffer `kind`."""
@@ -226,6 +245,8 @@ class Emulator:
             "peak_unfinished": self._tasks.peak_unfinished,
             "faults_fired": dict(self._faults.fired),
             "tasks": self.task_log(),
+            "reference_fetches": list(self._reference_fetches),
+            "callbacks": [d.as_dict() for d in self._callbacks.deliveries],
         }
 
     async def start(self) -> None:
@@ -239,11 +260,22 @@ class Emulator:
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
+        self._callbacks.start()
 
     async def close(self) -> None:
+        await self._callbacks.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The emulator's own outgoing HTTP (reference URLs, callbacks)."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        return self._http
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -350,7 +382,7 @@ class Emulator:
 
         try:
             if action == constants.ACTION_SUBMIT:
-                data = self._submit(body, received)
+                data = await self._submit(body, received)
                 if fault is FaultKind.HOSTILE_TASK_ID:
                     data = {"task_id": self._faults.hostile_task_id()}
             elif action == constants.ACTION_CANCEL:
@@ -368,7 +400,7 @@ class Emulator:
             )
         return self._business_reply(constants.SUCCESS_CODE, "Success", request_id, data, started)
 
-    def _submit(self, raw: bytes, received: float) -> dict[str, Any]:
+    async def _submit(self, raw: bytes, received: float) -> dict[str, Any]:
         body = _json_object(raw)
         req_key = _required_str(body, "req_key")
         fields = {k: v for k, v in body.items() if k != "req_key"}
@@ -385,6 +417,17 @@ class Emulator:
                 inputs.append((info.width, info.height))
         except InvalidInput as exc:
             raise _invalid(exc) from None
+        if fields.get("binary_data_base64") and req_key in self.config.reject_base64_references:
+            raise BusinessError(INPUT_INVALID, INPUT_INVALID_MESSAGE)
+        fetched = [
+            await fetch_reference(self._session(), url, i, profile)
+            for i, url in enumerate(fields.get("image_urls") or [])
+        ]
+        self._reference_fetches.extend(f.as_dict() for f in fetched)
+        problems = [f.problem for f in fetched if f.problem]
+        if problems:
+            raise BusinessError(INPUT_INVALID, f"{INPUT_INVALID_MESSAGE} ({problems[0]})")
+        inputs.extend(size for f in fetched if (size := _image_size(f.data)) is not None)
         now = self.now()
         if not self._limiter.admit(constants.ACTION_SUBMIT, now):
             self._rate_limited[constants.ACTION_SUBMIT] += 1
@@ -402,6 +445,16 @@ class Emulator:
             received_at=received,
             output_size=output_size(profile, fields, inputs),
         )
+        task.url_references = [base64.b64encode(f.data).decode() for f in fetched if f.data]
+        callback_url = fields.get("callback_url")
+        if isinstance(callback_url, str) and callback_url:
+            self._callbacks.schedule(
+                task.task_id,
+                req_key,
+                callback_url,
+                return_url=fields.get("return_url") in (True, "true"),
+                due=task.done_at,
+            )
         return {"task_id": task.task_id}
 
     def _cancel(self, raw: bytes) -> dict[str, Any]:
@@ -422,7 +475,30 @@ class Emulator:
             raise _bad(f"task {task_id} is {status.value}; only in_queue tasks can be cancelled")
         return {}
 
-    async def _get_result(self, raw: bytes, base_url: str) -> dict[str, Any]:
+    async def _callback_payload(self, delivery: Delivery) -> dict[str, Any]:
+        """The GetResult envelope for a callback, plus the top-level `task_id` (S3)."""
+        started = time.perf_counter()
+        query = {"req_key": delivery.req_key, "task_id": delivery.task_id}
+        query["req_json"] = json.dumps({"return_url": delivery.return_url})
+        code, message, data = constants.SUCCESS_CODE, "Success", None
+        try:
+            data = await self._get_result(json.dumps(query).encode(), self.url, internal=True)
+        except BusinessError as exc:
+            code, message = exc.code, exc.message
+        return {
+            "code": code,
+            "data": data,
+            "message": message,
+            "request_id": new_request_id(self.wall_now()),
+            "status": code,
+            "time_elapsed": f"{(time.perf_counter() - started) * 1000:.6f}ms",
+            "task_id": delivery.task_id,
+        }
+
+    async def _get_result(
+        self, raw: bytes, base_url: str, *, internal: bool = False
+    ) -> dict[str, Any]:
+        """A poll's `data`; `internal` (a callback being built) bypasses the QPS limit."""
         body = _json_object(raw)
         req_key = _required_str(body, "req_key")
         task_id = _required_str(body, "task_id")
@@ -442,7 +518,7 @@ class Emulator:
             if not isinstance(options, dict):
                 raise _bad("req_json must encode an object")
         now = self.now()
-        if not self._limiter.admit(constants.ACTION_GET_RESULT, now):
+        if not internal and not self._limiter.admit(constants.ACTION_GET_RESULT, now):
             self._rate_limited[constants.ACTION_GET_RESULT] += 1
             raise BusinessError(50429)
 
@@ -564,3 +640,14 @@ async def serve(config: EmulatorConfig, on_ready: Callable[[Emulator], None] | N
 def run_forever(config: EmulatorConfig, on_ready: Callable[[Emulator], None] | None = None) -> None:
     """Blocking entry point for the CLI."""
     asyncio.run(serve(config, on_ready))
+
+
+def _image_size(data: bytes | None) -> tuple[int, int] | None:
+    """A fetched reference's pixel size (what SeedEdit and v40 follow), if it decodes."""
+    if not data:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None

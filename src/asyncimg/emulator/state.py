@@ -37,6 +37,8 @@ class Task:
     output_size: tuple[int, int] | None = None
     """What the service draws (emulator/shapes.py); None: the old rule below."""
     cancelled: bool = False
+    url_references: list[str] = field(default_factory=list, repr=False)
+    """`image_urls` references as fetched at submit (base64), drawn like inline ones."""
 
     @property
     def done_at(self) -> float:
@@ -68,7 +70,9 @@ class Task:
     @property
     def references(self) -> list[str]:
         refs = self.fields.get("binary_data_base64")
-        return [r for r in refs if isinstance(r, str)] if isinstance(refs, list) else []
+        if not isinstance(refs, list):
+            return list(self.url_references)
+        return [r for r in refs if isinstance(r, str)]
 
     def image_count(self, images_per_task: int) -> int:
         if self.fault is FaultKind.NO_IMAGE:

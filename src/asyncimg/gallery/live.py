@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,11 +182,18 @@ def make_app(gallery: LiveGallery) -> web.Application:
     return app
 
 
-async def start(gallery: LiveGallery, host: str, port: int) -> tuple[web.AppRunner, str]:
-    """Serve `gallery` on host:port (0: any free port); the runner and the page's URL."""
-    runner = web.AppRunner(
-        make_app(gallery), handle_signals=False, access_log=None, shutdown_timeout=1
-    )
+async def start(
+    gallery: LiveGallery,
+    host: str,
+    port: int,
+    extend: Callable[[web.Application], object] | None = None,
+) -> tuple[web.AppRunner, str]:
+    """Serve `gallery` on host:port (0: any free port); the runner and the page's URL.
+    `extend` adds routes of its own first (`serve --callbacks`)."""
+    app = make_app(gallery)
+    if extend is not None:
+        extend(app)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

@@ -19,6 +19,8 @@ from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_imag
 from asyncimg.lifecycle.events import Event, stuck_reason
 from asyncimg.lifecycle.explain import reason
 from asyncimg.lifecycle.provenance import provenance_of
+from asyncimg.lifecycle.ref_upload import ReferenceSender
+from asyncimg.lifecycle.refmode import with_url_advice
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
@@ -106,8 +108,10 @@ class Checker:
         unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
         report: Reporter | None = None,
         on_event: EventSink | None = None,
+        references: ReferenceSender | None = None,
     ) -> None:
         self.store = store
+        self.references = references
         self.client = client
         self.clock = clock
         self.poll_concurrency = max(1, poll_concurrency)
@@ -179,6 +183,7 @@ class Checker:
                 clock=self.clock,
                 parallel=1,
                 unconfirmed_budget=self.unconfirmed_budget,
+                references=self.references,
             )
         except RecordNotSaved as exc:
             self._halt(summary, exc)
@@ -252,6 +257,7 @@ class Checker:
             try:
                 result = await self.client.get_result(current.req_key, current.task_id)
             except AsyncImgError as exc:
+                exc = with_url_advice(exc, current.req_key, current.references_sent)
                 self._stuck(summary, exc)
                 return self._apply(current, decide.after_error(exc), summary)
             self._stuck(summary, None)

@@ -36,6 +36,12 @@ from asyncimg.constants import (
     ENV_SECRET_KEY,
     SUBMIT_READ_TIMEOUT_S,
 )
+from asyncimg.lifecycle.refmode import (
+    ENV_STORAGE_ACCESS_KEY,
+    ENV_STORAGE_SECRET_KEY,
+    ReferencesConfig,
+    StorageConfig,
+)
 from asyncimg.lifecycle.styles import (
     BUILTIN_PRESETS,
     PLACEHOLDER,
@@ -168,6 +174,9 @@ class Config(_Strict):
 
     defaults: Defaults = Field(default_factory=Defaults)
     styles: dict[str, StyleConfig] = Field(default_factory=dict)
+    # How reference images travel (base64 or URLs) and where URL-bound files are uploaded.
+    references: ReferencesConfig = Field(default_factory=ReferencesConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -225,6 +234,11 @@ class Config(_Strict):
         except InvalidInput as exc:
             raise ValueError(f"defaults.req_key: {self.defaults.req_key!r}: {exc.rule}") from None
         self._check_params()
+        for req_key in self.references.models:
+            try:
+                get_profile(req_key)
+            except InvalidInput as exc:
+                raise ValueError(f"references.models.{req_key}: {exc.rule}") from None
         return self
 
     def _check_style_names(self) -> None:
@@ -282,6 +296,8 @@ def _schema_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
         return Defaults
     if len(loc) == 3 and loc[0] == "styles":
         return StyleConfig
+    if len(loc) == 2 and loc[0] in ("references", "storage"):
+        return ReferencesConfig if loc[0] == "references" else StorageConfig
     return None
 
 
@@ -309,9 +325,12 @@ def config_from_mapping(data: Mapping[str, Any], source: str | Path = CONFIG_NAM
     """Validate parsed TOML; ConfigError '<file>: <key path>: <problem>' on the first problem."""
     leaked = _find_credentials(data)
     if leaked:
+        names = (ENV_ACCESS_KEY, ENV_SECRET_KEY)
+        if leaked.startswith("storage."):
+            names = (ENV_STORAGE_ACCESS_KEY, ENV_STORAGE_SECRET_KEY)
         raise ConfigError(
             f"{source}: {leaked}: credentials do not belong in the config file; remove it and "
-            f"set {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} in the environment"
+            f"set {names[0]} and {names[1]} in the environment"
         )
     try:
         config = Config.model_validate(dict(data))

@@ -67,6 +67,11 @@ def prepare_references(
     return [_prepare_one(f"{FIELD}[{i}]", path, profile) for i, path in enumerate(paths)]
 
 
+def prepare_reference(field: str, path: str | Path, profile: ModelProfile) -> PreparedReference:
+    """One reference file as it will be sent (`field` names it in errors)."""
+    return _prepare_one(field, path, profile)
+
+
 def check_count(count: int, profile: ModelProfile) -> None:
     """InvalidInput unless the model takes `count` reference images."""
     rule = profile.references

@@ -7,6 +7,7 @@ asked, and rewritten with the task id as soon as the API answers.
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import time
 import uuid
@@ -24,7 +25,9 @@ from asyncimg.lifecycle.decide import (
     may_resubmit_unconfirmed,
     stop_submitting,
 )
+from asyncimg.lifecycle.ref_upload import PLAIN, ReferenceSender
 from asyncimg.lifecycle.references import prepare_references
+from asyncimg.lifecycle.refmode import with_url_advice
 from asyncimg.lifecycle.styles import compose_full_prompt, resolve_style
 from asyncimg.protocol import models
 from asyncimg.protocol.client import VisualClient
@@ -74,6 +77,9 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
     params.update(request.params)
     for key in ("prompt", "req_key", "image_urls", "binary_data_base64"):
         params.pop(key, None)
+    for key in ("logo_info", "aigc_meta"):  # callback mode takes these as JSON strings
+        if isinstance(params.get(key), dict):
+            params[key] = json.dumps(params[key], ensure_ascii=False)
     if "force_single" in models.get_profile(req_key).fields:
         params.setdefault("force_single", True)  # one frame, one billed image
     return TaskRecord(
@@ -167,13 +173,13 @@ def amend_record(
     return transition(record, record.status, now=now, **changes)
 
 
-def request_fields(record: TaskRecord) -> dict[str, Any]:
-    """The submit body for a record (references read from disk now, never stored)."""
+def request_fields(record: TaskRecord, references: ReferenceSender | None = None) -> dict[str, Any]:
+    """The submit body for a record (references read from disk now, never stored): local
+    files inline as base64 or uploaded and sent as URLs, as `references` decides."""
     profile = models.get_profile(record.req_key)
     fields: dict[str, Any] = {"prompt": record.full_prompt, **record.params}
     if record.character_images:
-        refs = prepare_references([record.resolve(p) for p in record.character_images], profile)
-        fields["binary_data_base64"] = [r.base64 for r in refs]
+        fields.update((references or PLAIN).image_fields(record, profile))
     elif profile.references.min_count:
         prepare_references([], profile)  # raises the "needs N images" message
     models.validate_fields(record.req_key, fields)
@@ -258,6 +264,7 @@ async def submit_record(
     *,
     clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
+    references: ReferenceSender | None = None,
 ) -> SubmitOutcome:
     """Submit one pending record and save what happened.
 
@@ -269,10 +276,13 @@ async def submit_record(
     up, and then the record is unconfirmed.
     """
     try:
-        fields = await asyncio.to_thread(request_fields, record)
+        fields = await asyncio.to_thread(request_fields, record, references)
     except AsyncImgError as exc:
         return _save_submit_error(store, record, exc, clock())
-    marked = transition(record, TaskState.PENDING, now=clock(), submit_started_at=clock())
+    sent = "url" if "image_urls" in fields else "base64" if "binary_data_base64" in fields else None
+    marked = transition(
+        record, TaskState.PENDING, now=clock(), submit_started_at=clock(), references_sent=sent
+    )
     store.save(marked)
     sending = asyncio.ensure_future(_send(client, store, marked, fields, clock, sleep))
     try:
@@ -299,7 +309,8 @@ async def _send(
     try:
         task_id = await client.submit(record.req_key, fields)
     except AsyncImgError as exc:
-        return _save_submit_error(store, record, exc, clock())
+        advised = with_url_advice(exc, record.req_key, record.references_sent)
+        return _save_submit_error(store, record, advised, clock())
     updated = accept(record, task_id, now=clock())
     warning = store.task_id_owner(task_id, updated.local_id)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
@@ -381,6 +392,7 @@ async def submit_records(
     parallel: int = 4,
     unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
     on_outcome: Callable[[SubmitOutcome], None] | None = None,
+    references: ReferenceSender | None = None,
 ) -> BatchOutcome:
     """Submit queued records in order, a few at a time, until the service says "limit".
 
@@ -415,7 +427,9 @@ async def submit_records(
                     outcomes[record.local_id] = SubmitOutcome(current)
                     continue
                 try:
-                    outcome = await submit_record(client, store, current, clock=clock, sleep=sleep)
+                    outcome = await submit_record(
+                        client, store, current, clock=clock, sleep=sleep, references=references
+                    )
                 except RecordNotSaved as exc:
                     unsaved.append(exc)
                     stop.set()

@@ -21,7 +21,9 @@ from typing import Any
 from asyncimg.i18n import _
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import Config
+from asyncimg.lifecycle.ref_upload import ReferenceSender
 from asyncimg.lifecycle.references import check_count, prepare_references
+from asyncimg.lifecycle.refmode import looks_like_url
 from asyncimg.lifecycle.styles import resolve_style
 from asyncimg.lifecycle.submit import TaskRequest, build_record, request_fields
 from asyncimg.protocol import models
@@ -106,10 +108,15 @@ class Checked:
     """Lines (frames) with at least one problem."""
 
 
-def check_lines(lines: Sequence[Line], config: Config) -> Checked:
+def check_lines(
+    lines: Sequence[Line], config: Config, references: ReferenceSender | None = None
+) -> Checked:
     """Check every line, its relative paths read from its batch file's folder (the current
     folder for the command line), where records will say they were typed; never raises
-    for anything a line contains."""
+    for anything a line contains. `references` (default: the config's, without uploading)
+    decides how reference images would be sent."""
+    if references is None:
+        references = ReferenceSender.from_config(config, upload=False)
     checked = Checked()
     outputs: dict[str, Line] = {}
     ids: dict[str, Line] = {}
@@ -144,7 +151,7 @@ def check_lines(lines: Sequence[Line], config: Config) -> Checked:
                 )
         record = None
         if request is not None:
-            record = _check_model(line, request, config, problems)
+            record = _check_model(line, request, config, problems, references)
         if problems:
             # In the order the line gives its fields (sort is stable: checks keep their order).
             order = {name: i for i, name in enumerate(line.fields)}
@@ -297,7 +304,9 @@ def _unknown_fields(
         if line.from_csv and _blank(value):
             continue  # an empty cell under an unknown header asks for nothing
         if name in _IMAGE_FIELDS:
-            message = _("not taken here; give local image files as character_images")
+            message = _(
+                "not taken here; give local image files or http(s) URLs as character_images"
+            )
         elif profile is not None and name in every_model and name != "prompt":
             message = _("{model} does not take this field; it takes: {fields}").format(
                 model=profile.req_key, fields=", ".join(sorted(model_fields))
@@ -516,7 +525,11 @@ def output_problems(path: str, base: Path) -> list[str]:
 
 
 def _check_model(
-    line: Line, request: TaskRequest, config: Config, problems: list[Problem]
+    line: Line,
+    request: TaskRequest,
+    config: Config,
+    problems: list[Problem],
+    references: ReferenceSender,
 ) -> TaskRecord | None:
     """The record `request` makes, checked as submitting it would be; None if a problem
     was found."""
@@ -538,7 +551,7 @@ def _check_model(
             fields: dict[str, Any] = {"prompt": record.full_prompt, **record.params}
             models.validate_fields(record.req_key, fields)
         else:
-            request_fields(record)  # exactly what submitting sends, images read and checked
+            request_fields(record, references)  # what submitting sends, images read and checked
     except InvalidInput as exc:
         if not (ref_problems and _is_image_field(exc.field)):
             problems.append(_invalid(line, exc))
@@ -561,6 +574,8 @@ def _reference_problems(
         return []  # cannot check one at a time; request_fields checks them together
     found: list[Problem] = []
     for i, path in enumerate(paths):
+        if looks_like_url(path):
+            continue  # checked as a URL by request_fields
         try:
             prepare_references([record.resolve(path)], profile)
         except InvalidInput as exc:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
@@ -90,6 +92,9 @@ _V40_RECOMMENDED = _landscape_and_portrait(
 )
 
 _IMAGE_FIELDS = frozenset({"image_urls", "binary_data_base64"})
+#: Callback mode (v40, research S3): `callback_url` plus what applies to the callback only.
+CALLBACK_FIELDS = frozenset({"callback_url", "return_url", "logo_info", "aigc_meta"})
+_JSON_STRING_FIELDS = ("logo_info", "aigc_meta")
 
 _T2I_V3 = dict(
     fields=frozenset({"prompt", "use_pre_llm", "seed", "width", "height"}),
@@ -123,7 +128,8 @@ PROFILES: dict[str, ModelProfile] = {
         fields=frozenset(
             {"prompt", "size", "width", "height", "scale", "force_single", "min_ratio", "max_ratio"}
         )
-        | _IMAGE_FIELDS,
+        | _IMAGE_FIELDS
+        | CALLBACK_FIELDS,
         size=SizeRule(
             default=(2048, 2048),
             min_area=1024 * 1024,
@@ -244,7 +250,46 @@ def validate_fields(
     _check_images(profile, fields)
     _check_scalars(fields)
     _check_size(profile, fields)
+    _check_callback(fields)
     return profile
+
+
+def _check_callback(fields: Mapping[str, object]) -> None:
+    """`callback_url` an http(s) URL; `return_url` a boolean (or its JSON text, the API's
+    "JSON string" wording is ambiguous for it); `logo_info` / `aigc_meta` JSON objects
+    written as strings; all three only with a `callback_url`."""
+    extras = [name for name in ("return_url", *_JSON_STRING_FIELDS) if name in fields]
+    if "callback_url" not in fields:
+        if extras:
+            name = extras[0]
+            raise InvalidInput(
+                name,
+                fields[name],
+                "applies only to callback mode (with callback_url); polled results take "
+                "their own options",
+            )
+        return
+    url = fields["callback_url"]
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput("callback_url", url, "must be an http(s) URL the service can POST to")
+    flag = fields.get("return_url", False)
+    if not isinstance(flag, bool) and flag not in ("true", "false"):
+        raise InvalidInput(
+            "return_url", fields["return_url"], 'must be true or false (or "true" / "false")'
+        )
+    for name in _JSON_STRING_FIELDS:
+        if name not in fields:
+            continue
+        value = fields[name]
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise InvalidInput(
+                name, value, "must be a JSON object written as a string (the API's format)"
+            )
 
 
 def _check_prompt(profile: ModelProfile, fields: Mapping[str, object]) -> None:

@@ -180,6 +180,9 @@ class TaskRecord(BaseModel):
     from the command line or the library)."""
     batch_line: int | None = Field(default=None, ge=1)
     """The frame's line in `batch_file`: the gallery shows frames in this order."""
+    references_sent: str | None = None
+    """How the last submit sent the reference images: "base64", "url" or None (none sent);
+    tells a refusal of base64 references apart (see lifecycle/refmode.py)."""
 
     def resolve(self, path: str) -> Path:
         """`path` (one of this record's) as the submitter meant it."""

@@ -1,0 +1,82 @@
+"""`asyncimg serve --callbacks`: the live page and the callback receiver on one port.
+
+A frame submitted with `--callback-url` pointing at it completes with no `check` or
+`monitor` running: the emulator POSTs when the task is done, serve polls that one task
+with the user's credentials and downloads it.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from .conftest import E2E, wait_for
+
+
+def _serve(e2e: E2E, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    proc = e2e.popen("asyncimg", "serve", "--port", "0", "--interval", "0.2", *extra)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    out = proc.stdout
+    threading.Thread(target=lambda: lines.put(out.readline()), daemon=True).start()
+    try:
+        first = lines.get(timeout=30)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail("asyncimg serve printed nothing in 30 s")
+    assert first.startswith("serving "), (first, proc.poll())
+    return proc, first.split(" at ", 1)[1].split()[0]
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return err
+
+
+def test_serve_with_callbacks_completes_a_frame_without_a_check(e2e: E2E) -> None:
+    e2e.tasks.mkdir(mode=0o700)
+    proc, url = _serve(e2e, "--callbacks")
+    try:
+        e2e.ok(
+            "asyncimg",
+            "submit",
+            "一只狐狸",
+            "-o",
+            "out/cb.png",
+            "--callback-url",
+            url + "callbacks",
+        )
+        image = e2e.root / "out" / "cb.png"
+        wait_for(lambda: image.is_file() or None, 60, "the image the callback brought")
+        [record] = e2e.records()
+        assert record["status"] == "completed" and record["prompt"] == "一只狐狸"
+        [delivery] = e2e.emu.emu.stats()["callbacks"]
+        assert delivery["delivered"]
+    finally:
+        err = _stop(proc)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+def test_serve_without_callbacks_refuses_them(e2e: E2E) -> None:
+    e2e.tasks.mkdir(mode=0o700)
+    proc, url = _serve(e2e)
+    try:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(url + "callbacks", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code in (404, 405)  # read-only unless asked
+    finally:
+        _stop(proc)
