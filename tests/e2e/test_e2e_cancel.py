@@ -15,7 +15,7 @@ def test_cancel_a_queued_task_from_the_command_line(make_e2e: Callable[..., E2E]
     task_id = json.loads(record_file.read_text())["task_id"]
     ran = e2e.ok("asyncimg", "cancel", task_id)
     assert "cancelled by the service" in ran.stdout
-    shown = json.loads(e2e.ok("asyncimg", "show", task_id).stdout)
+    shown = json.loads(e2e.ok("asyncimg", "show", "--json", task_id).stdout)
     assert shown["status"] == "failed" and shown["cancel"]["outcome"] == "cancelled"
     assert e2e.emu.stats()["tasks_unfinished"] == 0
     again = e2e.exits(1, "asyncimg", "cancel", task_id)

@@ -71,7 +71,8 @@ def test_a_moved_project_writes_inside_itself(e2e: E2E) -> None:
     assert ran.returncode == 0, ran.stdout + ran.stderr
     for i in (1, 2):
         with Image.open(moved / "frames" / f"{i:03d}.png") as img:
-            assert img.size == (2048, 2048)
+            # v40 with no size: 2048² in area, the ratio the model's (research finding 4).
+            assert abs(img.size[0] * img.size[1] - 2048 * 2048) < 2048 * 2048 // 50
     assert not novel.exists(), "the image was written back to the old place"
 
 
