@@ -62,9 +62,11 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _workspace(tasks_dir: Path | None, config_path: Path | None) -> Workspace:
+def _workspace(
+    tasks_dir: Path | None, config_path: Path | None, *, read_only: bool = False
+) -> Workspace:
     try:
-        return Workspace.open(tasks_dir, config_path=config_path)
+        return Workspace.open(tasks_dir, config_path=config_path, read_only=read_only)
     except AsyncImgError as exc:
         _fail(str(exc), 2)
 
@@ -448,7 +450,7 @@ def list_(
     status: str | None, as_json: bool, tasks_dir: Path | None, config_path: Path | None
 ) -> None:
     """List task records."""
-    workspace = _workspace(tasks_dir, config_path)
+    workspace = _workspace(tasks_dir, config_path, read_only=True)
     if as_json:  # whole records: read them all
         loaded = workspace.store.load_all()
         for problem in loaded.problems:
@@ -473,7 +475,7 @@ def list_(
 @config_option
 def show(task_id: str, tasks_dir: Path | None, config_path: Path | None) -> None:
     """Show one task record in full."""
-    workspace = _workspace(tasks_dir, config_path)
+    workspace = _workspace(tasks_dir, config_path, read_only=True)
     try:
         record = workspace.store.get(task_id)
     except (AsyncImgError, KeyError) as exc:

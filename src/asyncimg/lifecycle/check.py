@@ -13,7 +13,12 @@ from pathlib import Path
 
 from asyncimg import constants
 from asyncimg.lifecycle import decide
-from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.download import (
+    ImageCheckFailed,
+    remove_output_leftovers,
+    result_path,
+    save_image,
+)
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
@@ -104,6 +109,7 @@ class Checker:
     async def run_pass(self) -> PassSummary:
         summary = PassSummary()
         records = self._load(summary).records  # the unfinished ones: all a pass acts on
+        remove_output_leftovers(records)
 
         flying = decide.in_flight(records)
         budget = decide.submit_budget(len(flying), self.max_in_flight)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
 
-from asyncimg.fileio import atomic_write
+from asyncimg.fileio import atomic_write, remove_orphan_temps
 from asyncimg.protocol.errors import AsyncImgError
-from asyncimg.store.record import ResultFile
+from asyncimg.store.record import ResultFile, TaskRecord
+from asyncimg.store.states import UNFINISHED
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -47,6 +49,23 @@ class SaveFailed(AsyncImgError):
         "fix the folder, or save it elsewhere: asyncimg retry TASK --output NEWPATH "
         "(fetched again, not resubmitted, while the service keeps it, ~12 h)"
     )
+
+
+def remove_output_leftovers(records: Iterable[TaskRecord]) -> int:
+    """Remove temp files left beside these records' images by writers that are gone (a
+    process killed mid-write); returns how many. Only the records' own folders are looked
+    in, and only our temp names (or the old format's, for these images, after an hour)."""
+    folders: dict[Path, set[str]] = {}
+    for record in records:
+        if record.status not in UNFINISHED:
+            continue
+        try:
+            target = record.resolve(record.output_path)
+        except (OSError, RuntimeError, ValueError):
+            continue
+        names = folders.setdefault(target.parent, set())
+        names.update(result_path(target, i).name for i in range(15))
+    return sum(remove_orphan_temps(d, old_format_for=frozenset(n)) for d, n in folders.items())
 
 
 def result_path(output_path: str | Path, index: int) -> Path:
