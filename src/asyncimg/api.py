@@ -365,10 +365,14 @@ class Workspace:
         config = load_config(config_path)
         root = Path(tasks_dir) if tasks_dir is not None else Path(config.defaults.tasks_dir)
         if client_factory is None:
-            timeout = config.defaults.submit_timeout
+            defaults = config.defaults
 
             def client_factory() -> VisualClient:
-                return VisualClient.from_env(submit_read_timeout=timeout)
+                return VisualClient.from_env(
+                    submit_read_timeout=defaults.submit_timeout,
+                    max_reply_bytes=_megabytes(defaults.max_reply_mb),
+                    max_image_bytes=_megabytes(defaults.max_image_mb),
+                )
 
         return cls(TaskStore(root, read_only=read_only), config, client_factory, clock)
 
@@ -815,6 +819,10 @@ def _retry_problems(plan: _Plan) -> list[str]:
         except AsyncImgError as exc:
             problems.append(f"{where}: {_plain(exc)}")
     return problems
+
+
+def _megabytes(value: float | None) -> int | None:
+    return None if value is None else int(value * 1024 * 1024)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -26,6 +26,7 @@ from asyncimg.api import (
     run_sync,
 )
 from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
+from asyncimg.constants import MIN_INTERVAL_S
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
@@ -384,9 +385,10 @@ def _event(line: str) -> None:
 @click.command()
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=MIN_INTERVAL_S),
     default=None,
-    help="Seconds between passes (default 30).",
+    help="Longest wait between polls of a task, in seconds, at least 1 (default: "
+    "asyncimg.toml's interval, else 30).",
 )
 @click.option("--keep-running", is_flag=True, help="Keep watching after every task has finished.")
 @tasks_dir_option

@@ -20,6 +20,7 @@ from asyncimg.lifecycle.download import (
     save_image,
 )
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
+from asyncimg.protocol import models
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
@@ -253,9 +254,10 @@ class Checker:
                 except (binascii.Error, ValueError):
                     raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
         files: list[ResultFile] = []
+        bound = int(models.max_output_pixels(record.req_key) * models.PIXEL_SLACK)
         for i, blob in enumerate(blobs):
             target = result_path(record.resolve(record.output_path), i)
-            files.append(await _finish_in_thread(save_image, blob, target))
+            files.append(await _finish_in_thread(save_image, blob, target, bound))
         return files
 
     def _apply(
@@ -295,11 +297,11 @@ class Checker:
 
 
 async def _finish_in_thread(
-    fn: Callable[[bytes, Path], ResultFile], blob: bytes, target: Path
+    fn: Callable[[bytes, Path, int], ResultFile], blob: bytes, target: Path, max_pixels: int
 ) -> ResultFile:
     """Run a write in a thread; a cancel (Ctrl+C) waits for it to finish, so no temp file
     is left behind by a thread that was still writing when the pass stopped."""
-    job = asyncio.ensure_future(asyncio.to_thread(fn, blob, target))
+    job = asyncio.ensure_future(asyncio.to_thread(fn, blob, target, max_pixels))
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:

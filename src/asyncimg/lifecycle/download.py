@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
 
 from asyncimg.fileio import atomic_write, remove_orphan_temps
+from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ResultFile, TaskRecord
 from asyncimg.store.states import UNFINISHED
@@ -76,18 +78,37 @@ def result_path(output_path: str | Path, index: int) -> Path:
     return path.with_name(f"{path.stem}_{index + 1}{path.suffix}")
 
 
-def verify_image(data: bytes) -> Image.Image:
-    """Decode every pixel; raises ImageCheckFailed for anything short of a whole image."""
+def verify_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode every pixel; raises ImageCheckFailed for anything short of a whole image.
+
+    An image of more than `max_pixels` (default: the largest output of any model, with
+    slack) is refused from its header, before it is decoded: a small file can decode to
+    gigabytes. Pillow's DecompressionBombWarning is an error here too.
+    """
     if not data:
         raise ImageCheckFailed("the image is empty (0 bytes)")
+    bound = max_pixels or int(models.max_output_pixels() * models.PIXEL_SLACK)
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except Exception as exc:  # Pillow raises many kinds for broken data
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                if probe.width * probe.height > bound:
+                    raise _TooLarge(f"{probe.width}x{probe.height}")
+                probe.verify()
+            img = Image.open(io.BytesIO(data))
+            img.load()
+    except _TooLarge as exc:
+        raise ImageCheckFailed(
+            f"the image is {exc} px, more than the model's largest output allows "
+            f"({bound} px)"
+        ) from None
+    except Exception as exc:  # Pillow raises many kinds for broken data (and the warning)
         raise ImageCheckFailed(f"the image is incomplete or corrupt ({exc})") from None
     return img
+
+
+class _TooLarge(Exception):
+    """Raised inside verify_image when the header announces too many pixels."""
 
 
 def encode_for(path: Path, img: Image.Image, original: bytes) -> bytes:
@@ -110,10 +131,10 @@ def _flatten(img: Image.Image) -> Image.Image:
     return background
 
 
-def save_image(data: bytes, target: str | Path) -> ResultFile:
+def save_image(data: bytes, target: str | Path, max_pixels: int | None = None) -> ResultFile:
     """Verify `data`, convert it for `target`'s extension and write it atomically."""
     path = Path(target)
-    img = verify_image(data)
+    img = verify_image(data, max_pixels)
     payload = encode_for(path, img, data)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

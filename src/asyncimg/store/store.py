@@ -441,10 +441,8 @@ class TaskStore:
         first time this store meets that version of it, then None)."""
         if self.read_only:
             return Problem(path, reason)
-        try:
+        with contextlib.suppress(OSError):
             st = path.stat()
-        except OSError:
-            pass
         if self._clock() - st.st_mtime < RECENT_S:
             seen = (path.name, st.st_mtime_ns, st.st_size)
             if seen in self._left_alone:
