@@ -103,6 +103,16 @@ def test_the_configured_defaults_apply() -> None:
 # -- wrong types never raise ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("size", [4194304, "4194304"], ids=["json", "csv-text"])
+def test_an_integer_size_is_the_apis_area_form_where_the_model_takes_it(size: object) -> None:
+    checked = check(frame(size=size))
+    assert checked.problems == []
+    [good] = checked.frames
+    assert good.record.params["size"] == 4194304
+    assert "width" not in good.record.params and good.width_height is None
+
+
+
 @pytest.mark.parametrize(
     ("fields", "name", "message"),
     [
@@ -123,7 +133,13 @@ def test_the_configured_defaults_apply() -> None:
         ({"req_key": "jimeng_v9"}, "req_key", "'jimeng_v9': unknown model; known: "),
         ({"size": [1440, 2560]}, "size", '[1440, 2560] is a list; write "size": "1440x2560"'),
         ({"size": {"width": 1440, "height": 2560}}, "size", 'write "size": "1440x2560"'),
-        ({"size": 4194304}, "size", 'is a number; write it as text WIDTHxHEIGHT, e.g. "size"'),
+        ({"size": 4194304.5}, "size", 'is a number; write it as text WIDTHxHEIGHT, e.g. "size"'),
+        (
+            {"size": 4194304, "req_key": "jimeng_t2i_v31"},
+            "size",
+            "4194304 is an area in px²; jimeng_t2i_v31 takes no area",
+        ),
+        ({"size": 1000}, "size", "1000: area must be within [1048576, 16777216] px²"),
         ({"size": [1440.5, 2]}, "size", "write it as text WIDTHxHEIGHT"),
         ({"size": True}, "size", "True is true/false; write it as text WIDTHxHEIGHT"),
         ({"size": "big"}, "size", "'big' is not WIDTHxHEIGHT, e.g. 1440x2560"),

@@ -238,7 +238,13 @@ def print_plan(checked: Checked, index: OutputIndex, *, force: bool) -> None:
         billed = max_billed_images(record)
         least, most = least + 1, most + billed
         size = frame.width_height
-        shown_size = f"{size[0]}x{size[1]}" if size else _default_size(record.req_key)
+        area = record.params.get("size")
+        if size:
+            shown_size = f"{size[0]}x{size[1]}"
+        elif isinstance(area, int):
+            shown_size = f"area {area} px²"
+        else:
+            shown_size = _default_size(record.req_key)
         refs = len(record.character_images)
         note = f"  ({check.reason})" if check.reason else ""
         out_console.print(

@@ -60,7 +60,8 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
     full_prompt = compose_full_prompt(request.prompt, style, config.presets)
     req_key = request.req_key or config.defaults.req_key
     params: dict[str, Any] = dict(config.defaults.params)
-    size = request.size or config.defaults.size
+    area_given = "size" in request.params  # the API's area form, from a batch line
+    size = request.size or (None if area_given else config.defaults.size)
     if size:
         width, height = parse_size(size)
         params["width"], params["height"] = width, height

@@ -210,12 +210,15 @@ def _request(
         except InvalidInput as exc:
             problems.append(_problem(line, "style", f"{_shown(style)}: {exc.rule}"))
             style = None
-    size = _size(line, problems)
+    size = _size(line, profile, problems)
     params: dict[str, Any] = {}
     for name, value in row.items():
         if name in BATCH_FIELDS or name in unknown or _blank(value):
             continue
         params[name] = _coerce(value) if line.from_csv else value
+    area = _area(line.fields.get("size"))
+    if area is not None and profile is not None and profile.has_size_field:
+        params["size"] = area  # the API's own form: an area in px²
     if profile is None:
         return None, False
     request = TaskRequest(
@@ -338,9 +341,34 @@ def _references(line: Line, problems: list[Problem]) -> list[str]:
     return []
 
 
-def _size(line: Line, problems: list[Problem]) -> str | None:
+def _area(value: object) -> int | None:
+    """`size` as an area in px² (the API's form: 4194304, or "4194304" in CSV), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _size(
+    line: Line, profile: models.ModelProfile | None, problems: list[Problem]
+) -> str | None:
+    """`size` as WIDTHxHEIGHT text; None when absent, wrong, or an area (see _area)."""
     value = line.fields.get("size")
     if _blank(value):
+        return None
+    area = _area(value)
+    if area is not None:
+        if profile is None or profile.has_size_field:
+            return None  # an area: sent as the model's own `size` field
+        problems.append(
+            _problem(
+                line,
+                "size",
+                f"{_shown(value)} is an area in px²; {profile.req_key} takes no area, "
+                'write WIDTHxHEIGHT, e.g. "size": "1440x2560"',
+            )
+        )
         return None
     if isinstance(value, str):
         try:
