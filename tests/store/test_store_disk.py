@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import shutil
 import stat
+import time
 from pathlib import Path
 from typing import Any
 

@@ -102,6 +102,8 @@ def verify_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
             f"the image is {exc} px, more than the model's largest output allows "
             f"({bound} px)"
         ) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageCheckFailed(f"the image has too many pixels to decode safely ({exc})") from None
     except Exception as exc:  # Pillow raises many kinds for broken data (and the warning)
         raise ImageCheckFailed(f"the image is incomplete or corrupt ({exc})") from None
     return img
