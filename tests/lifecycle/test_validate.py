@@ -112,7 +112,6 @@ def test_an_integer_size_is_the_apis_area_form_where_the_model_takes_it(size: ob
     assert "width" not in good.record.params and good.width_height is None
 
 
-
 @pytest.mark.parametrize(
     ("fields", "name", "message"),
     [

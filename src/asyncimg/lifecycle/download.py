@@ -99,8 +99,7 @@ def verify_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
             img.load()
     except _TooLarge as exc:
         raise ImageCheckFailed(
-            f"the image is {exc} px, more than the model's largest output allows "
-            f"({bound} px)"
+            f"the image is {exc} px, more than the model's largest output allows ({bound} px)"
         ) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageCheckFailed(f"the image has too many pixels to decode safely ({exc})") from None

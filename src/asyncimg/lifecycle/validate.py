@@ -350,9 +350,7 @@ def _area(value: object) -> int | None:
     return None
 
 
-def _size(
-    line: Line, profile: models.ModelProfile | None, problems: list[Problem]
-) -> str | None:
+def _size(line: Line, profile: models.ModelProfile | None, problems: list[Problem]) -> str | None:
     """`size` as WIDTHxHEIGHT text; None when absent, wrong, or an area (see _area)."""
     value = line.fields.get("size")
     if _blank(value):

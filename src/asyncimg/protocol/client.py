@@ -411,9 +411,7 @@ def _parse_envelope(action: str, http_status: int, raw: bytes) -> dict[str, Any]
     return reply
 
 
-async def _read_capped(
-    resp: aiohttp.ClientResponse, cap: int, what: str, setting: str
-) -> bytes:
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, what: str, setting: str) -> bytes:
     """The body, read in chunks; ReplyUnreadable (not retried) once it passes `cap` bytes."""
     length = resp.content_length
     if length is None or length <= cap:
