@@ -130,7 +130,7 @@ def test_menu_3_monitors_with_the_interval_typed_in(e2e_slow: E2E) -> None:
     e2e = e2e_slow
     e2e.submit_frames(2)
     # With the default 30 s interval this would overrun the timeout.
-    ran = e2e.ok("check_async_tasks.py", input="3\n0.2\n0\n", timeout=25)
+    ran = e2e.ok("check_async_tasks.py", input="3\n1\n0\n", timeout=25)
     assert [r["status"] for r in e2e.records()] == ["completed"] * 2, ran
     assert_image(e2e.root / "out" / "frame_01.png")
 

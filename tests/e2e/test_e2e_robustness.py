@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,6 +165,8 @@ def test_corrupt_records_are_quarantined_and_the_rest_complete(e2e: E2E) -> None
     truncated.write_text(json.dumps(good, ensure_ascii=False)[:60], encoding="utf-8")
     binary = e2e.tasks / "7000000000000000002.json"
     binary.write_bytes(BINARY)
+    for bad in (truncated, binary):  # written a minute ago: nobody is writing them now
+        os.utime(bad, (time.time() - 60, time.time() - 60))
     e2e.emu.wait_idle(2)
 
     ran = e2e.ok("check_async_tasks.py", "--check-once")
