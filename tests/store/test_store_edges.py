@@ -216,3 +216,12 @@ def test_a_long_legal_output_name_saves(tmp_path: Path, size: int) -> None:
     saved = save_image(buf.getvalue(), tmp_path / name)
     assert Path(saved.path).is_file()
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_big_data_file_of_the_user_is_not_even_read(tmp_path: Path) -> None:
+    TaskStore(tmp_path).save(record(1))
+    (tmp_path / "dataset.json").write_bytes(b"[" + b"0," * (1024 * 1024) + b"0]")
+    (tmp_path / "small.json").write_bytes(b"[1]")
+    report = TaskStore(tmp_path).scan()
+    assert report.files_read == 2 and report.problems == []  # the record and small.json
+    assert (tmp_path / "dataset.json").exists()

@@ -65,6 +65,8 @@ RECORD_SUFFIXES = (".json", ".txt")
 #: A record file changed this recently that cannot be read is left alone (not quarantined):
 #: the guide's scripts or an editor may be writing it in place.
 RECENT_S = 5.0
+# A file under another name is read (to see if it is a guide record) only up to this size.
+_MAX_FOREIGN_BYTES = 1024 * 1024
 _MAX_REASON = 300
 _SAFE_STEM = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,149}")
 # File names only we write: pending-<local_id>.json, <digits>.json (the API's task ids),
@@ -368,6 +370,8 @@ class TaskStore:
                     st = os.stat(name, dir_fd=fd)  # not DirEntry.stat: that keeps every result
                 except OSError:  # gone meanwhile, or a dangling link
                     continue
+                if not own and st.st_size > _MAX_FOREIGN_BYTES:
+                    continue  # the user's data file: too big to be a record, not read
                 cached = index.get(name)
                 if cached is not None and not full and cached[0] == file_key(st):
                     fresh[name] = cached
