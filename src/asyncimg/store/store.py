@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import json
@@ -65,6 +66,8 @@ RECORD_SUFFIXES = (".json", ".txt")
 #: A record file changed this recently that cannot be read is left alone (not quarantined):
 #: the guide's scripts or an editor may be writing it in place.
 RECENT_S = 5.0
+# Errors writing a record that are about the folder itself (permissions, read-only mount).
+_FOLDER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
 # A file under another name is read (to see if it is a guide record) only up to this size.
 _MAX_FOREIGN_BYTES = 1024 * 1024
 _MAX_REASON = 300
@@ -109,8 +112,8 @@ def folder_error(root: Path, exc: OSError) -> TasksFolderError:
         if not root.exists() or root.is_dir():
             what = f"cannot be created ({exc.strerror or exc}: {exc.filename})"
         todo = "move that file away, or give another folder with --tasks-dir"
-    elif isinstance(exc, PermissionError):
-        what = "permission denied"
+    elif isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        what = exc.strerror.lower() if exc.strerror else "permission denied"
         todo = "make it readable and writable for you (chmod u+rwx), or use --tasks-dir"
     else:
         what = exc.strerror or str(exc)
@@ -247,7 +250,12 @@ class TaskStore:
         """Write ``record`` atomically to its file, then remove its older file if it moved."""
         target = self.path_for(record)
         self.ensure_root()
-        atomic_write(target, record_to_json(record).encode("utf-8"))
+        try:
+            atomic_write(target, record_to_json(record).encode("utf-8"))
+        except OSError as exc:
+            if exc.errno in _FOLDER_ERRNOS:  # the folder, not this record (a full disk is not)
+                raise folder_error(self.root, exc) from None
+            raise
         removed = False
         for old in self._other_copies(record, target):
             old.unlink(missing_ok=True)
