@@ -309,3 +309,14 @@ def test_the_emulator_on_a_busy_port_is_one_line(e2e: E2E) -> None:
     line = one_line(ran.stderr)
     assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line, ran
     assert json.dumps(ran.stdout) == '""'
+
+
+def test_the_image_cap_comes_from_the_config(e2e: E2E) -> None:
+    (e2e.root / "asyncimg.toml").write_text("[defaults]\nmax_image_mb = 0.01\n", encoding="utf-8")
+    e2e.submit_frames(1)
+    e2e.emu.wait_idle(1)
+    ran = e2e.ok("asyncimg", "check")
+    [record] = e2e.records()
+    assert record["status"] in ("submitted", "processing"), ran
+    assert "larger than 0.01 MB (max_image_mb in asyncimg.toml)" in record["last_error"]["message"]
+    assert not (e2e.root / "out" / "frame_01.png").exists()

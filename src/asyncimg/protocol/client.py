@@ -424,7 +424,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, what: str, settin
             return bytes(body)
     resp.close()  # drop the connection rather than drain the rest
     raise ReplyUnreadable(
-        f"{what}: the reply is larger than {cap / models.MB:.0f} MB ({setting} in asyncimg.toml)",
+        f"{what}: the reply is larger than {cap / models.MB:.3g} MB ({setting} in asyncimg.toml)",
         retryable=False,
     )
 
