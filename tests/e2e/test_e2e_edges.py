@@ -249,6 +249,16 @@ def _read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 2
     return seen
 
 
+def _until_reading_stdin(pid: int, timeout: float = 20) -> None:
+    """Until the process sleeps in its read of stdin. A SIGINT that lands between the
+    prompt and the read() is only seen once the read returns (CPython runs handlers
+    between bytecodes), so a signal sent any earlier could wait for input for ever."""
+    deadline = time.monotonic() + timeout
+    while not any(k in Path(f"/proc/{pid}/wchan").read_text() for k in ("pipe", "wait_woken")):
+        assert time.monotonic() < deadline, "the menu never waited for input"
+        time.sleep(0.02)
+
+
 def test_menu_ctrl_c_at_the_prompt_is_one_line_and_130(e2e: E2E) -> None:
     proc = subprocess.Popen(
         e2e.argv_for("check_async_tasks.py"),
@@ -258,12 +268,18 @@ def test_menu_ctrl_c_at_the_prompt_is_one_line_and_130(e2e: E2E) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
     try:
         _read_until(proc, b"Choose [0-6]: ")
+        _until_reading_stdin(proc.pid)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)  # stdin stays open: only the signal can end the prompt
+        out, err = proc.stdout.read(), proc.stderr.read()
     finally:
         proc.kill()
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.stderr.close()
     assert proc.returncode == 130, (out, err)
     assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err
     assert out.decode().endswith("\nstopped by user (Ctrl+C); every record is intact\n"), out
