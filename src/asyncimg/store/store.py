@@ -192,7 +192,7 @@ class TaskStore:
         self._left_alone: set[tuple[str, int, int]] = set()  # recent unreadable files met
         try:
             if self.root.exists() and not self.root.is_dir():
-                raise NotADirectoryError(20, "Not a directory", str(self.root))
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(self.root))
         except OSError as exc:
             raise folder_error(self.root, exc) from None
 
