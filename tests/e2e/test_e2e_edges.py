@@ -259,9 +259,21 @@ def _until_reading_stdin(pid: int, timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
+# The script as a shell in a terminal starts it: SIGINT at its default. A process started in
+# the background by a non-interactive shell (as a CI job may be) inherits SIGINT ignored,
+# and Python then installs no handler for it.
+_AS_IN_A_TERMINAL = (
+    "import runpy, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
 def test_menu_ctrl_c_at_the_prompt_is_one_line_and_130(e2e: E2E) -> None:
+    script = e2e.argv_for("check_async_tasks.py")[-1]
     proc = subprocess.Popen(
-        e2e.argv_for("check_async_tasks.py"),
+        [sys.executable, "-c", _AS_IN_A_TERMINAL, script],
         cwd=e2e.root,
         env=e2e.env(),
         stdin=subprocess.PIPE,
