@@ -78,7 +78,7 @@ CONCURRENCY = 4
 BUDGET = 10
 DEFAULT_BUDGET = 1
 CONFIG = f'[defaults]\nsize = "1024x1024"\nmax_unconfirmed_resubmits = {BUDGET}\n'
-MONITOR = ("monitor", "--interval", "0.2")
+MONITOR = ("monitor", "--interval", "1")
 COMMANDS = ("submit", "check", "monitor")
 STARTUP_SHARE = 0.25  # of kill delays drawn within the start-up time
 FINAL_TIMEOUT = 240.0

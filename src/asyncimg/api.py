@@ -265,8 +265,9 @@ ADOPTED_PROMPT = "(unknown: task adopted with asyncimg adopt)"
 _RETRYABLE = frozenset({TaskState.FAILED, TaskState.UNCONFIRMED})
 # Records `adopt` may give a task id to: waiting for an answer that never came.
 _ADOPTABLE = frozenset({TaskState.UNCONFIRMED, TaskState.PENDING})
-# Bytes `atomic_write` adds to a file name for its temp file (".NAME.xxxxxxxx.part").
-_TEMP_NAME_EXTRA = len("..00000000.part")
+# Bytes a numbered extra image adds to a file name ("<stem>_15<ext>"); the temp file an
+# image is written through has a short name of its own (asyncimg.fileio.temp_name).
+_EXTRA_NAME_BYTES = len("_15")
 
 
 def can_refetch(record: TaskRecord, now: float) -> bool:
@@ -297,8 +298,8 @@ def output_problem(path: Path) -> str | None:
     except (OSError, ValueError):
         name_max = 255
     size = len(os.fsencode(path.name))
-    if size + _TEMP_NAME_EXTRA > name_max:
-        fits = name_max - _TEMP_NAME_EXTRA
+    if size + _EXTRA_NAME_BYTES > name_max:
+        fits = name_max - _EXTRA_NAME_BYTES
         return f"the file name is too long ({size} bytes; at most {fits} fit)"
     return None
 
@@ -367,16 +368,23 @@ class Workspace:
         config_path: str | Path | None = None,
         client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> Workspace:
+        """``read_only``: for commands that only look (``list``, ``show``): the store never
+        creates, moves or writes a file (see :class:`TaskStore`)."""
         config = load_config(config_path)
         root = Path(tasks_dir) if tasks_dir is not None else Path(config.defaults.tasks_dir)
         if client_factory is None:
-            timeout = config.defaults.submit_timeout
+            defaults = config.defaults
 
             def client_factory() -> VisualClient:
-                return VisualClient.from_env(submit_read_timeout=timeout)
+                return VisualClient.from_env(
+                    submit_read_timeout=defaults.submit_timeout,
+                    max_reply_bytes=_megabytes(defaults.max_reply_mb),
+                    max_image_bytes=_megabytes(defaults.max_image_mb),
+                )
 
-        return cls(TaskStore(root), config, client_factory, clock)
+        return cls(TaskStore(root, read_only=read_only), config, client_factory, clock)
 
     @property
     def unconfirmed_budget(self) -> int:
@@ -871,6 +879,10 @@ def _retry_problems(plan: _Plan, references: ReferenceSender | None = None) -> l
         except AsyncImgError as exc:
             problems.append(f"{where}: {_plain(exc)}")
     return problems
+
+
+def _megabytes(value: float | None) -> int | None:
+    return None if value is None else int(value * 1024 * 1024)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

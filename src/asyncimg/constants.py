@@ -47,5 +47,7 @@ MAX_CLOCK_SKEW_S = 15 * 60
 
 # Check/monitor defaults (the guide: every 30 s).
 DEFAULT_INTERVAL_S = 30.0
+# The shortest interval between passes a user may ask for: shorter polls in a tight loop.
+MIN_INTERVAL_S = 1.0
 DEFAULT_POLL_CONCURRENCY = 8
 DEFAULT_TASKS_DIR = "async_tasks"

@@ -39,7 +39,7 @@ def test_running_the_same_batch_twice_bills_each_frame_once(e2e: E2E) -> None:
     assert e2e.emu.stats()["tasks_submitted"] == 3
     assert len(e2e.records()) == 3
 
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     done = e2e.ok("asyncimg", "submit", "--batch", "chapter.jsonl")
     assert "3 skipped" in done.stdout and done.stdout.count("already done") == 3, done
 
@@ -101,7 +101,7 @@ def test_a_failed_frame_fixed_in_the_batch_is_replaced_on_rerun(e2e: E2E) -> Non
     rows = frames(3)
     e2e.write_batch("chapter.jsonl", rows)
     e2e.ok("asyncimg", "submit", "--batch", "chapter.jsonl")
-    e2e.run("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.run("asyncimg", "monitor", "--interval", "1", timeout=30)
     [failed] = [r for r in e2e.records() if r["status"] == "failed"]
     assert e2e.emu.stats()["tasks_submitted"] == 3
 
@@ -128,7 +128,7 @@ def test_a_failed_frame_fixed_in_the_batch_is_replaced_on_rerun(e2e: E2E) -> Non
     assert "雨夜的小巷" in raw  # written as typed, not \\u escapes
     assert not (e2e.tasks / f"{failed['task_id']}.json").exists()
 
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     assert {r["status"] for r in e2e.records()} == {"completed"}
     assert len(e2e.records()) == 3
 

@@ -57,7 +57,7 @@ def test_submit_one_frame_with_character_style_and_size(e2e: E2E) -> None:
     assert "binary_data_base64" not in json.dumps(record)
     assert ref.is_file()
 
-    ran = e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    ran = e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     assert "1 completed" in ran.stdout, ran
     with Image.open(e2e.root / "frames" / "001.png") as img:
         assert img.size == (1440, 2560)
@@ -133,7 +133,7 @@ def _fail_one_of_three(e2e: E2E) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Three frames, the first rejected by output review; monitored to the end."""
     e2e.emu.inject("review_failure", 1, SUBMIT)
     e2e.submit_frames(3)
-    e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=30)  # 1: a frame failed
+    e2e.exits(1, "asyncimg", "monitor", "--interval", "1", timeout=30)  # 1: a frame failed
     records = e2e.records()
     failed = [r for r in records if r["status"] == "failed"]
     done = [r for r in records if r["status"] == "completed"]
@@ -173,7 +173,7 @@ def test_list_show_and_json(e2e: E2E) -> None:
 def test_retry_by_id_and_failed_keeps_history(e2e: E2E) -> None:
     e2e.emu.inject("review_failure", 2, SUBMIT)
     e2e.submit_frames(3)
-    ran = e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    ran = e2e.exits(1, "asyncimg", "monitor", "--interval", "1", timeout=30)
     first, second = (r for r in e2e.records() if r["status"] == "failed")
     assert "asyncimg retry --failed" in ran.stdout, ran
 
@@ -195,7 +195,7 @@ def test_retry_by_id_and_failed_keeps_history(e2e: E2E) -> None:
     redo = e2e.by_output()[second["output_path"]]
     assert [a["task_id"] for a in redo["history"]] == [second["task_id"]]
 
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     records = e2e.records()
     assert [r["status"] for r in records] == ["completed"] * 3
     assert len(records) == 3
@@ -270,7 +270,7 @@ def test_unicode_prompts_round_trip_unescaped(e2e: E2E) -> None:
     check_files()
     assert e2e.by_output()["frames/樱花.png"]["filename"] == "樱花.png"
 
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     check_files()  # rewritten as completed, still unescaped
     assert (e2e.root / "frames" / "樱花.png").is_file()
 
@@ -287,7 +287,7 @@ def test_tasks_dir_and_records_are_private(e2e: E2E) -> None:
     umask = 0
     e2e.ok("asyncimg", "submit", "a private frame", "-o", "out/p.png", umask=umask)
     assert_private(e2e, e2e.tasks)
-    e2e.ok("check_async_tasks.py", "--monitor", "--interval", "0.2", umask=umask, timeout=30)
+    e2e.ok("check_async_tasks.py", "--monitor", "--interval", "1", umask=umask, timeout=30)
     assert [r["status"] for r in e2e.records()] == ["completed"]
     assert_private(e2e, e2e.tasks)
     e2e.ok("gen_image.py", "another", "-o", "out/q.png", "--tasks-dir", "custom", umask=umask)

@@ -93,7 +93,7 @@ def test_monitor_with_interval_polls_until_done(make_e2e: Callable[..., E2E]) ->
     # Long enough that the first pass always comes before the images are ready.
     e2e = make_e2e(gen_seconds=(2.5, 3.0))
     e2e.submit_frames(3)
-    ran = e2e.ok("check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=25)
+    ran = e2e.ok("check_async_tasks.py", "--monitor", "--interval", "1", timeout=25)
     assert [r["status"] for r in e2e.records()] == ["completed"] * 3
     for i in (1, 2, 3):
         assert_image(e2e.root / "out" / f"frame_{i:02d}.png")
@@ -130,7 +130,7 @@ def test_menu_3_monitors_with_the_interval_typed_in(e2e_slow: E2E) -> None:
     e2e = e2e_slow
     e2e.submit_frames(2)
     # With the default 30 s interval this would overrun the timeout.
-    ran = e2e.ok("check_async_tasks.py", input="3\n0.2\n0\n", timeout=25)
+    ran = e2e.ok("check_async_tasks.py", input="3\n1\n0\n", timeout=25)
     assert [r["status"] for r in e2e.records()] == ["completed"] * 2, ran
     assert_image(e2e.root / "out" / "frame_01.png")
 
@@ -164,7 +164,7 @@ def test_test_async_image_against_the_configured_api(e2e: E2E) -> None:
         assert record["character_images"], record
         for ref in record["character_images"]:
             assert (e2e.root / ref).is_file()
-    e2e.ok("check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("check_async_tasks.py", "--monitor", "--interval", "1", timeout=30)
     for record in e2e.records():
         assert record["status"] == "completed"
         assert_image(e2e.root / record["output_path"])

@@ -48,7 +48,7 @@ def test_a_wrong_key_at_submit_exits_2_and_keeps_the_frame_queued(e2e: E2E) -> N
     ran = e2e.run("asyncimg", "check", env=wrong)
     assert ran.returncode == 2 and "stopping this pass" in ran.output, ran
     assert [r["status"] for r in e2e.records()] == ["pending"]
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     assert [r["status"] for r in e2e.records()] == ["completed"]
     assert e2e.emu.stats()["tasks_submitted"] == 1
 
@@ -56,10 +56,10 @@ def test_a_wrong_key_at_submit_exits_2_and_keeps_the_frame_queued(e2e: E2E) -> N
 def test_exit_codes_are_the_same_for_the_guides_script(e2e: E2E) -> None:
     """Item 13: 0 all done, 1 frames failed (also from check_async_tasks.py)."""
     e2e.submit_frames(1)
-    e2e.exits(0, "check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=30)
+    e2e.exits(0, "check_async_tasks.py", "--monitor", "--interval", "1", timeout=30)
     e2e.emu.inject("review_failure", 1, SUBMIT)
     e2e.submit_frames(1, name="bad")
-    e2e.exits(1, "check_async_tasks.py", "--monitor", "--interval", "0.2", timeout=30)
+    e2e.exits(1, "check_async_tasks.py", "--monitor", "--interval", "1", timeout=30)
     e2e.exits(1, "check_async_tasks.py", "--check-once")
     e2e.exits(1, "asyncimg", "check")
 

@@ -39,7 +39,7 @@ def failed_by_review(e2e: E2E, count: int, *extra: str) -> list[dict[str, Any]]:
     """`count` frames whose output fails review, monitored to the end."""
     e2e.emu.inject("review_failure", count, SUBMIT)
     e2e.submit_frames(count, *extra)
-    e2e.asyncimg("monitor", "--interval", "0.2", timeout=30)
+    e2e.asyncimg("monitor", "--interval", "1", timeout=30)
     records = e2e.records()
     assert [r["status"] for r in records] == ["failed"] * count, records
     return records
@@ -48,7 +48,7 @@ def failed_by_review(e2e: E2E, count: int, *extra: str) -> list[dict[str, Any]]:
 def test_save_failure_ends_monitor_and_retry_output_fetches_it_without_paying(e2e: E2E) -> None:
     e2e.ok("asyncimg", "submit", "a lighthouse at dusk", "-o", "out/f1.png")
     (e2e.root / "out" / "f1.png").mkdir(parents=True)  # a folder where the image goes
-    ran = e2e.asyncimg("monitor", "--interval", "0.2", timeout=30)
+    ran = e2e.asyncimg("monitor", "--interval", "1", timeout=30)
     assert ran.returncode == 1, ran  # it ended by itself, with a failed frame
     assert "out/f1.png" in ran.stdout and "cannot write image" in ran.stdout, ran
     (failed,) = e2e.records()
@@ -92,7 +92,7 @@ def test_retry_with_a_bad_second_frame_retries_nothing(e2e: E2E) -> None:
     for row in rows:
         row["character_images"] = [f"chars/{name}" for name in row["character_images"]]
     e2e.ok("asyncimg", "submit", "--batch", e2e.write_batch("chapter.jsonl", rows).name)
-    e2e.asyncimg("monitor", "--interval", "0.2", timeout=30)
+    e2e.asyncimg("monitor", "--interval", "1", timeout=30)
     assert [r["status"] for r in e2e.records()] == ["failed", "failed"]
     mei.unlink()  # the second frame's character sheet has gone
     before, paid = snapshot(e2e), billed(e2e)
@@ -116,14 +116,14 @@ def test_retry_with_a_bad_second_frame_retries_nothing(e2e: E2E) -> None:
     assert again["character_images"] == ["chars/mei_v2.png"] and other.is_file()
     ran = e2e.ok("asyncimg", "retry", "--failed")
     assert "1 submitted" in ran.stdout, ran
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     assert [r["status"] for r in e2e.records()] == ["completed", "completed"]
 
 
 def test_clean_failed_and_completed(e2e: E2E) -> None:
     e2e.emu.inject("review_failure", 2, SUBMIT)
     e2e.submit_frames(4)
-    e2e.asyncimg("monitor", "--interval", "0.2", timeout=30)
+    e2e.asyncimg("monitor", "--interval", "1", timeout=30)
     statuses = sorted(r["status"] for r in e2e.records())
     assert statuses == ["completed", "completed", "failed", "failed"]
     images = {p.name: sha(p) for p in (e2e.root / "out").iterdir()}
@@ -139,7 +139,7 @@ def test_clean_failed_and_completed(e2e: E2E) -> None:
 
     e2e.emu.inject("review_failure", 1, SUBMIT)
     e2e.submit_frames(1, name="extra")
-    e2e.asyncimg("monitor", "--interval", "0.2", timeout=30)
+    e2e.asyncimg("monitor", "--interval", "1", timeout=30)
     ran = e2e.ok("asyncimg", "clean", "--completed", "--failed")
     assert ran.stdout.splitlines() == ["2 completed records deleted", "1 failed records deleted"]
     assert e2e.records() == []
@@ -172,7 +172,7 @@ def test_adopt_into_an_unconfirmed_record_then_check_completes_it(
     assert adopted["local_id"] == record["local_id"] and adopted["task_id"] == task_id
     assert adopted["status"] == "submitted"
 
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=30)
     (done,) = e2e.records()
     assert done["status"] == "completed" and (e2e.root / "out" / "f1.png").is_file()
     assert billed(e2e) == 1  # one frame, one billed task

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -408,6 +410,7 @@ async def test_corrupt_record_is_quarantined_and_the_others_complete(start: Star
     env.add("b")
     bad = env.tasks_dir / "7392616336519610409.json"
     bad.write_text('{"task_id": "7392616336519610409", "status": ', "utf-8")
+    os.utime(bad, (time.time() - 60, time.time() - 60))  # not being written right now
     reported: list[str] = []
     summary = await env.checker(report=reported.append).run_pass()
     assert len(summary.problems) == 1 and str(bad) in summary.problems[0]

@@ -16,6 +16,7 @@ from asyncimg.lifecycle.download import (
     save_image,
     verify_image,
 )
+from asyncimg.protocol import models
 
 
 def _png(w: int = 64, h: int = 96, mode: str = "RGB") -> bytes:
@@ -83,3 +84,41 @@ def test_extra_images_are_numbered() -> None:
     assert result_path("a/b/frame.png", 0) == Path("a/b/frame.png")
     assert result_path("a/b/frame.png", 1) == Path("a/b/frame_2.png")
     assert result_path("a/b/frame.jpeg", 2) == Path("a/b/frame_3.jpeg")
+
+
+# -- decompression bombs ----------------------------------------------------------------------
+
+
+def _bomb(side: int = 12000) -> bytes:
+    """A small PNG (a few hundred KB at most) that decodes to side x side pixels."""
+    buf = io.BytesIO()
+    Image.new("1", (side, side), 0).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def test_a_small_file_that_decodes_to_a_huge_image_is_refused_before_decoding(
+    tmp_path: Path,
+) -> None:
+    data = _bomb()
+    assert len(data) < 1024 * 1024
+    with pytest.raises(ImageCheckFailed, match="too many pixels"):
+        save_image(data, tmp_path / "f.png")
+    with pytest.raises(ImageCheckFailed, match=r"6000x6000 px, more than the model's largest"):
+        save_image(_bomb(6000), tmp_path / "f.png", max_pixels=4096 * 4096)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pixel_bound_follows_the_model() -> None:
+    """A 2048x2048 image is fine for jimeng_t2i_v40 (up to 4096²), not for seededit (2016²)."""
+    data = _png(2048, 2048)
+    bound = int(models.max_output_pixels("seededit_v3.0") * models.PIXEL_SLACK)
+    verify_image(data, int(models.max_output_pixels("jimeng_t2i_v40") * models.PIXEL_SLACK))
+    verify_image(data, bound)  # 2048² < 2016² x 1.25
+    with pytest.raises(ImageCheckFailed, match="more than the model's largest"):
+        verify_image(_png(3000, 3000), bound)
+
+
+def test_pillows_decompression_bomb_warning_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own threshold, lowered
+    with pytest.raises(ImageCheckFailed, match="too many pixels to decode safely"):
+        verify_image(_png(12, 12), max_pixels=10**6)

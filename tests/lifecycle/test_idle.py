@@ -168,14 +168,16 @@ def test_list_shows_every_task_from_the_index(
     assert items[1]["last_error"]["message"] == "输出审核未通过"
 
 
-def test_list_reports_an_unreadable_record(chdir_tmp: Path) -> None:
+def test_list_reports_an_unreadable_record_and_leaves_it_where_it_is(chdir_tmp: Path) -> None:
+    """`list` only looks: the file is reported, never moved (nor is an index written)."""
     tasks = chdir_tmp / "async_tasks"
     TaskStore(tasks).save(finished(1, S.COMPLETED))
     (tasks / "7392.json").write_text("{", encoding="utf-8")
+    before = sorted(p.name for p in tasks.iterdir())
     ran = CliRunner().invoke(list_, ["--tasks-dir", str(tasks)])
     assert ran.exit_code == 0
     assert "7392.json: not valid JSON" in ran.output and "1 tasks" in ran.output
-    assert (tasks / ".quarantine" / "7392.json").exists()
+    assert sorted(p.name for p in tasks.iterdir()) == before
 
 
 def test_the_list_table_aligns_wide_characters_and_flattens_control_characters(

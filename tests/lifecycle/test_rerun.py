@@ -267,10 +267,10 @@ async def test_an_unreadable_record_file_is_reported_and_the_frame_still_goes(
 ) -> None:
     env = await start()
     env.tasks_dir.mkdir(parents=True, exist_ok=True)
-    (env.tasks_dir / "broken.json").write_text("{not json", encoding="utf-8")
+    (env.tasks_dir / "7392616336519610409.json").write_text("{not json", encoding="utf-8")
     report = await env.workspace().submit([env.request("f1")])
     assert report.submitted == 1
-    assert any("broken.json" in w for w in report.warnings)
+    assert any("7392616336519610409.json" in w for w in report.warnings)
 
 
 # -- generate_image_with_character ------------------------------------------------------------

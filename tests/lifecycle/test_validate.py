@@ -105,6 +105,15 @@ def test_the_configured_defaults_apply() -> None:
 # -- wrong types never raise ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("size", [4194304, "4194304"], ids=["json", "csv-text"])
+def test_an_integer_size_is_the_apis_area_form_where_the_model_takes_it(size: object) -> None:
+    checked = check(frame(size=size))
+    assert checked.problems == []
+    [good] = checked.frames
+    assert good.record.params["size"] == 4194304
+    assert "width" not in good.record.params and good.width_height is None
+
+
 @pytest.mark.parametrize(
     ("fields", "name", "message"),
     [
@@ -303,15 +312,15 @@ def test_an_output_in_a_folder_that_cannot_be_written() -> None:
     )
 
 
-def test_output_name_length_is_counted_in_utf8_bytes_with_room_for_the_temp_name() -> None:
-    assert MAX_OUTPUT_NAME_BYTES == 237
+def test_output_name_length_is_counted_in_utf8_bytes_with_room_for_a_numbered_extra() -> None:
+    assert MAX_OUTPUT_NAME_BYTES == 252
     longest = "a" * (MAX_OUTPUT_NAME_BYTES - 4) + ".png"
     assert check(frame(output_path=f"out/{longest}")).problems == []
     [problem] = check(frame(output_path=f"out/b{longest}")).problems
-    assert problem.message.startswith("file name is 238 bytes in UTF-8; at most 237")
-    chinese = "帧" * 79 + ".png"  # 79 characters × 3 bytes + 4 = 241 bytes
+    assert problem.message.startswith("file name is 253 bytes in UTF-8; at most 252")
+    chinese = "帧" * 83 + ".png"  # 83 characters × 3 bytes + 4 = 253 bytes
     [problem] = check(frame(output_path=chinese)).problems
-    assert "file name is 241 bytes" in problem.message
+    assert "file name is 253 bytes" in problem.message
 
 
 def test_the_longest_accepted_name_really_can_be_saved() -> None:

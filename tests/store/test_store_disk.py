@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,13 @@ def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
+def settled(path: Path) -> None:
+    """Make a file look written a minute ago: a record changed in the last few seconds
+    is left alone (another program may be writing it)."""
+    past = time.time() - 60
+    os.utime(path, (past, past))
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -79,12 +87,16 @@ def test_new_directory_is_0700_and_files_0600(tmp_path: Path) -> None:
     assert mode(path) == 0o600
 
 
-def test_existing_directory_is_tightened(tmp_path: Path) -> None:
+def test_an_existing_folder_keeps_its_mode(tmp_path: Path) -> None:
+    """It may be the user's own folder (`--tasks-dir .`): only a folder we create is 0700."""
     root = tmp_path / "async_tasks"
     root.mkdir(mode=0o755)
     root.chmod(0o755)
-    TaskStore(root)
-    assert mode(root) == 0o700
+    store = TaskStore(root)
+    path = store.save(pending())
+    store.load_all()
+    assert mode(root) == 0o755
+    assert mode(path) == 0o600
 
 
 def test_rewriting_a_world_readable_legacy_file_makes_it_0600(tmp_path: Path) -> None:
@@ -296,6 +308,7 @@ def test_bad_file_is_quarantined_and_others_load(
     good = [store.save(submitted(pending(n), f"{n}00")) for n in (1, 2)]
     content, expected = BAD_FILES[case]
     (tmp_path / "async_tasks" / "7392.json").write_bytes(content)
+    settled(tmp_path / "async_tasks" / "7392.json")
 
     report = TaskStore("async_tasks").load_all()
 
@@ -319,7 +332,9 @@ def test_bad_file_is_quarantined_and_others_load(
 def test_truncated_json_message_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     store = TaskStore("async_tasks")
+    store.root.mkdir()
     (store.root / "7392.json").write_text('{"task_":', encoding="utf-8")
+    settled(store.root / "7392.json")
     (problem,) = store.load_all().problems
     assert str(problem) == (
         "async_tasks/7392.json: not valid JSON (line 1, column 10); "
@@ -329,15 +344,17 @@ def test_truncated_json_message_is_exact(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_quarantine_never_overwrites(tmp_path: Path) -> None:
     store = TaskStore(tmp_path)
-    (tmp_path / "x.json").write_text("[", encoding="utf-8")
+    (tmp_path / "1.json").write_text("[", encoding="utf-8")
+    settled(tmp_path / "1.json")
     store.load_all()
-    (tmp_path / "x.json").write_text("{", encoding="utf-8")
+    (tmp_path / "1.json").write_text("{", encoding="utf-8")
+    settled(tmp_path / "1.json")
     store.load_all()
     assert sorted(names(tmp_path / ".quarantine")) == [
-        "x.1.json",
-        "x.1.json.reason.txt",
-        "x.json",
-        "x.json.reason.txt",
+        "1.1.json",
+        "1.1.json.reason.txt",
+        "1.json",
+        "1.json.reason.txt",
     ]
 
 
@@ -354,10 +371,11 @@ def test_load_skips_dirs_dotfiles_temps_and_other_names(tmp_path: Path) -> None:
     assert (tmp_path / "sub" / "bad.json").exists() and (tmp_path / ".hidden.json").exists()
 
 
-def test_old_temp_files_are_cleaned(tmp_path: Path) -> None:
+def test_old_format_temp_files_are_cleaned_after_an_hour(tmp_path: Path) -> None:
+    """Temp names from before they carried their writer: removed by age alone."""
     store = TaskStore(tmp_path)
-    old = tmp_path / ".1.json.dead.tmp"
-    new = tmp_path / ".2.json.live.tmp"
+    old = tmp_path / ".1.json.0badcafe.tmp"
+    new = tmp_path / ".2.json.1badcafe.tmp"
     old.write_text("{", encoding="utf-8")
     new.write_text("{", encoding="utf-8")
     os.utime(old, (1.0, 1.0))

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -355,8 +356,14 @@ def test_a_copied_folder_does_not_trust_the_old_index(tmp_path: Path) -> None:
 # -- quarantine, duplicates and legacy files through scan -------------------------------
 
 
+def later() -> float:
+    """A clock a minute ahead: files written just now count as settled (a record changed
+    in the last few seconds is left alone, as another program may be writing it)."""
+    return time.time() + 60
+
+
 def test_scan_quarantines_an_unreadable_file_once(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path)
+    store = TaskStore(tmp_path, clock=later)
     store.save(completed(1))
     (tmp_path / "7392.json").write_text('{"task_":', encoding="utf-8")
     report = store.scan()
@@ -373,7 +380,7 @@ def test_a_cached_record_that_turns_unreadable_is_quarantined(tmp_path: Path) ->
     store.save(completed(2))
     store.scan()
     path.write_bytes(b"\x00garbage")
-    report = TaskStore(tmp_path).scan()
+    report = TaskStore(tmp_path, clock=later).scan()
     (problem,) = report.problems
     assert problem.path == path and (tmp_path / ".quarantine" / path.name).exists()
     assert [t.filename for t in report.tasks] == ["002.png"]

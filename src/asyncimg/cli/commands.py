@@ -30,6 +30,7 @@ from asyncimg.cli.image_info import show_image
 from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
 from asyncimg.cli.show import describe, find_record
 from asyncimg.cli.submit_report import replaces_failed, report_submit
+from asyncimg.constants import MIN_INTERVAL_S
 from asyncimg.i18n import _, language
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import load_config
@@ -73,9 +74,11 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _workspace(tasks_dir: Path | None, config_path: Path | None) -> Workspace:
+def _workspace(
+    tasks_dir: Path | None, config_path: Path | None, *, read_only: bool = False
+) -> Workspace:
     try:
-        return Workspace.open(tasks_dir, config_path=config_path)
+        return Workspace.open(tasks_dir, config_path=config_path, read_only=read_only)
     except AsyncImgError as exc:
         _fail(str(exc), 2)
 
@@ -462,9 +465,10 @@ def _say_interrupted(workspace: Workspace, say: Emitter | None = None) -> None:
 @click.command()
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=MIN_INTERVAL_S),
     default=None,
-    help="Seconds between passes (default 30).",
+    help="Longest wait between polls of a task, in seconds, at least 1 (default: "
+    "asyncimg.toml's interval, else 30).",
 )
 @click.option("--keep-running", is_flag=True, help="Keep watching after every task has finished.")
 @json_option
@@ -560,7 +564,7 @@ def list_(
     config_path: Path | None,
 ) -> None:
     """List task records (long paths and errors are cut to fit the terminal)."""
-    workspace = _workspace(tasks_dir, config_path)
+    workspace = _workspace(tasks_dir, config_path, read_only=True)
     if as_json:  # whole records: read them all
         loaded = workspace.store.load_all()
         for problem in loaded.problems:
@@ -593,7 +597,7 @@ def show(key: str, as_json: bool, tasks_dir: Path | None, config_path: Path | No
     Found by task id (or a prefix), output path, or file name (001.png).
     """
     shown = not as_json and Path(key).is_file() and show_image(Path(key))
-    workspace = _workspace(tasks_dir, config_path)
+    workspace = _workspace(tasks_dir, config_path, read_only=True)
     try:
         record = find_record(workspace.store, key)
     except (AsyncImgError, KeyError) as exc:

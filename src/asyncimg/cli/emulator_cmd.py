@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from typing import Any
@@ -185,6 +186,16 @@ def emulator(
         click.echo("Ctrl+C stops it.")
         sys.stdout.flush()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run_forever(config, on_ready=ready)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_forever(config, on_ready=ready)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        click.echo(
+            f"asyncimg: port {port} on {host} is already in use: stop what listens there, "
+            "or give another --port",
+            err=True,
+        )
+        sys.exit(2)
     click.echo("asyncimg emulator stopped")

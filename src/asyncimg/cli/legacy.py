@@ -15,10 +15,30 @@ from pathlib import Path
 from asyncimg.api import run_sync
 from asyncimg.cli.commands import _workspace, run_check, run_monitor
 from asyncimg.cli.emit import err_console, out_console
-from asyncimg.constants import DEFAULT_INTERVAL_S
+from asyncimg.constants import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
 from asyncimg.i18n import N_, _, lang_from_argv, set_language
+from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.states import TaskState
+
+
+def interval_seconds(text: str) -> float:
+    """An interval typed by the user: a number of seconds, at least MIN_INTERVAL_S."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not seconds >= MIN_INTERVAL_S or seconds == float("inf"):
+        raise ValueError(f"{text!r}: the interval must be at least {MIN_INTERVAL_S:g} s")
+    return seconds
+
+
+def _interval_arg(text: str) -> float:
+    try:
+        return interval_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--monitor", action="store_true", help=_("check repeatedly until all finish"))
     parser.add_argument(
         "--interval",
-        type=float,
+        type=_interval_arg,
         default=None,
-        help=_("seconds between checks in --monitor mode (default {seconds:g})").format(
-            seconds=DEFAULT_INTERVAL_S
-        ),
+        help=_(
+            "seconds between checks in --monitor mode, at least 1 "
+            "(default: asyncimg.toml's interval, else {seconds:g})"
+        ).format(seconds=DEFAULT_INTERVAL_S),
     )
     parser.add_argument("--tasks-dir", default=None, help=_("task folder (default async_tasks)"))
     parser.add_argument("--lang", default=None, help=_("language of messages: zh or en"))
@@ -57,53 +78,83 @@ asyncimg task checker ({tasks_dir})
   0) quit""")
 
 
+class _Quit(Exception):
+    """Leave the menu with this exit status (end of input, Ctrl+C, a stopped monitor)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 def interactive(
     tasks_dir: Path | None, interval: float | None, read: Callable[[str], str] = input
 ) -> int:
-    """The menu; EOF on stdin quits, so `printf '1\\n0\\n' | python check_async_tasks.py` works."""
-    every = interval if interval is not None else DEFAULT_INTERVAL_S
-    shown_dir = tasks_dir or Path("async_tasks")
-    while True:
-        out_console.print(_(MENU).format(tasks_dir=shown_dir, interval=every), markup=False)
+    """The menu; EOF on stdin quits, so `printf '1\\n0\\n' | python check_async_tasks.py` works.
+
+    It shows and uses asyncimg.toml's tasks folder and interval unless the command line
+    gives them; end of input and Ctrl+C leave it with one line; option 6 asks first.
+    """
+    try:
+        config = load_config(None)
+    except AsyncImgError as exc:
+        err_console.print(f"asyncimg: {exc}", markup=False)
+        return 2
+    shown_dir = tasks_dir or config.defaults.tasks_dir
+    every = interval if interval is not None else config.defaults.interval
+
+    def ask(prompt: str) -> str:
         try:
-            choice = read(_("Choose [0-6]: ")).strip()
+            return read(prompt).strip()
         except EOFError:
-            return 0
-        if choice in ("0", "q", "quit", "exit"):
-            return 0
-        if choice == "1":
-            if check_once(tasks_dir) == EXIT_INTERRUPTED:
-                return EXIT_INTERRUPTED
-        elif choice == "2":
-            if run_monitor(tasks_dir, None, every) == EXIT_INTERRUPTED:
-                return EXIT_INTERRUPTED
-        elif choice == "3":
-            try:
-                answer = read(_("Interval in seconds: ")).strip()
-            except EOFError:
-                return 0
-            try:
-                seconds = float(answer)
-                if seconds < 0:
-                    raise ValueError
-            except ValueError:
-                text = _("{answer!r} is not a number of seconds").format(answer=answer)
-                out_console.print(text, markup=False)
-                continue
-            if run_monitor(tasks_dir, None, seconds) == EXIT_INTERRUPTED:
-                return EXIT_INTERRUPTED
-        elif choice == "4":
-            _list(tasks_dir)
-        elif choice == "5":
-            _retry_failed(tasks_dir)
-        elif choice == "6":
-            _clean(tasks_dir)
-        else:
-            out_console.print(_("unknown choice {choice!r}").format(choice=choice), markup=False)
+            out_console.print("\n" + _("end of input: quit"), markup=False)
+            raise _Quit(0) from None
+
+    try:
+        while True:
+            out_console.print(_(MENU).format(tasks_dir=shown_dir, interval=every), markup=False)
+            _choose(ask(_("Choose [0-6]: ")), tasks_dir, every, ask)
+    except _Quit as stop:
+        return stop.code
+    except KeyboardInterrupt:
+        out_console.print(
+            "\n" + _("stopped by user (Ctrl+C); every record is intact"), markup=False
+        )
+        return EXIT_INTERRUPTED
+
+
+def _choose(choice: str, tasks_dir: Path | None, every: float, ask: Callable[[str], str]) -> None:
+    """Carry out one menu choice; raises _Quit to leave the menu."""
+    if choice in ("0", "q", "quit", "exit"):
+        raise _Quit(0)
+    if choice == "1":
+        _stop_if_interrupted(check_once(tasks_dir))
+    elif choice == "2":
+        _stop_if_interrupted(run_monitor(tasks_dir, None, every))
+    elif choice == "3":
+        answer = ask(_("Interval in seconds: "))
+        try:
+            seconds = interval_seconds(answer)
+        except ValueError as exc:
+            out_console.print(str(exc), markup=False)
+            return
+        _stop_if_interrupted(run_monitor(tasks_dir, None, seconds))
+    elif choice == "4":
+        _list(tasks_dir)
+    elif choice == "5":
+        _retry_failed(tasks_dir)
+    elif choice == "6":
+        _clean(tasks_dir, ask)
+    else:
+        out_console.print(_("unknown choice {choice!r}").format(choice=choice), markup=False)
+
+
+def _stop_if_interrupted(code: int) -> None:
+    if code == EXIT_INTERRUPTED:
+        raise _Quit(EXIT_INTERRUPTED)
 
 
 def _list(tasks_dir: Path | None) -> None:
-    workspace = _workspace(tasks_dir, None)
+    workspace = _workspace(tasks_dir, None, read_only=True)
     scanned = workspace.store.scan()
     for problem in scanned.problems:
         err_console.print(str(problem), markup=False)
@@ -131,8 +182,19 @@ def _retry_failed(tasks_dir: Path | None) -> None:
     )
 
 
-def _clean(tasks_dir: Path | None) -> None:
-    removed = _workspace(tasks_dir, None).clean_completed()
+def _clean(tasks_dir: Path | None, ask: Callable[[str], str]) -> None:
+    workspace = _workspace(tasks_dir, None)
+    count = sum(t.status is TaskState.COMPLETED for t in workspace.store.scan().tasks)
+    if not count:
+        out_console.print(_("no completed task records to delete"), markup=False)
+        return
+    answer = ask(
+        _("Delete {count} completed task record(s) (images are kept)? [y/N]: ").format(count=count)
+    )
+    if answer.lower() not in ("y", "yes"):
+        out_console.print(_("nothing deleted"), markup=False)
+        return
+    removed = workspace.clean_completed()
     text = _("{n} completed records deleted (images kept)").format(n=removed)
     out_console.print(text, markup=False)
 

@@ -15,13 +15,19 @@ from pathlib import Path
 from asyncimg import constants
 from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
-from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.download import (
+    ImageCheckFailed,
+    remove_output_leftovers,
+    result_path,
+    save_image,
+)
 from asyncimg.lifecycle.events import Event, stuck_reason
 from asyncimg.lifecycle.explain import reason
 from asyncimg.lifecycle.provenance import provenance_of
 from asyncimg.lifecycle.ref_upload import ReferenceSender
 from asyncimg.lifecycle.refmode import with_url_advice
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
+from asyncimg.protocol import models
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
@@ -141,6 +147,7 @@ class Checker:
     async def run_pass(self) -> PassSummary:
         summary = PassSummary()
         records = self._load(summary).records  # the unfinished ones: all a pass acts on
+        remove_output_leftovers(records)
 
         flying = decide.in_flight(records)
         budget = decide.submit_budget(len(flying), self.max_in_flight)
@@ -317,7 +324,8 @@ class Checker:
                     raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
         files: list[ResultFile] = []
         fields = await asyncio.to_thread(provenance_of, record)  # hashes the references
-        save = functools.partial(save_image, fields=fields)
+        bound = int(models.max_output_pixels(record.req_key) * models.PIXEL_SLACK)
+        save = functools.partial(save_image, fields=fields, max_pixels=bound)
         for i, blob in enumerate(blobs):
             target = result_path(record.resolve(record.output_path), i)
             files.append(await _finish_in_thread(save, blob, target))

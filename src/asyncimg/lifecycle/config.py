@@ -34,6 +34,7 @@ from asyncimg.constants import (
     DEFAULT_TASKS_DIR,
     ENV_ACCESS_KEY,
     ENV_SECRET_KEY,
+    MIN_INTERVAL_S,
     SUBMIT_READ_TIMEOUT_S,
 )
 from asyncimg.lifecycle.refmode import (
@@ -134,7 +135,7 @@ class Defaults(_Strict):
     size: str | None = None
     tasks_dir: Path = Field(default=Path(DEFAULT_TASKS_DIR), strict=False)
     poll_concurrency: int = Field(default=DEFAULT_POLL_CONCURRENCY, ge=1, le=256)
-    interval: float = Field(default=DEFAULT_INTERVAL_S, gt=0)
+    interval: float = Field(default=DEFAULT_INTERVAL_S, ge=MIN_INTERVAL_S, le=86400)
     params: dict[str, Any] = Field(default_factory=dict)
     # Unknown submit outcomes resubmitted automatically (each may bill a second task).
     max_unconfirmed_resubmits: int = Field(default=DEFAULT_MAX_UNCONFIRMED_RESUBMITS, ge=0, le=10)
@@ -145,6 +146,10 @@ class Defaults(_Strict):
     max_in_flight: int | None = Field(default=None, ge=1, le=1000)
     submit_rate: float | None = Field(default=None, gt=0, le=1000, strict=False)
     poll_rate: float | None = Field(default=None, gt=0, le=1000, strict=False)
+    # Caps on what the other side may send, in MB (None: sized from the largest output of
+    # any model, see asyncimg.protocol.models.default_image_cap / default_reply_cap).
+    max_reply_mb: float | None = Field(default=None, gt=0, le=4096, strict=False)
+    max_image_mb: float | None = Field(default=None, gt=0, le=4096, strict=False)
 
     @field_validator("size", mode="before")
     @classmethod

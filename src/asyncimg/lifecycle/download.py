@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from PIL import Image
 
-from asyncimg.fileio import atomic_write
+from asyncimg.fileio import atomic_write, remove_orphan_temps
 from asyncimg.lifecycle import provenance
+from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
-from asyncimg.store.record import ResultFile
+from asyncimg.store.record import ResultFile, TaskRecord
+from asyncimg.store.states import UNFINISHED
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -51,6 +54,23 @@ class SaveFailed(AsyncImgError):
     )
 
 
+def remove_output_leftovers(records: Iterable[TaskRecord]) -> int:
+    """Remove temp files left beside these records' images by writers that are gone (a
+    process killed mid-write); returns how many. Only the records' own folders are looked
+    in, and only our temp names (or the old format's, for these images, after an hour)."""
+    folders: dict[Path, set[str]] = {}
+    for record in records:
+        if record.status not in UNFINISHED:
+            continue
+        try:
+            target = record.resolve(record.output_path)
+        except (OSError, RuntimeError, ValueError):
+            continue
+        names = folders.setdefault(target.parent, set())
+        names.update(result_path(target, i).name for i in range(15))
+    return sum(remove_orphan_temps(d, old_format_for=frozenset(n)) for d, n in folders.items())
+
+
 def result_path(output_path: str | Path, index: int) -> Path:
     """Where image `index` (0-based) of a task goes: the path itself, then `<stem>_2.<ext>`…"""
     path = Path(output_path)
@@ -59,18 +79,38 @@ def result_path(output_path: str | Path, index: int) -> Path:
     return path.with_name(f"{path.stem}_{index + 1}{path.suffix}")
 
 
-def verify_image(data: bytes) -> Image.Image:
-    """Decode every pixel; raises ImageCheckFailed for anything short of a whole image."""
+def verify_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode every pixel; raises ImageCheckFailed for anything short of a whole image.
+
+    An image of more than `max_pixels` (default: the largest output of any model, with
+    slack) is refused from its header, before it is decoded: a small file can decode to
+    gigabytes. Pillow's DecompressionBombWarning is an error here too.
+    """
     if not data:
         raise ImageCheckFailed("the image is empty (0 bytes)")
+    bound = max_pixels or int(models.max_output_pixels() * models.PIXEL_SLACK)
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except Exception as exc:  # Pillow raises many kinds for broken data
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                if probe.width * probe.height > bound:
+                    raise _TooLarge(f"{probe.width}x{probe.height}")
+                probe.verify()
+            img = Image.open(io.BytesIO(data))
+            img.load()
+    except _TooLarge as exc:
+        raise ImageCheckFailed(
+            f"the image is {exc} px, more than the model's largest output allows ({bound} px)"
+        ) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageCheckFailed(f"the image has too many pixels to decode safely ({exc})") from None
+    except Exception as exc:  # Pillow raises many kinds for broken data (and the warning)
         raise ImageCheckFailed(f"the image is incomplete or corrupt ({exc})") from None
     return img
+
+
+class _TooLarge(Exception):
+    """Raised inside verify_image when the header announces too many pixels."""
 
 
 def encode_for(path: Path, img: Image.Image, original: bytes) -> bytes:
@@ -94,12 +134,16 @@ def _flatten(img: Image.Image) -> Image.Image:
 
 
 def save_image(
-    data: bytes, target: str | Path, fields: Mapping[str, str] | None = None
+    data: bytes,
+    target: str | Path,
+    fields: Mapping[str, str] | None = None,
+    max_pixels: int | None = None,
 ) -> ResultFile:
-    """Verify `data`, convert it for `target`'s extension, put `fields` (provenance) inside
-    a PNG or JPEG, and write it atomically. The sha256 is of the bytes written."""
+    """Verify `data` (at most `max_pixels` pixels), convert it for `target`'s extension, put
+    `fields` (provenance) inside a PNG or JPEG, and write it atomically. The sha256 is of the
+    bytes written."""
     path = Path(target)
-    img = verify_image(data)
+    img = verify_image(data, max_pixels)
     payload = provenance.embed(encode_for(path, img, data), fields or {})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

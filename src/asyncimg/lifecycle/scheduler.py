@@ -32,6 +32,7 @@ from asyncimg.fileio import atomic_write
 from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.check import Checker, PassSummary
+from asyncimg.lifecycle.download import remove_output_leftovers
 from asyncimg.lifecycle.events import Event
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import MonitorOutcome
@@ -399,6 +400,7 @@ class Scheduler:
             self.checker.tell(Event("warning", str(problem)))
         for record in report.records:
             self.records[record.local_id] = record
+        remove_output_leftovers(report.records)
         self._seen = _listing(self.checker.store.root)
         durations = [
             (bucket_of(r.req_key, r.params), r.completed_time - r.submit_time)

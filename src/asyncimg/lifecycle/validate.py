@@ -43,11 +43,11 @@ BATCH_FIELDS = (
 )
 _IMAGE_FIELDS = frozenset({"image_urls", "binary_data_base64"})
 
-#: Longest output file name accepted, in UTF-8 bytes. File systems allow 255 (NAME_MAX), but
-#: the image is first written as `.<name>.<8 hex>.part` (15 bytes more) and a task that
-#: returns several images also writes `<stem>_15<ext>` (3 more): 255 - 15 - 3.
+#: Longest output file name accepted, in UTF-8 bytes. File systems allow 255 (NAME_MAX); the
+#: temp file an image is written through has a short name of its own (`asyncimg.fileio`),
+#: but a task that returns several images also writes `<stem>_15<ext>` (3 more): 255 - 3.
 NAME_MAX = 255
-MAX_OUTPUT_NAME_BYTES = NAME_MAX - len("..00000000.part") - len("_15")
+MAX_OUTPUT_NAME_BYTES = NAME_MAX - len("_15")
 
 _SHOWN_MAX = 80
 
@@ -496,8 +496,7 @@ def output_problems(path: str, base: Path) -> list[str]:
     if size > MAX_OUTPUT_NAME_BYTES:
         return [
             f"file name is {size} bytes in UTF-8; at most {MAX_OUTPUT_NAME_BYTES} "
-            f"(the {NAME_MAX}-byte limit less room for the temporary name the image is "
-            "written under)"
+            f"(the {NAME_MAX}-byte limit less room for a numbered extra image, _15)"
         ]
     try:
         if target.is_dir():

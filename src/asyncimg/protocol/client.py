@@ -3,6 +3,12 @@
 One aiohttp session per client, reused across calls. The JSON body is read whatever the
 HTTP status, and both envelopes (business `code`, gateway `ResponseMetadata.Error`) become
 one error tree. Retries follow :mod:`asyncimg.protocol.retry`.
+
+Nothing from the other side is trusted: replies and images are read as streams up to a cap
+(`max_reply_bytes`, `max_image_bytes`; defaults from the largest output of any model,
+:func:`asyncimg.protocol.models.default_image_cap`), image URLs must be http(s), redirects
+are bounded, an image must come as an image (or octet-stream) content type, and every
+field of a reply is checked for its type before use: anything else is `ReplyUnreadable`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ from asyncimg.protocol.signing import Credentials
 
 USER_AGENT = "asyncimg/0.1"
 T = TypeVar("T")
+#: Redirects an image download follows (a CDN may redirect once or twice).
+MAX_REDIRECTS = 3
+_CHUNK = 64 * 1024
+_IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 
 
 class TaskStatus(StrEnum):
@@ -150,6 +160,8 @@ class VisualClient:
         rng: random.Random | None = None,
         validate: bool = True,
         limit: int = 32,
+        max_reply_bytes: int | None = None,
+        max_image_bytes: int | None = None,
     ) -> None:
         url = URL(endpoint)
         if url.scheme not in ("http", "https") or not url.host:
@@ -172,6 +184,8 @@ class VisualClient:
         self._rng = rng or random.Random()
         self._validate = validate
         self._limit = limit
+        self._max_reply = max_reply_bytes or models.default_reply_cap()
+        self._max_image = max_image_bytes or models.default_image_cap()
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -256,19 +270,28 @@ class VisualClient:
         if req_json:
             body["req_json"] = json.dumps(req_json, ensure_ascii=False)
         reply = await self.call(constants.ACTION_GET_RESULT, body)
+        request_id = _request_id(reply)
         data = reply.get("data")
         if not isinstance(data, dict):
-            raise ReplyUnreadable("poll reply has no data object", request_id=_request_id(reply))
-        urls = data.get("image_urls") or []
-        b64 = data.get("binary_data_base64") or []
+            raise ReplyUnreadable(
+                f"poll reply has no data object (data is {_kind(data)})", request_id=request_id
+            )
+        status = TaskStatus.parse(data.get("status"))
+        urls = _strings(data, "image_urls", request_id)
+        for i, url in enumerate(urls):
+            if not _is_http_url(url):
+                raise ReplyUnreadable(
+                    f"poll reply's data.image_urls[{i}] is not an http(s) URL: {url[:60]!r}",
+                    request_id=request_id,
+                )
         return Result(
             task_id=task_id,
-            status=TaskStatus.parse(data.get("status")),
+            status=status,
             code=constants.SUCCESS_CODE,
-            message=str(reply.get("message", "")),
-            request_id=_request_id(reply),
-            image_urls=[u for u in urls if isinstance(u, str) and u],
-            images_base64=[b for b in b64 if isinstance(b, str) and b],
+            message=_text(reply.get("message")),
+            request_id=request_id,
+            image_urls=urls,
+            images_base64=_strings(data, "binary_data_base64", request_id),
         )
 
     async def cancel(self, req_key: str, task_id: str) -> dict[str, Any]:
@@ -280,14 +303,19 @@ class VisualClient:
         return data if isinstance(data, dict) else {}
 
     async def download(self, url: str) -> bytes:
-        """Fetch a result image URL (unsigned), with the same retry policy as polling."""
+        """Fetch a result image URL (unsigned, http or https only), with the same retry
+        policy as polling; at most `max_image_bytes`, through at most MAX_REDIRECTS."""
+        if not _is_http_url(url):
+            raise ReplyUnreadable(f"image URL is not http(s): {url[:60]!r}", retryable=False)
         return await self._with_retries("download", lambda: self._download_once(url))
 
     async def _download_once(self, url: str) -> bytes:
         session = self._ensure_session()
         try:
-            async with session.get(url) as resp:
-                data = await resp.read()
+            async with session.get(url, max_redirects=MAX_REDIRECTS) as resp:
+                if resp.status < 400:
+                    _check_image_type(resp.headers.get("Content-Type", ""))
+                data = await _read_capped(resp, self._max_image, "image download", "max_image_mb")
                 if resp.status in (403, 404, 410):
                     raise TaskGone(
                         f"image URL answered HTTP {resp.status} (URLs are valid 24 h)",
@@ -356,7 +384,7 @@ class VisualClient:
             async with session.post(
                 url.with_query(query), data=payload, headers=signed.headers, timeout=timeout
             ) as resp:
-                raw = await resp.read()
+                raw = await _read_capped(resp, self._max_reply, action, "max_reply_mb")
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _network_error(action, exc) from exc
@@ -394,6 +422,77 @@ def _parse_envelope(action: str, http_status: int, raw: bytes) -> dict[str, Any]
             code, str(reply.get("message") or ""), _request_id(reply), http_status
         )
     return reply
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, what: str, setting: str) -> bytes:
+    """The body, read in chunks; ReplyUnreadable (not retried) once it passes `cap` bytes."""
+    length = resp.content_length
+    if length is None or length <= cap:
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > cap:
+                break
+        else:
+            return bytes(body)
+    resp.close()  # drop the connection rather than drain the rest
+    raise ReplyUnreadable(
+        f"{what}: the reply is larger than {cap / models.MB:.3g} MB ({setting} in asyncimg.toml)",
+        retryable=False,
+    )
+
+
+def _check_image_type(content_type: str) -> None:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if not kind.startswith(_IMAGE_TYPES):
+        raise ReplyUnreadable(
+            f"image download answered {kind or 'no content type'}, not an image",
+            retryable=False,
+        )
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def _strings(data: Mapping[str, Any], name: str, request_id: str | None) -> list[str]:
+    """`data[name]` as a list of non-empty strings (missing or null: none)."""
+    value = data.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ReplyUnreadable(
+            f"poll reply's data.{name} is {_kind(value)}, not a list", request_id=request_id
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ReplyUnreadable(
+                f"poll reply's data.{name}[{i}] is {_kind(item)}, not a string",
+                request_id=request_id,
+            )
+    return [item for item in value if item]
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
 
 
 def business_code(value: object) -> int | None:

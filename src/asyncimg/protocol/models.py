@@ -148,6 +148,39 @@ PROFILES: dict[str, ModelProfile] = {
 }
 
 
+def max_output_pixels(req_key: str | None = None) -> int:
+    """The largest image the model (every model, if None or unknown) can return, in pixels:
+    its largest area, or its longest side squared. Decoded results are held to this bound
+    (with :data:`PIXEL_SLACK`), so a small file that decodes to a huge image is refused."""
+    profiles = [PROFILES[req_key]] if req_key in PROFILES else list(PROFILES.values())
+    largest = 0
+    for profile in profiles:
+        rule = profile.size
+        if rule.max_area:
+            largest = max(largest, rule.max_area)
+        elif rule.max_side:
+            largest = max(largest, rule.max_side * rule.max_side)
+        else:
+            largest = max(largest, rule.default[0] * rule.default[1])
+    return largest
+
+
+#: Room above the model's documented largest output before a decoded image is refused.
+PIXEL_SLACK = 1.25
+
+
+def default_image_cap() -> int:
+    """Bytes an image download may have (`max_image_mb`): the largest output of any model
+    as an uncompressed RGBA PNG (4 bytes a pixel), plus 1 MB for headers and metadata."""
+    return max_output_pixels() * 4 + MB
+
+
+def default_reply_cap() -> int:
+    """Bytes a JSON reply may have (`max_reply_mb`): one largest image inline as base64
+    (4/3 of its bytes) plus 1 MB; a poll asks for URLs, so real replies are far smaller."""
+    return default_image_cap() * 4 // 3 + MB
+
+
 def get_profile(req_key: str) -> ModelProfile:
     try:
         return PROFILES[req_key]

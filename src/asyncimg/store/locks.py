@@ -20,9 +20,20 @@ _MAX_OPEN_RACES = 5
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` 0700, or tighten it to 0700: task files hold prompts and paths."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+    """Create ``path`` 0700 if it is missing (task files hold prompts and paths).
+
+    A folder that exists already is left as it is: it may be the user's own (``--tasks-dir
+    .``), whose mode is theirs to choose; only a folder made here is set to 0700.
+    """
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        if path.is_dir():
+            return  # made by another process meanwhile
+        raise
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:  # a umask wider than 077 narrowed it
         path.chmod(0o700)
 
 

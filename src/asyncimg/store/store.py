@@ -4,8 +4,13 @@
 - A pending record lives in ``pending-<local_id>.json``; once the API accepts it, the new
   ``<task_id>.json`` is written *before* the pending file is removed, so a crash in between
   leaves two files (reconciled by :meth:`TaskStore.load_all`), never zero.
-- A file that cannot be read is moved to ``.quarantine/`` with a reason beside it and
-  reported in one line; it never stops the other records from loading.
+- The folder may be the user's: only our own file names are records (task ids, ``pending-*``,
+  the guide's ``<task_id>.txt``); everything else is left alone. The folder is created 0700
+  when first written to, and its mode is changed only if we created it.
+- A record file that cannot be read is read again, left alone while it changed in the last
+  ``RECENT_S`` seconds (another program may be writing it), and otherwise moved to
+  ``.quarantine/`` with a reason beside it, reported in one line; it never stops the other
+  records from loading. A read-only store (``list``, ``show``) only reports it.
 - Records from the guide's ``<task_id>.txt`` files keep being written to that same file.
 - Idle commands call :meth:`TaskStore.scan`, which serves finished records from a cache
   (``.index``, see :mod:`asyncimg.store.index`) instead of parsing every file.
@@ -14,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import json
@@ -30,8 +36,8 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from asyncimg.fileio import atomic_write, fsync_dir
-from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.fileio import atomic_write, fsync_dir, remove_orphan_temps
+from asyncimg.protocol.errors import AsyncImgError, ConfigError
 from asyncimg.store.index import (
     INDEX_NAME,
     Entry,
@@ -59,10 +65,25 @@ QUARANTINE_DIR = ".quarantine"
 LOCKS_DIR = ".locks"
 PENDING_PREFIX = "pending-"
 RECORD_SUFFIXES = (".json", ".txt")
-# Temp files left by a crash mid-write; old ones are removed by load_all and scan.
-STALE_TEMP_S = 3600.0
+#: A record file changed this recently that cannot be read is left alone (not quarantined):
+#: the guide's scripts or an editor may be writing it in place.
+RECENT_S = 5.0
+# Errors writing a record that are about the folder itself (permissions, read-only mount).
+_FOLDER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
+# A file under another name is read (to see if it is a guide record) only up to this size.
+_MAX_FOREIGN_BYTES = 1024 * 1024
 _MAX_REASON = 300
 _SAFE_STEM = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,149}")
+# File names only we write: pending-<local_id>.json, <digits>.json (the API's task ids),
+# id-<quoted>-<hash>.json (any other id), each optionally .<local_id12> before .json when
+# the API repeated an id, and the guide's <task_id>.txt. Any other *.json / *.txt is a
+# record only if it reads as one (the guide's scripts named files freely); if it does not,
+# it is the user's and is left alone.
+_OWN_NAME = re.compile(
+    r"pending-[A-Za-z0-9_-]{1,64}\.json"
+    r"|(?:\d{1,150}|id-[^/]{1,300}-[0-9a-f]{12})(?:\.[A-Za-z0-9_-]{1,12})?\.json"
+    r"|\d{1,150}\.txt"
+)
 
 Clock = Callable[[], float]
 
@@ -73,6 +94,33 @@ class TaskNotFound(AsyncImgError, LookupError):
 
 class AmbiguousTaskKey(AsyncImgError, LookupError):
     """A prefix matches more than one record; the message lists them."""
+
+
+class TasksFolderError(ConfigError, OSError):
+    """The tasks folder itself cannot be used (a file in its place, no permission, ...).
+
+    An OSError too, so code that keeps a task id safe across a failed record write
+    (``RecordNotSaved``) still sees it as one."""
+
+
+def folder_error(root: Path, exc: OSError) -> TasksFolderError:
+    """One line naming the tasks folder, what is wrong and what to do."""
+    if isinstance(exc, TasksFolderError):
+        return exc
+    if isinstance(exc, FileExistsError | NotADirectoryError) or (
+        root.exists() and not root.is_dir()
+    ):
+        what = "is a file, not a folder"
+        if not root.exists() or root.is_dir():
+            what = f"cannot be created ({exc.strerror or exc}: {exc.filename})"
+        todo = "move that file away, or give another folder with --tasks-dir"
+    elif isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        what = exc.strerror.lower() if exc.strerror else "permission denied"
+        todo = "make it readable and writable for you (chmod u+rwx), or use --tasks-dir"
+    else:
+        what = exc.strerror or str(exc)
+        todo = "fix the folder, or give another one with --tasks-dir"
+    return TasksFolderError(f"tasks folder {root}: {what}; {todo}")
 
 
 @dataclass(frozen=True)
@@ -127,15 +175,35 @@ _Found = tuple[RecordSummary, TaskRecord | None]
 class TaskStore:
     """The task directory. Cheap to create; remembers which file each record came from."""
 
-    def __init__(self, root: Path | str, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self, root: Path | str, *, clock: Clock = time.time, read_only: bool = False
+    ) -> None:
+        """Nothing is created here: the folder is made when a record is first written.
+
+        ``read_only``: scans never move, remove or write anything (for ``list``, ``show``).
+        Raises :class:`TasksFolderError` if ``root`` exists but is not a usable folder.
+        """
         self.root = Path(root)
+        self.read_only = read_only
         self._clock = clock
         self._names: dict[str, str] = {}  # local_id -> file it was loaded from / saved to
         self._held: dict[str, int] = {}  # local_id -> fd of a lock this store holds
         # The index as last read or written by this store, and that file's identity then.
         self._index: dict[str, Entry] = {}
         self._index_key: FileKey | None = None
-        ensure_private_dir(self.root)
+        self._left_alone: set[tuple[str, int, int]] = set()  # recent unreadable files met
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(self.root))
+        except OSError as exc:
+            raise folder_error(self.root, exc) from None
+
+    def ensure_root(self) -> None:
+        """Create the folder (0700) if it is missing; a folder the user made is left as is."""
+        try:
+            ensure_private_dir(self.root)
+        except OSError as exc:
+            raise folder_error(self.root, exc) from None
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -183,7 +251,13 @@ class TaskStore:
     def save(self, record: TaskRecord) -> Path:
         """Write ``record`` atomically to its file, then remove its older file if it moved."""
         target = self.path_for(record)
-        atomic_write(target, record_to_json(record, self.root).encode("utf-8"))
+        self.ensure_root()
+        try:
+            atomic_write(target, record_to_json(record, self.root).encode("utf-8"))
+        except OSError as exc:
+            if exc.errno in _FOLDER_ERRNOS:  # the folder, not this record (a full disk is not)
+                raise folder_error(self.root, exc) from None
+            raise
         removed = False
         for old in self._other_copies(record, target):
             old.unlink(missing_ok=True)
@@ -288,19 +362,26 @@ class TaskStore:
         self, problems: list[Problem], removed: list[Path], *, full: bool
     ) -> tuple[list[_Found], int]:
         started_ns = time.time_ns()
+        try:
+            # Through a descriptor, each stat (most of a scan's cost) is relative to it.
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return [], 0  # no folder yet: no tasks (and nothing is created)
+        except OSError as exc:
+            raise folder_error(self.root, exc) from None
         index = self._current_index()
         fresh: dict[str, Entry] = {}
         changed = False
         reads = 0
         found: list[_Found] = []
-        # Through a descriptor, each stat (most of a scan's cost) is relative to it.
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            for name in self._record_names(fd):
+            for name, own in self._record_names(fd):
                 try:
                     st = os.stat(name, dir_fd=fd)  # not DirEntry.stat: that keeps every result
                 except OSError:  # gone meanwhile, or a dangling link
                     continue
+                if not own and st.st_size > _MAX_FOREIGN_BYTES:
+                    continue  # the user's data file: too big to be a record, not read
                 cached = index.get(name)
                 if cached is not None and not full and cached[0] == file_key(st):
                     fresh[name] = cached
@@ -309,11 +390,21 @@ class TaskStore:
                 path = self.root / name
                 try:
                     outcome, key = _read_record_keyed(path)
-                except FileNotFoundError:
+                except (FileNotFoundError, IsADirectoryError):
                     continue  # renamed by another process while we listed
+                except OSError as exc:
+                    if own:
+                        problems.append(Problem(path, f"cannot read it ({exc.strerror or exc})"))
+                    continue
                 reads += 1
+                if not own and isinstance(outcome, str):
+                    continue  # the user's file, not a record
                 if isinstance(outcome, str):
-                    problems.append(self._quarantine(path, outcome))
+                    outcome, key = self._read_again(path, outcome, key)
+                if isinstance(outcome, str):
+                    problem = self._unreadable(path, outcome, st)
+                    if problem is not None:
+                        problems.append(problem)
                     continue
                 summary = RecordSummary.of(outcome, path)
                 finished = summary.status in FINISHED
@@ -323,29 +414,56 @@ class TaskStore:
                 found.append((summary, outcome if full or not finished else None))
         finally:
             os.close(fd)
-        if changed or len(fresh) != len(index):
-            self._write_index(fresh)
+        if not self.read_only:
+            if changed or len(fresh) != len(index):
+                self._write_index(fresh)
+            remove_orphan_temps(self.root)
         return self._reconcile(found, problems, removed), reads
 
-    def _record_names(self, fd: int) -> list[str]:
-        """The record files of the folder open as ``fd``, sorted; old temp files are
-        removed on the way."""
-        out: list[str] = []
-        temp_cutoff = time.time() - STALE_TEMP_S
+    def _record_names(self, fd: int) -> list[tuple[str, bool]]:
+        """The files of the folder open as ``fd`` that may be records, sorted, each with
+        whether its name is one only we write (else its content decides)."""
+        out: list[tuple[str, bool]] = []
         with os.scandir(fd) as entries:
             for entry in entries:
                 name = entry.name
+                if name.startswith(".") or not name.endswith(RECORD_SUFFIXES):
+                    continue
+                own = _OWN_NAME.fullmatch(name) is not None
                 try:
-                    if name.startswith("."):
-                        stale = name.endswith(".tmp") and entry.is_file()
-                        if stale and entry.stat().st_mtime < temp_cutoff:
-                            os.unlink(name, dir_fd=fd)
-                    elif name.endswith(RECORD_SUFFIXES) and entry.is_file():
-                        out.append(name)
-                except OSError:  # gone meanwhile, a dangling link, a temp we cannot remove
+                    if entry.is_file():
+                        out.append((name, own))
+                except OSError:  # gone meanwhile, a dangling link
                     continue
         out.sort()
         return out
+
+    def _read_again(
+        self, path: Path, reason: str, key: FileKey
+    ) -> tuple[TaskRecord | str, FileKey]:
+        """A second read of a file that could not be parsed (it may have been caught mid
+        write by a program that writes in place); the reason stays if it still fails."""
+        try:
+            outcome, again = _read_record_keyed(path)
+        except OSError:
+            return reason, key
+        return outcome, again
+
+    def _unreadable(self, path: Path, reason: str, st: os.stat_result) -> Problem | None:
+        """What to do with a record file that cannot be read: quarantine it, unless this
+        store is read-only or the file changed in the last RECENT_S seconds (reported the
+        first time this store meets that version of it, then None)."""
+        if self.read_only:
+            return Problem(path, reason)
+        with contextlib.suppress(OSError):
+            st = path.stat()
+        if self._clock() - st.st_mtime < RECENT_S:
+            seen = (path.name, st.st_mtime_ns, st.st_size)
+            if seen in self._left_alone:
+                return None
+            self._left_alone.add(seen)
+            return Problem(path, f"{reason}; changed in the last {RECENT_S:g} s, left alone")
+        return self._quarantine(path, reason)
 
     def _reconcile(
         self, found: list[_Found], problems: list[Problem], removed: list[Path]
@@ -362,7 +480,7 @@ class TaskStore:
             best = max(group, key=lambda c: c[0].progress)
             first[local_id] = best
             for other in group:
-                if other is best:
+                if other is best or self.read_only:
                     continue
                 problem = self._drop_duplicate(other[0], best[0])
                 if problem is None:
@@ -409,7 +527,7 @@ class TaskStore:
         candidates = [self.path_for(record), *self._other_copies(record, keep=Path())]
         found = self._read_matching(candidates, record.local_id)
         if not found:  # e.g. submitted elsewhere under a task_id we do not know yet
-            names = [p for p in sorted(self.root.iterdir()) if _is_record_name(p.name)]
+            names = self._listed()
             found = self._read_matching(names, record.local_id)
         if not found:
             return None
@@ -456,8 +574,7 @@ class TaskStore:
         on since: then it is looked for in every file, as ``reload`` does)."""
         found = self._read_matching([task.path], task.local_id)
         if not found:
-            names = [p for p in sorted(self.root.iterdir()) if _is_record_name(p.name)]
-            found = self._read_matching(names, task.local_id)
+            found = self._read_matching(self._listed(), task.local_id)
         if not found:
             raise TaskNotFound(f"task {task.task_id or task.local_id} is gone from {self.root}")
         best = max(found, key=lambda c: record_progress(c.record))
@@ -478,6 +595,7 @@ class TaskStore:
         if local_id in self._held:
             yield False
             return
+        self.ensure_root()
         ensure_private_dir(self.root / LOCKS_DIR)
         fd = try_lock(self._lock_path(local_id))
         if fd is None:
@@ -491,6 +609,16 @@ class TaskStore:
             unlock(fd)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _listed(self) -> list[Path]:
+        """Every file whose name may be a record, sorted (none if there is no folder)."""
+        try:
+            names = sorted(self.root.iterdir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise folder_error(self.root, exc) from None
+        return [p for p in names if _is_record_name(p.name)]
 
     def _belongs(self, path: Path, local_id: str) -> bool:
         """Whether ``path`` is a readable record file of the task ``local_id``."""
