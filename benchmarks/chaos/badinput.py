@@ -214,8 +214,6 @@ def _records_case(name: str, data: bytes, command: tuple[str, ...] = ("check",))
     return setup
 
 
-EDGES_READONLY = "read-only commands never move or create (edges: own only what is ours)"
-EDGES_SHAPES = "batch-line types (edges: shapes)"
 EDGES_REPLIES = "every reply field checked for type; one bad reply never fails a paid frame (edges)"
 
 CASES: tuple[Case, ...] = (
@@ -226,7 +224,6 @@ CASES: tuple[Case, ...] = (
         lambda c: _two(c, c.line(size=4194304)),
         frozenset({0}),
         keep_records=("out/new-bad.png",),
-        needs=EDGES_SHAPES,
     ),
     Case(
         "style-list",
@@ -367,7 +364,6 @@ CASES: tuple[Case, ...] = (
         "111.json",
         keep_files=("async_tasks/111.json",),
         absent=("async_tasks/.quarantine",),
-        needs=EDGES_READONLY,
     ),
     # -- the folder is the user's -----------------------------------------------------------
     Case(
@@ -376,7 +372,6 @@ CASES: tuple[Case, ...] = (
         lambda c: ["asyncimg", "list", "--tasks-dir", "."],
         frozenset({0}),
         absent=(".quarantine",),
-        needs=EDGES_READONLY,
     ),
     Case(
         "tasks-dir-file",
@@ -408,7 +403,6 @@ CASES: tuple[Case, ...] = (
         lambda c: ["asyncimg", "list", "--tasks-dir", "async_taks"],
         frozenset({0, 2}),
         absent=("async_taks",),
-        needs=EDGES_READONLY,
     ),
     # -- hostile task ids from the server ---------------------------------------------------
     *(
@@ -470,7 +464,7 @@ CASES: tuple[Case, ...] = (
         lambda c: ["asyncimg", "monitor", "--interval", "0"],
         frozenset({2}),
         "interval",
-        needs="intervals below 1 s are refused (edges: shapes)",
+        needs="one line for an interval below 1 s (click's range check prints a usage block)",
     ),
     Case(
         "interval-negative",
@@ -478,7 +472,7 @@ CASES: tuple[Case, ...] = (
         lambda c: ["asyncimg", "monitor", "--interval", "-1"],
         frozenset({2}),
         "interval",
-        needs="intervals below 1 s are refused (edges: shapes)",
+        needs="one line for an interval below 1 s (click's range check prints a usage block)",
     ),
     Case(
         "busy-port",
@@ -526,7 +520,7 @@ def _baseline(root: Path, emu: EmulatorThread) -> Path:
     ]
     e2e.write_batch("baseline.jsonl", rows)
     e2e.ok("asyncimg", "submit", "--batch", "baseline.jsonl")
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2")
+    e2e.ok("asyncimg", "monitor", "--interval", "1")
     return base
 
 
@@ -628,12 +622,12 @@ def run_case(case: Case, base: Path, parent: Path, emu: EmulatorThread) -> CaseR
             line_ok = False
             problems.append(f"a traceback from {' '.join(case.then)}")
     lost = 0
-    done = {r.get("output_path") for r in ctx.e2e.records() if r.get("status") == "completed"}
+    done = {r.get("output_path") for r in _readable(ctx.e2e) if r.get("status") == "completed"}
     for frame in case.completes:
         if frame not in done:
             lost += 1
             problems.append(f"{frame} is not completed after {' '.join(case.then)}")
-    records = {r.get("output_path") for r in ctx.e2e.records()}
+    records = {r.get("output_path") for r in _readable(ctx.e2e)}
     for frame in case.keep_records:
         if frame not in records:
             lost += 1
@@ -714,3 +708,17 @@ def run_cases(
     into.add(part, "things lost", sum(r.lost for r in results), 0)
     into.add(part, "secret key in files", len(secret_hits(root)), 0)
     return into
+
+
+def _readable(e2e: E2E) -> list[dict[str, Any]]:
+    """The records that parse: a case's own corrupt record is left where it is (the store
+    never moves a file another program may still be writing), and is not one of ours."""
+    out: list[dict[str, Any]] = []
+    for path in e2e.record_files():
+        try:
+            item = json.loads(path.read_bytes().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(item, dict):
+            out.append(item)
+    return out

@@ -55,7 +55,7 @@ def run_faults(
     e2e.write_batch("chapter.jsonl", rows)
     runs = [e2e.asyncimg("submit", "--batch", "chapter.jsonl", timeout=300)]
     for _ in range(MONITOR_RUNS):
-        runs.append(e2e.asyncimg("monitor", "--interval", "0.5", timeout=600))
+        runs.append(e2e.asyncimg("monitor", "--interval", "1", timeout=600))
         if runs[-1].returncode == 0:
             break
 

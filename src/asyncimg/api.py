@@ -882,7 +882,7 @@ def _retry_problems(plan: _Plan, references: ReferenceSender | None = None) -> l
 
 
 def _megabytes(value: float | None) -> int | None:
-    return None if value is None else int(value * 1024 * 1024)
+    return None if value is None else int(value * models.MB)  # decimal MB, as the limits
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -16,12 +16,7 @@ from benchmarks.chaos.badinput import CASES
 from benchmarks.chaos.common import Report, render
 from benchmarks.chaos.kills import SEED
 
-EDGES = "needs edges branch: "
-# Figures that miss today because of issue 8's other items (branch `edges`), with why.
-EDGES_FIGURES = {
-    ("kills", "temp files left after the clean run"): EDGES
-    + "a pass removes temp files of writers that are gone (No leftovers)",
-}
+OPEN = "open: "
 # Input figures summarise the cases, which have their own tests below.
 CASE_SUMMARIES = {
     "cases failing a check",
@@ -49,7 +44,7 @@ def test_figures(report: Report, part: str) -> None:
     missed = [
         f"{f.name}: {f.value} (wanted {f.wanted})"
         for f in report.failures
-        if f.part == part and (f.part, f.name) not in EDGES_FIGURES
+        if f.part == part
         if not (part == "input" and f.name in CASE_SUMMARIES)
     ]
     assert not missed, (missed, [p for p in report.problems if p.startswith(part)])
@@ -57,22 +52,11 @@ def test_figures(report: Report, part: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("part", "name"),
-    [
-        pytest.param(part, name, marks=pytest.mark.xfail(strict=False, reason=reason))
-        for (part, name), reason in EDGES_FIGURES.items()
-    ],
-)
-def test_figures_waiting_for_edges(report: Report, part: str, name: str) -> None:
-    assert report.get(part, name) == 0, [p for p in report.problems if "leftover" in p]
-
-
-@pytest.mark.parametrize(
     "name",
     [
         pytest.param(
             name,
-            marks=[pytest.mark.xfail(strict=False, reason=EDGES + BY_NAME[name].needs)]
+            marks=[pytest.mark.xfail(strict=False, reason=OPEN + str(BY_NAME[name].needs))]
             if BY_NAME[name].needs
             else [],
         )

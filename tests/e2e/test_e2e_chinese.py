@@ -15,7 +15,7 @@ def test_help_messages_and_api_errors_in_chinese(e2e: E2E) -> None:
     ran = e2e.ok("asyncimg", "submit", "雨夜的小巷", "-o", "f/001.png", "--lang", "zh")
     assert "001.png：已提交，任务号 " in ran.stdout, ran
     assert "已提交 1 个，本地排队 0 个，被拒绝 0 个" in ran.stdout, ran
-    ran = e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", env=zh, timeout=30)
+    ran = e2e.exits(1, "asyncimg", "monitor", "--interval", "1", env=zh, timeout=30)
     assert "生成的图片未通过内容审核" in ran.stdout, ran  # 50511 "Post Img Risk Not Pass"
     assert "Post Img Risk Not Pass" in ran.stdout  # the API's words stay, for support
     assert "全部重试：asyncimg retry --failed" in ran.stdout, ran

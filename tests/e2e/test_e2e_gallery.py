@@ -90,7 +90,7 @@ def test_monitor_refreshes_the_manifest_when_it_ends(make_e2e: Callable[..., E2E
     e2e = make_e2e(**emulator_settings(clock))
     make_chapter(e2e, clock)
     clock.advance(60)  # frames 5 and 6 are done at the emulator
-    e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=60)  # frame 3 failed
+    e2e.exits(1, "asyncimg", "monitor", "--interval", "1", timeout=60)  # frame 3 failed
     lines = manifest_lines((e2e.tasks / "manifest.jsonl").read_text(encoding="utf-8"))
     assert [x["status"] for x in lines] == ["completed"] * 2 + ["failed"] + ["completed"] * 3
     assert all(x["sha256"] for x in lines if x["status"] == "completed")

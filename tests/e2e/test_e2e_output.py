@@ -126,7 +126,7 @@ def test_json_lines_link_every_batch_line_to_its_image(e2e: E2E) -> None:
     assert all(f["outcome"] == "submitted" and f["task_id"] for f in frames.values())
     assert events[-1]["event"] == "summary" and events[-1]["submitted"] == 3
 
-    events = _json_lines(e2e.ok("asyncimg", "monitor", "--interval", "0.2", "--json").stdout)
+    events = _json_lines(e2e.ok("asyncimg", "monitor", "--interval", "1", "--json").stdout)
     assert events[0]["command"] == "monitor"
     done = {e["output_path"]: e for e in events if e["event"] == "completed"}
     assert {p: e["task_id"] for p, e in done.items()} == {
@@ -190,7 +190,7 @@ def test_monitor_on_a_terminal_failures_red_in_the_bar_and_listed_in_frame_order
     rows = [{"prompt": f"p{i}", "output_path": f"shot_{i:02d}.png"} for i in range(1, 7)]
     e2e.write_batch("b.jsonl", rows)
     e2e.ok("asyncimg", "submit", "--batch", "b.jsonl")
-    term = Terminal(e2e, "monitor", "--interval", "0.2")
+    term = Terminal(e2e, "monitor", "--interval", "1")
     assert term.finish() == 1
     out = term.out
     failed_lines = [line for line in out.split(b"\n") if b": failed \xe2\x80\x94 " in line]
@@ -209,7 +209,7 @@ def test_monitor_on_a_terminal_failures_red_in_the_bar_and_listed_in_frame_order
 
 def test_ctrl_c_leaves_no_stale_bar(e2e_slow: E2E) -> None:
     e2e_slow.submit_frames(3, name="shot")
-    term = Terminal(e2e_slow, "monitor", "--interval", "0.2")
+    term = Terminal(e2e_slow, "monitor", "--interval", "1")
     term.read_until(b"/3")  # the bar, with the folder read
     term.proc.send_signal(signal.SIGINT)
     assert term.finish() == 130, term.out
@@ -224,7 +224,7 @@ def test_list_fits_80_columns_and_show_finds_a_frame_by_file_name(e2e: E2E) -> N
     deep = "chapters/第一章_雨夜的小巷/storyboard/frames/very_long_folder_name/001.png"
     e2e.emu.inject("review_failure", 1, SUBMIT)
     e2e.ok("asyncimg", "submit", "林晓撑着红伞回头张望" * 3, "-o", deep)
-    e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.exits(1, "asyncimg", "monitor", "--interval", "1", timeout=30)
 
     ran = e2e.ok("asyncimg", "list", env=e2e.env(COLUMNS="80"))
     lines = ran.stdout.splitlines()
@@ -249,7 +249,7 @@ def test_list_fits_80_columns_and_show_finds_a_frame_by_file_name(e2e: E2E) -> N
 def test_show_lists_earlier_attempts(e2e: E2E) -> None:
     e2e.emu.inject("review_failure", 1, SUBMIT)
     e2e.ok("asyncimg", "submit", "a heron", "-o", "h/heron.png")
-    e2e.exits(1, "asyncimg", "monitor", "--interval", "0.2", timeout=30)
+    e2e.exits(1, "asyncimg", "monitor", "--interval", "1", timeout=30)
     first = e2e.records()[0]["task_id"]
     e2e.ok("asyncimg", "retry", "--failed")
     wait_for(lambda: e2e.emu.stats()["tasks_unfinished"] == 0, 20, "the retry to finish")

@@ -51,7 +51,7 @@ def test_batch_paths_resolve_against_the_batch_files_folder(e2e: E2E) -> None:
     novel = _novel(e2e)
     ran = e2e.ok("asyncimg", "submit", "--batch", "novel/chapter01.jsonl")
     assert "2 submitted" in ran.stdout, ran
-    e2e.ok("asyncimg", "monitor", "--interval", "0.2", timeout=40)
+    e2e.ok("asyncimg", "monitor", "--interval", "1", timeout=40)
     for i in (1, 2):
         assert (novel / "frames" / f"{i:03d}.png").is_file()
     assert not (e2e.root / "frames").exists()

@@ -58,7 +58,7 @@ def test_local_characters_go_as_urls_end_to_end(e2e: E2E, s3_endpoint: str) -> N
             0, "asyncimg", "submit", "林晓回头", "-o", f"out/{name}.png",
             "--character", "chars/lin.png", "--size", "1024x1024", env=env,
         )  # fmt: skip
-    e2e.exits(0, "asyncimg", "monitor", "--interval", "0.2", timeout=60, env=env)
+    e2e.exits(0, "asyncimg", "monitor", "--interval", "1", timeout=60, env=env)
     digest = hashlib.sha256(lin.read_bytes()).hexdigest()
     listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert [o["Key"] for o in listed] == [f"novel/{digest}.png"]  # once for both frames

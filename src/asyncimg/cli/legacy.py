@@ -188,9 +188,12 @@ def _clean(tasks_dir: Path | None, ask: Callable[[str], str]) -> None:
     if not count:
         out_console.print(_("no completed task records to delete"), markup=False)
         return
-    answer = ask(
-        _("Delete {count} completed task record(s) (images are kept)? [y/N]: ").format(count=count)
+    question = (
+        _("Delete {count} completed task record (images are kept)? [y/N]: ")
+        if count == 1
+        else _("Delete {count} completed task records (images are kept)? [y/N]: ")
     )
+    answer = ask(question.format(count=count))
     if answer.lower() not in ("y", "yes"):
         out_console.print(_("nothing deleted"), markup=False)
         return
