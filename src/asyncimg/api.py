@@ -47,7 +47,8 @@ from asyncimg.store.states import (
     retry_record,
     transition,
 )
-from asyncimg.store.store import TaskStore
+from asyncimg.store.base import Store
+from asyncimg.store.open import open_store, store_location
 
 T = TypeVar("T")
 ClientFactory = Callable[[], VisualClient]
@@ -344,7 +345,7 @@ class _Plan:
 class Workspace:
     """A tasks directory with its config, and how to make a client for it."""
 
-    store: TaskStore
+    store: Store
     config: Config
     client_factory: ClientFactory
     clock: Callable[[], float] = time.time
@@ -359,14 +360,14 @@ class Workspace:
         clock: Callable[[], float] = time.time,
     ) -> Workspace:
         config = load_config(config_path)
-        root = Path(tasks_dir) if tasks_dir is not None else Path(config.defaults.tasks_dir)
+        location = store_location(tasks_dir, config.defaults.tasks_dir)
         if client_factory is None:
             timeout = config.defaults.submit_timeout
 
             def client_factory() -> VisualClient:
                 return VisualClient.from_env(submit_read_timeout=timeout)
 
-        return cls(TaskStore(root), config, client_factory, clock)
+        return cls(open_store(location), config, client_factory, clock)
 
     @property
     def unconfirmed_budget(self) -> int:

@@ -26,6 +26,7 @@ from asyncimg.api import (
     run_sync,
 )
 from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
+from asyncimg.cli.store_option import F, store_option
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
@@ -42,12 +43,17 @@ T = TypeVar("T")
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 
-tasks_dir_option = click.option(
+_folder_option = click.option(
     "--tasks-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder of task records (default: asyncimg.toml's tasks_dir, else async_tasks/).",
 )
+
+
+def tasks_dir_option(command: F) -> F:
+    """`--tasks-dir D` and `--store URL` (a shared PostgreSQL store, see store_option)."""
+    return _folder_option(store_option(command))
 config_option = click.option(
     "--config",
     "config_path",

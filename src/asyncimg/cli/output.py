@@ -10,6 +10,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from asyncimg.store.open import describe
+from asyncimg.store.store import TaskStore
 from asyncimg.api import Workspace
 from asyncimg.lifecycle.check import PassSummary
 from asyncimg.lifecycle.decide import waits_for_user
@@ -81,7 +83,8 @@ def print_summary(console: Console, summary: PassSummary, workspace: Workspace) 
     budget = workspace.unconfirmed_budget
     failed = [t for t in scanned.tasks if t.status is TaskState.FAILED]
     waiting = [r for r in scanned.records if waits_for_user(r, budget)]
-    root = workspace.store.root
+    store = workspace.store
+    where = f"--tasks-dir {store.root}" if isinstance(store, TaskStore) else describe(store)
 
     def say(text: str) -> None:
         console.print(text, markup=False, highlight=False)
@@ -92,8 +95,8 @@ def print_summary(console: Console, summary: PassSummary, workspace: Workspace) 
             reason = record.last_error.message if record.last_error else "answer lost"
             say(f"  {record.local_id[:8]}  {record.output_path}: {reason}")
         say(
-            f"  if you find its task id: asyncimg adopt TASK_ID -o PATH --tasks-dir {root}; "
-            f"to pay for it again: asyncimg retry {waiting[0].local_id[:8]} --tasks-dir {root}"
+            f"  if you find its task id: asyncimg adopt TASK_ID -o PATH {where}; "
+            f"to pay for it again: asyncimg retry {waiting[0].local_id[:8]} {where}"
         )
     if not failed:
         return
@@ -105,7 +108,7 @@ def print_summary(console: Console, summary: PassSummary, workspace: Workspace) 
             hint = " (resubmitting may help)"
         say(f"  {task.task_id or task.local_id[:8]}  {task.output_path}: {reason}{hint}")
     say(
-        f"retry them all with: asyncimg retry --failed --tasks-dir {root}"
+        f"retry them all with: asyncimg retry --failed {where}"
         " (add --size or --style to fix them first)"
     )
 

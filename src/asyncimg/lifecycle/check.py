@@ -19,7 +19,8 @@ from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
-from asyncimg.store.store import ScanReport, TaskStore
+from asyncimg.store.base import Store
+from asyncimg.store.store import ScanReport
 
 # A `done` task whose images fail verification this many passes running is failed
 # (resubmittable) instead of being downloaded forever.
@@ -84,7 +85,7 @@ class Checker:
 
     def __init__(
         self,
-        store: TaskStore,
+        store: Store,
         client: VisualClient,
         *,
         clock: Clock = time.time,

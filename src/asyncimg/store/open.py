@@ -1,0 +1,43 @@
+"""Which store a command uses: a folder (the default), or PostgreSQL by URL.
+
+``--store URL`` (or ``$ASYNCIMG_STORE``) names a ``postgresql://`` store; ``--tasks-dir``
+names a folder and wins when both are given. Nothing here prints a URL with its password.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from asyncimg.store.base import Store
+from asyncimg.store.store import TaskStore
+
+STORE_ENV = "ASYNCIMG_STORE"
+
+
+def store_location(tasks_dir: str | Path | None, default_dir: str | Path) -> str | Path:
+    """The folder or URL a command works on."""
+    if tasks_dir is not None:
+        return Path(tasks_dir)
+    given = os.environ.get(STORE_ENV, "").strip()
+    return given or Path(default_dir)
+
+
+def open_store(location: str | Path) -> Store:
+    """The store at `location`: a PostgreSQL URL or a folder."""
+    if isinstance(location, str):
+        from asyncimg.store.pg.store import is_pg_url
+
+        if is_pg_url(location):
+            from asyncimg.store.pg.store import PgStore
+
+            return PgStore(location)
+    return TaskStore(Path(location))
+
+
+def describe(store: Store) -> str:
+    """How to name this store on a command line: `--tasks-dir D` or `--store URL`."""
+    named = getattr(store, "describe", None)
+    if callable(named):
+        return str(named())
+    return f"--tasks-dir {store.root.absolute()}"
