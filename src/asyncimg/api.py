@@ -38,6 +38,8 @@ from asyncimg.lifecycle.validate import output_key
 from asyncimg.protocol import models
 from asyncimg.protocol.client import TaskStatus, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput
+from asyncimg.store.base import Store
+from asyncimg.store.open import open_store, shared_gate, store_location
 from asyncimg.store.record import TaskRecord, record_from_json
 from asyncimg.store.states import (
     IN_FLIGHT,
@@ -47,8 +49,6 @@ from asyncimg.store.states import (
     retry_record,
     transition,
 )
-from asyncimg.store.base import Store
-from asyncimg.store.open import open_store, store_location
 
 T = TypeVar("T")
 ClientFactory = Callable[[], VisualClient]
@@ -493,6 +493,7 @@ class Workspace:
                 submit_rate=defaults.submit_rate,
                 poll_rate=defaults.poll_rate,
                 on_progress=on_pass,
+                gate=shared_gate(self.store),
             )
             return await scheduler.run()
 

@@ -54,6 +54,8 @@ _folder_option = click.option(
 def tasks_dir_option(command: F) -> F:
     """`--tasks-dir D` and `--store URL` (a shared PostgreSQL store, see store_option)."""
     return _folder_option(store_option(command))
+
+
 config_option = click.option(
     "--config",
     "config_path",

@@ -10,14 +10,14 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from asyncimg.store.open import describe
-from asyncimg.store.store import TaskStore
 from asyncimg.api import Workspace
 from asyncimg.lifecycle.check import PassSummary
 from asyncimg.lifecycle.decide import waits_for_user
 from asyncimg.lifecycle.scheduler import SchedulerView
 from asyncimg.store.index import RecordSummary
+from asyncimg.store.open import describe
 from asyncimg.store.states import TaskState
+from asyncimg.store.store import TaskStore
 
 LIST_COLUMNS = ("task", "status", "output", "updated", "error")
 

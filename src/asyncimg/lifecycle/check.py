@@ -17,9 +17,9 @@ from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_imag
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.base import Store
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
-from asyncimg.store.base import Store
 from asyncimg.store.store import ScanReport
 
 # A `done` task whose images fail verification this many passes running is failed

@@ -44,6 +44,7 @@ from asyncimg.lifecycle.schedule import (
     limit_backoff,
     next_poll_delay,
 )
+from asyncimg.lifecycle.shared import Gate
 from asyncimg.protocol.errors import ConcurrencyLimited, RateLimited
 from asyncimg.store.record import TaskRecord
 from asyncimg.store.states import IN_FLIGHT, TaskState
@@ -90,6 +91,9 @@ class Scheduler:
     poll_rate: float | None = None
     on_progress: Progress | None = None
     watch_every: float = WATCH_EVERY_S
+    gate: Gate | None = None
+    """A shared store's queue, cap and pace (several monitors, one account); None: this
+    monitor alone decides from its own records."""
 
     records: dict[str, TaskRecord] = field(default_factory=dict)
     _due: dict[str, float] = field(default_factory=dict)
@@ -104,7 +108,7 @@ class Scheduler:
     _last_progress: float = 0.0
 
     def __post_init__(self) -> None:
-        learned = self._load_state()
+        learned = self.gate.learned() if self.gate is not None else self._load_state()
         start = self.max_in_flight or learned.get("limit") or 1
         self.cap = Cap(
             limit=int(start),
@@ -199,7 +203,15 @@ class Scheduler:
                 await self._wait(wait)
                 continue
             await self._submit_bucket.acquire()
-            await self._submit_one(queue[0])
+            if self.gate is None:
+                await self._submit_one(queue[0])
+                continue
+            claimed = self.gate.claim(self.cap.limit, self.checker.unconfirmed_budget)
+            if claimed is None:  # the account's slots are taken, by this machine or others
+                await self._wait(self.floor)
+                continue
+            await self.gate.pace("submit", self.submits.per_second)
+            await self._submit_one(claimed)
 
     async def _submit_one(self, record: TaskRecord) -> None:
         in_flight = self._in_flight()
@@ -221,6 +233,7 @@ class Scheduler:
             self._backoff_until = now + self.floor  # busy in another process
         elif isinstance(error, ConcurrencyLimited):
             self.cap = self.cap.after_limit_reply(in_flight)
+            self._share_cap()
             self._refusals += 1
             self._backoff_until = now + limit_backoff(self._refusals)
         elif isinstance(error, RateLimited):
@@ -255,6 +268,8 @@ class Scheduler:
                 self._due.pop(local_id, None)
                 return
             await self._poll_bucket.acquire()
+            if self.gate is not None:
+                await self.gate.pace("poll", self.polls.per_second)
             in_flight = self._in_flight()
             after = await self.checker.check_task(record, self._summary)
             now = self.clock()
@@ -277,7 +292,10 @@ class Scheduler:
                 since = max(after.submit_time, last_look or after.submit_time)
                 bucket = bucket_of(after.req_key, after.params)
                 self.eta = self.eta.observe(bucket, (since + now) / 2 - after.submit_time)
+            before = self.cap.limit
             self.cap = self.cap.after_completion(saturated=in_flight >= self.cap.limit)
+            if self.cap.limit != before:
+                self._share_cap()
         finally:
             self._polling.discard(local_id)
             self._poke()
@@ -314,15 +332,19 @@ class Scheduler:
 
     def _pick_up_changes(self) -> None:
         """Records other processes added or changed since the last look: by name and mtime,
-        so an idle folder costs one directory listing."""
+        so an idle folder costs one directory listing (a shared store says what changed)."""
+        if self.gate is not None:
+            self._take_changes(self.gate.changes())
+            return
         listing = _listing(self.checker.store.root)
         changed = [name for name, key in listing.items() if self._seen.get(name) != key]
         self._seen = listing
+        found = [self.checker.store.read(self.checker.store.root / name) for name in changed]
+        self._take_changes([r for r in found if r is not None])
+
+    def _take_changes(self, changed: list[TaskRecord]) -> None:
         now = self.clock()
-        for name in changed:
-            record = self.checker.store.read(self.checker.store.root / name)
-            if record is None:
-                continue
+        for record in changed:
             known = self.records.get(record.local_id)
             if known is not None and record_progress(known) > record_progress(record):
                 continue
@@ -337,7 +359,13 @@ class Scheduler:
         self.records[record.local_id] = record
 
     def _in_flight(self) -> int:
+        if self.gate is not None:
+            return self.gate.in_flight()  # the account's, every monitor's
         return sum(_flying(r) for r in self.records.values())
+
+    def _share_cap(self) -> None:
+        if self.gate is not None:
+            self.gate.share(self.cap.limit, self.cap.learned, self.cap.probe_after)
 
     # -- rates ----------------------------------------------------------------------------
 
@@ -426,6 +454,9 @@ class Scheduler:
         return good
 
     def _save_state(self) -> None:
+        if self.gate is not None:
+            self._share_cap()
+            return
         data = {
             "limit": self.cap.learned or self.cap.limit,
             "learned": self.cap.learned,

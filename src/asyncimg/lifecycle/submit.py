@@ -28,10 +28,10 @@ from asyncimg.lifecycle.styles import compose_full_prompt, resolve_style
 from asyncimg.protocol import models
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput, NetworkError
-from asyncimg.store.record import ErrorInfo, TaskRecord
-from asyncimg.store.states import TaskState, accept, resubmit_unconfirmed, transition
 from asyncimg.store.base import Store
 from asyncimg.store.open import describe
+from asyncimg.store.record import ErrorInfo, TaskRecord
+from asyncimg.store.states import TaskState, accept, resubmit_unconfirmed, transition
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asyncimg.store.base import Store
 from asyncimg.store.store import TaskStore
+
+if TYPE_CHECKING:
+    from asyncimg.lifecycle.shared import Gate
 
 STORE_ENV = "ASYNCIMG_STORE"
 
@@ -41,3 +45,14 @@ def describe(store: Store) -> str:
     if callable(named):
         return str(named())
     return f"--tasks-dir {store.root.absolute()}"
+
+
+def shared_gate(store: Store) -> Gate | None:
+    """What a monitor shares with the others on this store: None for a folder."""
+    from asyncimg.store.pg.store import PgStore
+
+    if not isinstance(store, PgStore):
+        return None
+    from asyncimg.store.pg.gate import SharedGate
+
+    return SharedGate(store)

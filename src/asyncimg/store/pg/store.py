@@ -182,15 +182,15 @@ class PgStore:
     # -- writing --------------------------------------------------------------------------
 
     def save(self, record: TaskRecord) -> Path:
-        record = self._owned(record)
-        data = json.loads(record_to_json(record))
         known = self._versions.get(record.local_id)
         try:
             with self.conn.transaction():
                 row = self.conn.execute(
-                    "SELECT version, status FROM tasks WHERE local_id = %s FOR UPDATE",
+                    "SELECT version, status, machine FROM tasks WHERE local_id = %s FOR UPDATE",
                     (record.local_id,),
                 ).fetchone()
+                record = self._owned(record, None if row is None else str(row[2]))
+                data = json.loads(record_to_json(record))
                 if row is None:
                     version = 1
                     self.conn.execute(
@@ -246,12 +246,12 @@ class PgStore:
         self._versions[record.local_id] = version
         return self._path(record.local_id)
 
-    def _owned(self, record: TaskRecord) -> TaskRecord:
-        """The record with its machine named (new records belong to this machine)."""
+    def _owned(self, record: TaskRecord, row_machine: str | None) -> TaskRecord:
+        """The record with its machine named: the row's, else (a new record) this one."""
         if machine_of(record) is not None:
             return record
         data = record.model_dump()
-        data["machine"] = self.machine
+        data["machine"] = row_machine or self.machine
         return TaskRecord.model_validate(data)
 
     def delete(self, record: TaskRecord) -> None:
@@ -282,7 +282,8 @@ class PgStore:
             rows = self._rows("SELECT record, version FROM tasks ORDER BY created_at, local_id")
         else:
             rows = self._rows(
-                "SELECT record, version FROM tasks WHERE machine = %s ORDER BY created_at, local_id",
+                "SELECT record, version FROM tasks WHERE machine = %s"
+                " ORDER BY created_at, local_id",
                 (self.machine,),
             )
         report.records = [r.record for r in rows if self.may_work(r.record)]
@@ -325,14 +326,16 @@ class PgStore:
             "SELECT record, version FROM tasks WHERE starts_with(task_id, %s)"
             " OR starts_with(local_id, %s) ORDER BY created_at",
             "SELECT record, version FROM tasks WHERE record->'history' @> jsonb_build_array("
-            "jsonb_build_object('task_id', %s::text)) AND %s IS NOT NULL",
+            "jsonb_build_object('task_id', %s::text)) AND %s::text IS NOT NULL",
         )
         for query in queries:
             rows = self._rows(query, (key, key))
             if len(rows) == 1:
                 return rows[0].record
             if rows:
-                shown = ", ".join(r.record.task_id or f"local {r.record.local_id}" for r in rows[:5])
+                shown = ", ".join(
+                    r.record.task_id or f"local {r.record.local_id}" for r in rows[:5]
+                )
                 more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
                 raise AmbiguousTaskKey(f"{key!r} matches {len(rows)} tasks: {shown}{more}")
         raise TaskNotFound(f"no task matches {key!r} in {redact(self.url)}")
@@ -369,7 +372,13 @@ class PgStore:
         this machine may not work on the task. A lease outlives a dead holder by at most
         ``lease_s``."""
         local_id = record.local_id
-        if local_id in self._held or not self.may_work(record):
+        if local_id in self._held:
+            yield False
+            return
+        # Whose it is comes from the row (not from the caller's copy); the version this
+        # store read is left alone, so a save of a stale copy is still refused.
+        row = self._run("SELECT record FROM tasks WHERE local_id = %s", (local_id,)).fetchone()
+        if not self.may_work(TaskRecord.model_validate(row[0]) if row else record):
             yield False
             return
         row = self._run(
