@@ -23,6 +23,7 @@ from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
 from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
 from asyncimg.lifecycle.scheduler import Scheduler
+from asyncimg.lifecycle.shared import submit_through
 from asyncimg.lifecycle.submit import (
     BatchOutcome,
     SubmitOutcome,
@@ -420,7 +421,17 @@ class Workspace:
 
     async def _send(self, client: VisualClient, records: Sequence[TaskRecord]) -> BatchOutcome:
         """Submit saved records with this folder's unconfirmed budget (see submit_records)."""
+        gate = shared_gate(self.store)
         async with client:
+            if gate is not None:  # one queue for the account: sent as its shared cap allows
+                return await submit_through(
+                    gate,
+                    client,
+                    self.store,
+                    records,
+                    clock=self.clock,
+                    unconfirmed_budget=self.unconfirmed_budget,
+                )
             return await submit_records(
                 client,
                 self.store,

@@ -232,8 +232,7 @@ class Scheduler:
         elif error is None and outcome.record.status is TaskState.PENDING:
             self._backoff_until = now + self.floor  # busy in another process
         elif isinstance(error, ConcurrencyLimited):
-            self.cap = self.cap.after_limit_reply(in_flight)
-            self._share_cap()
+            self._cap_after(lambda cap: cap.after_limit_reply(in_flight))
             self._refusals += 1
             self._backoff_until = now + limit_backoff(self._refusals)
         elif isinstance(error, RateLimited):
@@ -292,10 +291,8 @@ class Scheduler:
                 since = max(after.submit_time, last_look or after.submit_time)
                 bucket = bucket_of(after.req_key, after.params)
                 self.eta = self.eta.observe(bucket, (since + now) / 2 - after.submit_time)
-            before = self.cap.limit
-            self.cap = self.cap.after_completion(saturated=in_flight >= self.cap.limit)
-            if self.cap.limit != before:
-                self._share_cap()
+            saturated = in_flight >= self.cap.limit
+            self._cap_after(lambda cap: cap.after_completion(saturated=saturated))
         finally:
             self._polling.discard(local_id)
             self._poke()
@@ -363,9 +360,12 @@ class Scheduler:
             return self.gate.in_flight()  # the account's, every monitor's
         return sum(_flying(r) for r in self.records.values())
 
-    def _share_cap(self) -> None:
-        if self.gate is not None:
-            self.gate.share(self.cap.limit, self.cap.learned, self.cap.probe_after)
+    def _cap_after(self, change: Callable[[Cap], Cap]) -> None:
+        """One event for the cap: this monitor's own, or the account's shared one."""
+        if self.gate is None:
+            self.cap = change(self.cap)
+        else:
+            self.cap = self.gate.update_cap(change, self.cap)
 
     # -- rates ----------------------------------------------------------------------------
 
@@ -455,8 +455,7 @@ class Scheduler:
 
     def _save_state(self) -> None:
         if self.gate is not None:
-            self._share_cap()
-            return
+            return  # the shared cap is kept in the store as it changes
         data = {
             "limit": self.cap.learned or self.cap.limit,
             "learned": self.cap.learned,

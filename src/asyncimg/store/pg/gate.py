@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.fair import Candidate, pick
+from asyncimg.lifecycle.schedule import Cap
 from asyncimg.store.pg.store import PgStore
 from asyncimg.store.record import TaskRecord
 
@@ -74,6 +76,12 @@ class SharedGate:
                 (store.account,),
             ).fetchone()
             busy = int(row[0]) if row else 0
+            shared = conn.execute(
+                "SELECT cap FROM account_limits WHERE account = %s AND req_key = %s",
+                (store.account, ALL_MODELS),
+            ).fetchone()
+            if shared is not None and shared[0] is not None:
+                cap = int(shared[0])  # the account's cap, whoever last moved it
             if busy >= max(1, cap):
                 return None
             rows = conn.execute(
@@ -152,6 +160,41 @@ class SharedGate:
             return {}
         names = ("limit", "learned", "probe_after")
         return {k: int(v) for k, v in zip(names, row, strict=True) if v is not None and v > 0}
+
+    def update_cap(self, change: Callable[[Cap], Cap], mine: Cap) -> Cap:
+        """Apply one event (a completion, a 50430) to the account's one cap, atomically: the
+        cap every monitor claims under. `mine` gives the local ceiling, and the start when
+        nothing is shared yet."""
+        store = self.store
+        with store.conn.transaction():
+            row = store.conn.execute(
+                "SELECT cap, learned, probe_after, clean FROM account_limits"
+                " WHERE account = %s AND req_key = %s FOR UPDATE",
+                (store.account, ALL_MODELS),
+            ).fetchone()
+            current = mine
+            if row is not None and row[0] is not None:
+                current = replace(
+                    mine,
+                    limit=int(row[0]),
+                    learned=None if row[1] is None else int(row[1]),
+                    probe_after=int(row[2] or mine.probe_after),
+                    clean=int(row[3] or 0),
+                )
+            after = change(current)
+            store.conn.execute(
+                "UPDATE account_limits SET cap = %s, learned = %s, probe_after = %s,"
+                " clean = %s, updated_at = clock_timestamp() WHERE account = %s AND req_key = %s",
+                (
+                    after.limit,
+                    after.learned,
+                    after.probe_after,
+                    after.clean,
+                    store.account,
+                    ALL_MODELS,
+                ),
+            )
+        return after
 
     def share(self, limit: int, learned: int | None, probe_after: int) -> None:
         self.store._run(
