@@ -8,6 +8,7 @@ import click
 
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
+from asyncimg.cli.migrate_cmd import migrate
 
 
 @click.group()
@@ -19,6 +20,7 @@ def cli() -> None:
 for _command in ALL_COMMANDS:
     cli.add_command(_command)
 cli.add_command(emulator)
+cli.add_command(migrate)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:
