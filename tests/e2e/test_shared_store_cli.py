@@ -41,3 +41,8 @@ def test_a_bad_store_url_is_one_line_and_exit_2(e2e: E2E) -> None:
     ran = e2e.exits(2, "asyncimg", "list", "--store", "postgresql://nobody:pw123@127.0.0.1:1/x")
     assert "pw123" not in ran.output
     assert len(ran.stderr.strip().splitlines()) == 1
+
+
+def test_priority_needs_a_shared_store_and_names_the_batch(e2e: E2E, pg_url: str) -> None:
+    e2e.exits(2, "asyncimg", "priority", "out", "3")
+    e2e.exits(1, "asyncimg", "priority", "out", "3", "--store", pg_url)  # no frame there yet

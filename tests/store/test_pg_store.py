@@ -183,3 +183,15 @@ def test_a_password_is_never_shown(pg_url: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         PgStore("postgresql://nobody:s3cret@127.0.0.1:1/db", state_dir=tmp_path)
     assert "s3cret" not in str(caught.value)
+
+
+def test_a_priority_batch_is_claimed_first_and_new_frames_inherit_it(stores: Any) -> None:
+    store = stores()
+    for n in range(3):
+        store.save(record(n, out="/ch1"))
+    store.save(record(10, out="/urgent"))
+    assert store.set_priority("/urgent", 5) == 1
+    store.save(record(11, out="/urgent"))  # added later: same batch, same priority
+    gate = SharedGate(store)
+    first = [gate.claim(cap=10, budget=1) for _ in range(3)]
+    assert [r.prompt if r else None for r in first] == ["frame 10", "frame 11", "frame 0"]

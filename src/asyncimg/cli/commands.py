@@ -27,14 +27,15 @@ from asyncimg.api import (
 )
 from asyncimg.cli.output import MonitorDisplay, print_summary, task_table
 from asyncimg.cli.store_option import F, store_option
-from asyncimg.lifecycle.config import load_config
+from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.lifecycle.submit import max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
 from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
-from asyncimg.store.record import reject_json_constant
+from asyncimg.store.open import open_store, store_location
+from asyncimg.store.record import TaskRecord, reject_json_constant
 from asyncimg.store.states import TaskState
 from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
@@ -331,8 +332,7 @@ def submit(
         err_console.print(str(problem), markup=False)
     bad = len({p.where for p in problems})
     if dry_run:
-        root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
-        print_plan(checked, OutputIndex(read_records(root)), force=force)
+        print_plan(checked, OutputIndex(_known_records(tasks_dir, config)), force=force)
         sys.exit(2 if problems else 0)
     if problems and not skip_invalid:
         total = len(checked.frames) + bad
@@ -357,6 +357,18 @@ def submit(
         sys.exit(EXIT_INTERRUPTED)
     report_submit(report, invalid=bad)
     sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
+
+
+def _known_records(tasks_dir: Path | None, config: Config) -> list[TaskRecord]:
+    """The records a dry run compares against, read without changing the folder (a shared
+    store is read through its connection)."""
+    location = store_location(tasks_dir, config.defaults.tasks_dir)
+    if isinstance(location, Path):
+        return read_records(location)
+    try:
+        return open_store(location).load_all().records
+    except AsyncImgError as exc:
+        _fail(str(exc), 2)
 
 
 # -- check / monitor ----------------------------------------------------------------------

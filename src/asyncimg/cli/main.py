@@ -9,6 +9,7 @@ import click
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
 from asyncimg.cli.migrate_cmd import migrate
+from asyncimg.cli.priority_cmd import priority
 
 
 @click.group()
@@ -21,6 +22,7 @@ for _command in ALL_COMMANDS:
     cli.add_command(_command)
 cli.add_command(emulator)
 cli.add_command(migrate)
+cli.add_command(priority)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:

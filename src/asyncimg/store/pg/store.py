@@ -104,9 +104,10 @@ def batch_of(record: TaskRecord) -> str:
     return str(record.resolve(record.output_path).parent)
 
 
-def priority_of(record: TaskRecord) -> int:
+def priority_of(record: TaskRecord) -> int | None:
+    """A priority the record itself carries (None: the batch's, kept in its rows)."""
     extra = (record.model_extra or {}).get("priority")
-    return extra if isinstance(extra, int) and not isinstance(extra, bool) else 0
+    return extra if isinstance(extra, int) and not isinstance(extra, bool) else None
 
 
 def machine_of(record: TaskRecord) -> str | None:
@@ -196,7 +197,8 @@ class PgStore:
                     self.conn.execute(
                         "INSERT INTO tasks (local_id, task_id, status, machine, batch, priority,"
                         " account, req_key, created_at, updated_at, version, seq, record)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1,"
+                        " VALUES (%s, %s, %s, %s, %s, coalesce(%s, (SELECT max(priority)"
+                        " FROM tasks WHERE batch = %s), 0), %s, %s, %s, %s, 1,"
                         " nextval('tasks_seq'), %s)",
                         (
                             record.local_id,
@@ -205,6 +207,7 @@ class PgStore:
                             machine_of(record),
                             batch_of(record),
                             priority_of(record),
+                            batch_of(record),
                             self.account,
                             record.req_key,
                             record.created_at,
@@ -226,7 +229,8 @@ class PgStore:
                         )
                     version += 1
                     self.conn.execute(
-                        "UPDATE tasks SET task_id = %s, status = %s, batch = %s, priority = %s,"
+                        "UPDATE tasks SET task_id = %s, status = %s, batch = %s,"
+                        " priority = coalesce(%s, priority),"
                         " req_key = %s, updated_at = %s, version = %s,"
                         " seq = nextval('tasks_seq'), record = %s WHERE local_id = %s",
                         (
@@ -360,6 +364,13 @@ class PgStore:
             if self.may_work(record):
                 out.append(record)
         return out, seq
+
+    def set_priority(self, batch: str, priority: int) -> int:
+        """Give every frame of `batch` `priority` (frames added to it later inherit it); the
+        number of frames. Only the column changes: a record being submitted meanwhile is
+        not disturbed (its version is untouched)."""
+        cur = self._run("UPDATE tasks SET priority = %s WHERE batch = %s", (priority, batch))
+        return cur.rowcount
 
     def may_work(self, record: TaskRecord) -> bool:
         return workable(record, self.machine, self.shared_dirs)
