@@ -224,6 +224,8 @@ class Scheduler:
         now = self.clock()
         error = outcome.error
         if outcome.accepted:
+            if self.gate is not None:
+                self.gate.may_poll(outcome.record)  # its submitter polls it
             self._refusals = 0
             self._retune(submits=self.submits.after_success())
             self._schedule(outcome.record, now)
@@ -265,6 +267,9 @@ class Scheduler:
             record = self.records.get(local_id)
             if record is None or not _flying(record):
                 self._due.pop(local_id, None)
+                return
+            if self.gate is not None and not self.gate.may_poll(record):
+                self._due[local_id] = self.clock() + self.interval  # another monitor polls it
                 return
             await self._poll_bucket.acquire()
             if self.gate is not None:
@@ -347,10 +352,24 @@ class Scheduler:
                 continue
             fresh = known is None or known.status is not record.status
             self.records[record.local_id] = record
+            if self.gate is not None and fresh and known is not None:
+                self._learn_from_other(record)
             if _flying(record) and record.local_id not in self._due and fresh:
                 self._due[record.local_id] = now
         if changed:
             self._poke()
+
+    def _learn_from_other(self, record: TaskRecord) -> None:
+        """A task another monitor finished teaches this one's ETA too (from its recorded
+        times, less sharp than a midpoint between polls, but nine in ten finishes are not
+        ours with three monitors)."""
+        if (
+            record.status is TaskState.COMPLETED
+            and record.completed_time is not None
+            and record.submit_time is not None
+        ):
+            bucket = bucket_of(record.req_key, record.params)
+            self.eta = self.eta.observe(bucket, record.completed_time - record.submit_time)
 
     def _remember(self, record: TaskRecord) -> None:
         self.records[record.local_id] = record

@@ -30,6 +30,10 @@ class Gate(Protocol):
         """The next frame to submit (leased to this monitor), or None if none may go now."""
         ...
 
+    def may_poll(self, record: TaskRecord) -> bool:
+        """Whether this monitor is the one that polls `record` (one poller per task)."""
+        ...
+
     async def pace(self, action: str, per_second: float) -> None:
         """Wait for this monitor's turn to make one `action` ("submit", "poll") call."""
         ...

@@ -125,6 +125,18 @@ class SharedGate:
             )
             return queued[chosen.local_id][0]
 
+    def may_poll(self, record: TaskRecord) -> bool:
+        """Whether this monitor polls `record` now: it is the task's poller (or becomes it,
+        the task having none, or one whose claim lapsed); each poll renews the claim."""
+        row = self.store._run(
+            "UPDATE tasks SET poll_owner = %s,"
+            " poll_until = clock_timestamp() + make_interval(secs => %s)"
+            " WHERE local_id = %s AND (poll_owner IS NULL OR poll_owner = %s"
+            " OR poll_until < clock_timestamp()) RETURNING 1",
+            (self.store.owner, self.store.lease_s, record.local_id, self.store.owner),
+        ).fetchone()
+        return row is not None
+
     def changes(self) -> list[TaskRecord]:
         """Records of this machine's work written since the last call (by anyone)."""
         records, self._seq = self.store.changed_since(self._seq)
