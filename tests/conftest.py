@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 PG_URL = os.environ.get("ASYNCIMG_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 _SKIP = f"no PostgreSQL server answers at {PG_URL}: shared-store tests skipped"
 _reachable: bool | None = None
+_LEFT_OUT = pytest.StashKey[int]()
 
 
 def pg_reachable() -> bool:
@@ -54,4 +56,25 @@ def pg_url() -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-PgUrlFactory = Callable[[], str]
+def _needs_pg(item: pytest.Item) -> bool:
+    if "pg_url" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a server, the shared-store tests are left out and said so in one line (at
+    the end of the run), instead of one skip line per test."""
+    wanted = [item for item in items if _needs_pg(item)]
+    if not wanted or pg_reachable():
+        return
+    config.stash[_LEFT_OUT] = len(wanted)
+    config.hook.pytest_deselected(items=wanted)
+    items[:] = [item for item in items if not _needs_pg(item)]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{_SKIP} ({left_out} tests)")

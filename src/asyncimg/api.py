@@ -40,7 +40,7 @@ from asyncimg.protocol import models
 from asyncimg.protocol.client import TaskStatus, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput
 from asyncimg.store.base import Store
-from asyncimg.store.open import open_store, shared_gate, store_location
+from asyncimg.store.open import describe, open_store, shared_gate, store_location
 from asyncimg.store.record import TaskRecord, record_from_json
 from asyncimg.store.states import (
     IN_FLIGHT,
@@ -743,7 +743,7 @@ class Workspace:
         owner = next((r for r in records if r.task_id == task_id), None)
         if owner is not None:
             raise Refused(
-                f"task {task_id} is already in {self.store.root}: {owner.output_path} "
+                f"task {task_id} is already in {_where(self.store)}: {owner.output_path} "
                 f"({owner.status.value})"
             )
         target = Path(output_path).expanduser().absolute()
@@ -895,3 +895,9 @@ def outcome_line(outcome: SubmitOutcome) -> str:
             "(and billed) it; `asyncimg check` resubmits it at most once"
         )
     return f"{record.filename}: rejected — {outcome.error}"
+
+
+def _where(store: Store) -> str:
+    """The store as a message names it: its folder, or its URL (without a password)."""
+    shown = describe(store)
+    return shown.removeprefix("--tasks-dir ").removeprefix("--store ")
