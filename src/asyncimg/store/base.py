@@ -35,7 +35,8 @@ class Store(Protocol):
     """The task records, wherever they live."""
 
     root: Path
-    """A local folder for this machine's own files (the folder store's records)."""
+    """The folder store's folder; for a shared store, a local name its records' summaries
+    carry (not created)."""
 
     def save(self, record: TaskRecord) -> Path: ...
 

@@ -162,6 +162,7 @@ class PgStore:
         self._held: set[str] = set()
         digest = hashlib.sha256(redact(url).encode("utf-8")).hexdigest()[:12]
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        # Never created: records live in the database; it only names them (RecordSummary).
         self.root = state_dir or base / "asyncimg" / f"pg-{digest}"
         try:
             self.conn: psycopg.Connection[Any] = psycopg.connect(url, autocommit=True)
@@ -172,7 +173,6 @@ class PgStore:
         except psycopg.Error as exc:
             self.conn.close()
             raise ConfigError(f"cannot prepare the store {redact(url)}: {_one_line(exc)}") from None
-        ensure_private_dir(self.root)
 
     def close(self) -> None:
         self.conn.close()
