@@ -377,6 +377,7 @@ class Workspace:
     def checker(self, client: VisualClient, **kwargs: Any) -> Checker:
         kwargs.setdefault("poll_concurrency", self.config.defaults.poll_concurrency)
         kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
+        kwargs.setdefault("gate", shared_gate(self.store))
         return Checker(self.store, client, clock=self.clock, **kwargs)
 
     async def submit(self, requests: Iterable[TaskRequest], *, force: bool = False) -> SubmitReport:

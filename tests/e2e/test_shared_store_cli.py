@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import stat
+from typing import Any
 
-from .conftest import E2E
+from .conftest import E2E, wait_for
 
 
 def test_migrate_to_the_shared_store_and_back_without_resubmitting(e2e: E2E, pg_url: str) -> None:
@@ -46,3 +47,25 @@ def test_a_bad_store_url_is_one_line_and_exit_2(e2e: E2E) -> None:
 def test_priority_needs_a_shared_store_and_names_the_batch(e2e: E2E, pg_url: str) -> None:
     e2e.exits(2, "asyncimg", "priority", "out", "3")
     e2e.exits(1, "asyncimg", "priority", "out", "3", "--store", pg_url)  # no frame there yet
+
+
+def test_the_guides_scripts_and_check_keep_to_the_shared_cap(make_e2e: Any, pg_url: str) -> None:
+    e2e = make_e2e(concurrency=1, gen_seconds=(0.2, 0.4))
+    store = e2e.env(ASYNCIMG_STORE=pg_url)
+    for i in (1, 2, 3):
+        e2e.ok("gen_image.py", f"frame {i}: 少女站在樱花树下", "-o", f"out/{i}.png", env=store)
+    assert e2e.record_files() == []  # every record went to the store, none to a folder
+
+    def finished() -> bool | None:
+        ran = e2e.run("asyncimg", "check", env=store)
+        assert ran.returncode == 0 and "Traceback" not in ran.stderr, str(ran)
+        listed = json.loads(e2e.ok("asyncimg", "list", "--json", env=store).stdout)
+        return all(r["status"] == "completed" for r in listed) or None
+
+    wait_for(finished, 60, "three frames through one slot")
+    stats = e2e.emu.stats()
+    assert stats["tasks_submitted"] == 3
+    assert stats["peak_unfinished"] == 1
+    # The account's cap (1 until a 50430 teaches more) was kept by every pass and script:
+    # nothing was sent while the one slot was taken.
+    assert stats["errors"].get("50430", 0) == 0, stats["errors"]

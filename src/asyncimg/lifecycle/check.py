@@ -14,6 +14,7 @@ from pathlib import Path
 from asyncimg import constants
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import ImageCheckFailed, result_path, save_image
+from asyncimg.lifecycle.shared import Gate
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
@@ -93,8 +94,11 @@ class Checker:
         max_in_flight: int | None = None,
         unconfirmed_budget: int = constants.DEFAULT_MAX_UNCONFIRMED_RESUBMITS,
         report: Reporter | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate
+        """A shared store's queue and cap: a pass then submits through its claims."""
         self.client = client
         self.clock = clock
         self.poll_concurrency = max(1, poll_concurrency)
@@ -111,7 +115,9 @@ class Checker:
         queue = decide.submit_queue(records, self.unconfirmed_budget)
         if budget is not None:
             queue = queue[:budget]
-        if queue:
+        if queue and self.gate is not None:
+            await self._submit_shared(len(queue), summary)
+        elif queue:
             await self.submit(queue, summary)
 
         semaphore = asyncio.Semaphore(self.poll_concurrency)
@@ -167,6 +173,22 @@ class Checker:
                 summary.failed += 1
                 self.report(f"{name}: failed — {decide.failure_reason(outcome.error)}")
         return batch
+
+    async def _submit_shared(self, most: int, summary: PassSummary) -> None:
+        """On a shared store: frames in the account's queue order while its shared cap has
+        room (another monitor's or this machine's frames alike)."""
+        assert self.gate is not None
+        limit = int(self.gate.learned().get("limit") or 1)
+        for _ in range(most):
+            claimed = self.gate.claim(limit, self.unconfirmed_budget)
+            if claimed is None:
+                return
+            batch = await self.submit([claimed], summary)
+            if batch is None or batch.halted is not None:
+                return
+            error = batch.outcomes[0].error
+            if error is not None and decide.stop_submitting(error):
+                return
 
     def _load(self, summary: PassSummary) -> ScanReport:
         """Every task (unfinished ones in full, finished ones from the store's index); each
