@@ -195,3 +195,19 @@ def test_a_priority_batch_is_claimed_first_and_new_frames_inherit_it(stores: Any
     gate = SharedGate(store)
     first = [gate.claim(cap=10, budget=1) for _ in range(3)]
     assert [r.prompt if r else None for r in first] == ["frame 10", "frame 11", "frame 0"]
+
+
+def test_frames_recorded_without_credentials_are_claimed_and_counted_by_the_sender(
+    stores: Any, pg_url: str, tmp_path: Path
+) -> None:
+    migrated = PgStore(pg_url, machine="m1", account="default", state_dir=tmp_path)
+    try:
+        migrated.save(record(1))  # e.g. `asyncimg migrate` run without VOLC_* set
+        migrated.save(record(2))
+    finally:
+        migrated.close()
+    gate = SharedGate(stores())
+    claimed = gate.claim(cap=1, budget=1)
+    assert claimed is not None
+    assert gate.claim(cap=1, budget=1) is None  # its slot counts for the sender's account
+    assert gate.claim(cap=2, budget=1) is not None

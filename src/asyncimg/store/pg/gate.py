@@ -84,12 +84,13 @@ class SharedGate:
                 cap = int(shared[0])  # the account's cap, whoever last moved it
             if busy >= max(1, cap):
                 return None
+            # Any queued frame: the account that sends it is the one that pays for it.
             rows = conn.execute(
-                "SELECT record, version, batch, priority FROM tasks WHERE account = %s"
-                " AND status IN ('pending', 'unconfirmed')"
+                "SELECT record, version, batch, priority FROM tasks"
+                " WHERE status IN ('pending', 'unconfirmed')"
                 " AND (lease_owner IS NULL OR lease_until < clock_timestamp())"
                 " ORDER BY priority DESC, created_at, local_id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (store.account, CLAIM_WINDOW),
+                (CLAIM_WINDOW,),
             ).fetchall()
             queued: dict[str, tuple[TaskRecord, Candidate]] = {}
             for data, version, batch, priority in rows:
@@ -117,11 +118,11 @@ class SharedGate:
             chosen = pick((c for _, c in queued.values()), flying)
             assert chosen is not None
             conn.execute(
-                "UPDATE tasks SET lease_owner = %s,"
+                "UPDATE tasks SET lease_owner = %s, account = %s,"
                 " lease_until = clock_timestamp() + make_interval(secs => %s),"
                 " slot_until = clock_timestamp() + make_interval(secs => %s)"
                 " WHERE local_id = %s",
-                (store.owner, store.lease_s, store.lease_s, chosen.local_id),
+                (store.owner, store.account, store.lease_s, store.lease_s, chosen.local_id),
             )
             return queued[chosen.local_id][0]
 
@@ -129,11 +130,17 @@ class SharedGate:
         """Whether this monitor polls `record` now: it is the task's poller (or becomes it,
         the task having none, or one whose claim lapsed); each poll renews the claim."""
         row = self.store._run(
-            "UPDATE tasks SET poll_owner = %s,"
+            "UPDATE tasks SET poll_owner = %s, account = %s,"
             " poll_until = clock_timestamp() + make_interval(secs => %s)"
             " WHERE local_id = %s AND (poll_owner IS NULL OR poll_owner = %s"
             " OR poll_until < clock_timestamp()) RETURNING 1",
-            (self.store.owner, self.store.lease_s, record.local_id, self.store.owner),
+            (
+                self.store.owner,
+                self.store.account,
+                self.store.lease_s,
+                record.local_id,
+                self.store.owner,
+            ),
         ).fetchone()
         return row is not None
 
