@@ -83,8 +83,8 @@ def start(e2e: E2E, cwd: Path, environ: dict[str, str]) -> subprocess.Popen[str]
 
 def rows(url: str) -> list[dict[str, Any]]:
     with psycopg.connect(url) as conn:
-        got = conn.execute("SELECT record, lease_owner FROM tasks").fetchall()
-    return [{**record, "_lease": lease} for record, lease in got]
+        got = conn.execute("SELECT record, lease_owner, poll_owner FROM tasks").fetchall()
+    return [{**record, "_lease": lease, "_poller": poller} for record, lease, poller in got]
 
 
 def setup(make_e2e: Any, pg_url: str) -> tuple[E2E, dict[str, tuple[Path, dict[str, str]]]]:
@@ -141,25 +141,37 @@ def test_three_monitors_share_one_account(make_e2e: Any, pg_url: str) -> None:
 
 def test_a_killed_monitors_claims_are_taken_over(make_e2e: Any, pg_url: str) -> None:
     e2e, machines = setup(make_e2e, pg_url)
-    procs = {name: start(e2e, folder, environ) for name, (folder, environ) in machines.items()}
+    # Alpha and beta first; gamma (who can take over beta's shared chapter) once beta's
+    # monitor holds work of its own: an unfinished frame it has claimed or polls.
+    procs = {name: start(e2e, *machines[name]) for name in ("alpha", "beta")}
     beta = procs["beta"]
-    # Kill beta's monitor once it is working: a lease of its own on one of beta's frames.
-    owner = wait_for(
-        lambda: next(
-            (r["_lease"] for r in rows(pg_url) if (r["_lease"] or "").startswith("beta:")), None
-        ),
-        60,
-        "beta's monitor to hold a lease",
-    )
+
+    def betas_claim() -> str | None:
+        for r in rows(pg_url):
+            for owner in (r["_lease"], r["_poller"]):
+                if (owner or "").startswith("beta:") and r["status"] != "completed":
+                    return str(owner)
+        return None
+
+    owner = wait_for(betas_claim, 90, "beta's monitor to hold a claim")
+    procs["gamma"] = start(e2e, *machines["gamma"])
     os.kill(beta.pid, signal.SIGKILL)
     beta.communicate(timeout=10)
     killed_at = time.monotonic()
-    held = {r["local_id"] for r in rows(pg_url) if r["_lease"] == owner}
+    held = {
+        r["local_id"]
+        for r in rows(pg_url)
+        if owner in (r["_lease"], r["_poller"]) and r["status"] != "completed"
+    }
 
     def taken_over() -> bool | None:
         current = {r["local_id"]: r for r in rows(pg_url)}
         return (
-            all(current[i]["_lease"] != owner or current[i]["status"] == "completed" for i in held)
+            all(
+                owner not in (current[i]["_lease"], current[i]["_poller"])
+                or current[i]["status"] == "completed"
+                for i in held
+            )
             or None
         )
 
@@ -172,6 +184,6 @@ def test_a_killed_monitors_claims_are_taken_over(make_e2e: Any, pg_url: str) -> 
         assert "Traceback" not in err
     stats = check_outcome(e2e, pg_url, killed=True)
     print(
-        f"killed beta's monitor holding {len(held)} lease(s); taken over in {took:.1f} s"
+        f"killed beta's monitor holding {len(held)} claim(s); taken over in {took:.1f} s"
         f" (lease {LEASE_S} s); tasks billed {stats['tasks_submitted']}, errors {stats['errors']}"
     )
