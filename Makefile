@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest emulator bench bench-idle bench-monitor chaos clean
+.PHONY: test demo lint typecheck pytest emulator bench bench-idle bench-monitor bench-shared chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ emulator: $(STAMP)
 bench: $(STAMP) bench-monitor
 	$(BIN)/python benchmarks/bench_check.py
 	$(BIN)/python benchmarks/bench_idle.py
+	$(BIN)/python benchmarks/bench_shared.py
+
+bench-shared: $(STAMP)
+	$(BIN)/python benchmarks/bench_shared.py
 
 bench-idle: $(STAMP)
 	$(BIN)/python benchmarks/bench_idle.py

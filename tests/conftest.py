@@ -1,11 +1,87 @@
-"""Settings for the whole suite."""
+"""The PostgreSQL server the shared store's tests use (skipped, with one line, without it).
+
+`$ASYNCIMG_TEST_PG` names it (default: the development and CI machines' local server,
+trust auth). Every test gets a schema of its own, dropped afterwards, so tests never see
+each other's rows and can run beside other users of the same database.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
 
 # A suite started in the background (`make test &`, some CI runners) inherits SIGINT ignored,
 # and every program it starts would too: the tests that press Ctrl+C on a child would then
 # wait for nothing. Children of this process get the default back.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+PG_URL = os.environ.get("ASYNCIMG_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+_SKIP = f"no PostgreSQL server answers at {PG_URL}: shared-store tests skipped"
+_reachable: bool | None = None
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pg_reachable() -> bool:
+    global _reachable
+    if _reachable is None:
+        try:
+            import psycopg
+
+            with psycopg.connect(PG_URL, connect_timeout=3):
+                _reachable = True
+        except Exception:
+            _reachable = False
+    return _reachable
+
+
+def schema_url(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL whose tables live in a fresh schema of the test database."""
+    if not pg_reachable():
+        pytest.skip(_SKIP)
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema_url(schema)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _needs_pg(item: pytest.Item) -> bool:
+    if "pg_url" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a server, the shared-store tests are left out and said so in one line (at
+    the end of the run), instead of one skip line per test."""
+    wanted = [item for item in items if _needs_pg(item)]
+    if not wanted or pg_reachable():
+        return
+    config.stash[_LEFT_OUT] = len(wanted)
+    config.hook.pytest_deselected(items=wanted)
+    items[:] = [item for item in items if not _needs_pg(item)]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{_SKIP} ({left_out} tests)")

@@ -28,6 +28,7 @@ from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
 from asyncimg.lifecycle.ref_upload import ReferenceSender
 from asyncimg.lifecycle.refmode import looks_like_url
 from asyncimg.lifecycle.scheduler import Scheduler
+from asyncimg.lifecycle.shared import submit_through
 from asyncimg.lifecycle.submit import (
     BatchOutcome,
     SubmitOutcome,
@@ -43,6 +44,8 @@ from asyncimg.lifecycle.validate import output_key
 from asyncimg.protocol import models
 from asyncimg.protocol.client import TaskStatus, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput
+from asyncimg.store.base import Store
+from asyncimg.store.open import describe, open_store, shared_gate, store_location
 from asyncimg.store.record import TaskRecord, record_from_json
 from asyncimg.store.states import (
     IN_FLIGHT,
@@ -52,7 +55,6 @@ from asyncimg.store.states import (
     retry_record,
     transition,
 )
-from asyncimg.store.store import TaskStore
 
 T = TypeVar("T")
 ClientFactory = Callable[[], VisualClient]
@@ -354,7 +356,7 @@ class _Plan:
 class Workspace:
     """A tasks directory with its config, and how to make a client for it."""
 
-    store: TaskStore
+    store: Store
     config: Config
     client_factory: ClientFactory
     clock: Callable[[], float] = time.time
@@ -373,7 +375,7 @@ class Workspace:
         """``read_only``: for commands that only look (``list``, ``show``): the store never
         creates, moves or writes a file (see :class:`TaskStore`)."""
         config = load_config(config_path)
-        root = Path(tasks_dir) if tasks_dir is not None else Path(config.defaults.tasks_dir)
+        location = store_location(tasks_dir, config.defaults.tasks_dir)
         if client_factory is None:
             defaults = config.defaults
 
@@ -384,7 +386,7 @@ class Workspace:
                     max_image_bytes=_megabytes(defaults.max_image_mb),
                 )
 
-        return cls(TaskStore(root, read_only=read_only), config, client_factory, clock)
+        return cls(open_store(location, read_only=read_only), config, client_factory, clock)
 
     @property
     def unconfirmed_budget(self) -> int:
@@ -405,6 +407,7 @@ class Workspace:
         kwargs.setdefault("poll_concurrency", self.config.defaults.poll_concurrency)
         kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
         kwargs.setdefault("references", self.references)
+        kwargs.setdefault("gate", shared_gate(self.store))
         return Checker(self.store, client, clock=self.clock, **kwargs)
 
     async def submit(
@@ -461,7 +464,17 @@ class Workspace:
         on_outcome: Callable[[SubmitOutcome], None] | None = None,
     ) -> BatchOutcome:
         """Submit saved records with this folder's unconfirmed budget (see submit_records)."""
+        gate = shared_gate(self.store)
         async with client:
+            if gate is not None:  # one queue for the account: sent as its shared cap allows
+                return await submit_through(
+                    gate,
+                    client,
+                    self.store,
+                    records,
+                    clock=self.clock,
+                    unconfirmed_budget=self.unconfirmed_budget,
+                )
             return await submit_records(
                 client,
                 self.store,
@@ -539,6 +552,7 @@ class Workspace:
                 submit_rate=defaults.submit_rate,
                 poll_rate=defaults.poll_rate,
                 on_progress=on_pass,
+                gate=shared_gate(self.store),
             )
             outcome = await scheduler.run()
         self.refresh_manifest(checker.report)
@@ -796,7 +810,7 @@ class Workspace:
             raise Refused(
                 _("task {task_id} is already in {root}: {output} ({status})").format(
                     task_id=task_id,
-                    root=self.store.root,
+                    root=_where(self.store),
                     output=owner.output_path,
                     status=_(owner.status.value),
                 )
@@ -954,3 +968,9 @@ def outcome_line(outcome: SubmitOutcome) -> str:
             "(and billed) it; `asyncimg check` resubmits it at most once"
         )
     return f"{record.filename}: rejected — {outcome.error}"
+
+
+def _where(store: Store) -> str:
+    """The store as a message names it: its folder, or its URL (without a password)."""
+    shown = describe(store)
+    return shown.removeprefix("--tasks-dir ").removeprefix("--store ")

@@ -29,11 +29,12 @@ from asyncimg.cli.emit import Emitter, emit_json, err_console, frame_event, head
 from asyncimg.cli.image_info import show_image
 from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
 from asyncimg.cli.show import describe, find_record
+from asyncimg.cli.store_option import F, store_option
 from asyncimg.cli.submit_report import replaces_failed, report_submit
 from asyncimg.constants import MIN_INTERVAL_S
 from asyncimg.i18n import _, language
 from asyncimg.lifecycle import sizes
-from asyncimg.lifecycle.config import load_config
+from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED, MonitorOutcome
 from asyncimg.lifecycle.ref_upload import ReferenceSender
@@ -41,14 +42,15 @@ from asyncimg.lifecycle.refmode import looks_like_url
 from asyncimg.lifecycle.submit import SubmitOutcome, max_billed_images
 from asyncimg.lifecycle.validate import Checked, Line, Problem, check_lines
 from asyncimg.protocol.errors import AsyncImgError
-from asyncimg.store.record import reject_json_constant
+from asyncimg.store.open import open_store, store_location
+from asyncimg.store.record import TaskRecord, reject_json_constant
 from asyncimg.store.states import TaskState
 from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
 T = TypeVar("T")
 
 
-tasks_dir_option = click.option(
+_folder_option = click.option(
     "--tasks-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -60,6 +62,13 @@ json_option = click.option(
     is_flag=True,
     help="Print JSON lines (one event per line) instead of text; see README.",
 )
+
+
+def tasks_dir_option(command: F) -> F:
+    """`--tasks-dir D` and `--store URL` (a shared PostgreSQL store, see store_option)."""
+    return _folder_option(store_option(command))
+
+
 config_option = click.option(
     "--config",
     "config_path",
@@ -370,11 +379,10 @@ def submit(
             err_console.print(str(problem), markup=False)
     bad = len({p.where for p in problems})
     if dry_run:
-        root = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
         planner = ReferenceSender.from_config(config, upload=False)
         print_plan(
             checked,
-            OutputIndex(read_records(root)),
+            OutputIndex(_known_records(tasks_dir, config)),
             force=force,
             as_json=as_json,
             references=planner,
@@ -419,6 +427,18 @@ def submit(
         sys.exit(EXIT_INTERRUPTED)
     report_submit(report, invalid=bad, said=said, as_json=as_json)
     sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
+
+
+def _known_records(tasks_dir: Path | None, config: Config) -> list[TaskRecord]:
+    """The records a dry run compares against, read without changing the folder (a shared
+    store is read through its connection)."""
+    location = store_location(tasks_dir, config.defaults.tasks_dir)
+    if isinstance(location, Path):
+        return read_records(location)
+    try:
+        return open_store(location).load_all().records
+    except AsyncImgError as exc:
+        _fail(str(exc), 2)
 
 
 # -- check / monitor ----------------------------------------------------------------------

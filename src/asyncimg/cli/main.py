@@ -11,6 +11,8 @@ from asyncimg.cli.cancel_cmd import cancel
 from asyncimg.cli.commands import ALL_COMMANDS
 from asyncimg.cli.emulator_cmd import emulator
 from asyncimg.cli.gallery_cmd import GALLERY_COMMANDS
+from asyncimg.cli.migrate_cmd import migrate
+from asyncimg.cli.priority_cmd import priority
 from asyncimg.cli.probe_cmd import probe
 from asyncimg.i18n import lang_from_argv, set_language, translate_cli
 
@@ -37,6 +39,8 @@ cli.add_command(probe)
 for _command in GALLERY_COMMANDS:
     cli.add_command(_command)
 cli.add_command(callbacks)
+cli.add_command(migrate)
+cli.add_command(priority)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:

@@ -21,8 +21,10 @@ from asyncimg.lifecycle.events import Event
 from asyncimg.lifecycle.explain import message_of
 from asyncimg.lifecycle.scheduler import SchedulerView
 from asyncimg.store.index import RecordSummary
+from asyncimg.store.open import describe
 from asyncimg.store.record import TaskRecord
 from asyncimg.store.states import TaskState
+from asyncimg.store.store import TaskStore
 
 T = TypeVar("T", RecordSummary, TaskRecord)
 
@@ -181,8 +183,9 @@ def print_summary(
     budget = workspace.unconfirmed_budget
     failed = frame_order(t for t in scanned.tasks if t.status is TaskState.FAILED)
     waiting = frame_order(r for r in scanned.records if waits_for_user(r, budget))
-    root = workspace.store.root
-    retry_all = f"asyncimg retry --failed --tasks-dir {root}"
+    store = workspace.store
+    where = f"--tasks-dir {store.root}" if isinstance(store, TaskStore) else describe(store)
+    retry_all = f"asyncimg retry --failed {where}"
     if say is not None and say.as_json:
         emit_json(
             {
@@ -217,9 +220,9 @@ def print_summary(
             say_line(f"  {record.local_id[:8]}  {record.output_path}: {why}", "yellow")
         say_line(
             _(
-                "  if you find its task id: asyncimg adopt TASK_ID -o PATH --tasks-dir {root}; "
-                "to pay for it again: asyncimg retry {key} --tasks-dir {root}"
-            ).format(root=root, key=waiting[0].local_id[:8])
+                "  if you find its task id: asyncimg adopt TASK_ID -o PATH {where}; "
+                "to pay for it again: asyncimg retry {key} {where}"
+            ).format(where=where, key=waiting[0].local_id[:8])
         )
     if not failed:
         return

@@ -16,11 +16,12 @@ from rich.cells import cell_len
 from asyncimg.i18n import N_, _
 from asyncimg.lifecycle.explain import message_of
 from asyncimg.lifecycle.validate import output_key
+from asyncimg.store.base import Store
 from asyncimg.store.record import TaskRecord
-from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound, TaskStore
+from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
 
-def find_record(store: TaskStore, key: str) -> TaskRecord:
+def find_record(store: Store, key: str) -> TaskRecord:
     """The record `key` names; TaskNotFound / AmbiguousTaskKey (one line) otherwise."""
     try:
         return store.get(key)

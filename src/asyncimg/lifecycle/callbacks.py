@@ -22,8 +22,8 @@ from aiohttp import web
 
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.protocol.client import VisualClient
+from asyncimg.store.base import Store
 from asyncimg.store.states import IN_FLIGHT
-from asyncimg.store.store import TaskStore
 
 CALLBACK_PATH = "/callbacks"
 MAX_CALLBACK_BYTES = 64 * 1024 * 1024  # a callback without return_url carries base64 images
@@ -46,7 +46,7 @@ def callback_task_id(body: object) -> str | None:
 class CallbackReceiver:
     """Turns callbacks into immediate polls of this folder's tasks."""
 
-    store: TaskStore
+    store: Store
     client_factory: Callable[[], VisualClient]
     make_checker: Callable[[VisualClient], Checker]
     report: Reporter = field(default=lambda _line: None)
@@ -104,7 +104,7 @@ class CallbackReceiver:
 def add_callback_routes(
     app: web.Application,
     *,
-    store: TaskStore,
+    store: Store,
     client_factory: Callable[[], VisualClient],
     make_checker: Callable[[VisualClient], Checker],
     path: str = CALLBACK_PATH,

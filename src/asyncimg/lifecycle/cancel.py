@@ -14,9 +14,10 @@ from enum import StrEnum
 from asyncimg.lifecycle.decide import is_poll_setup_problem
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.base import Store
 from asyncimg.store.record import CancelInfo, ErrorInfo, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, TaskState, transition
-from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound, TaskStore
+from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound
 
 
 class Cancelled(AsyncImgError):
@@ -57,7 +58,7 @@ class Outcome:
 
 
 async def cancel_tasks(
-    store: TaskStore,
+    store: Store,
     client: VisualClient,
     keys: Sequence[str],
     *,
@@ -75,7 +76,7 @@ async def cancel_tasks(
 
 
 async def _cancel_one(
-    store: TaskStore, client: VisualClient, key: str, clock: Callable[[], float]
+    store: Store, client: VisualClient, key: str, clock: Callable[[], float]
 ) -> Outcome:
     try:
         found = store.get(key)

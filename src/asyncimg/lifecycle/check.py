@@ -26,13 +26,15 @@ from asyncimg.lifecycle.explain import reason
 from asyncimg.lifecycle.provenance import provenance_of
 from asyncimg.lifecycle.ref_upload import ReferenceSender
 from asyncimg.lifecycle.refmode import with_url_advice
+from asyncimg.lifecycle.shared import Gate
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
 from asyncimg.protocol import models
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.base import Store
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
-from asyncimg.store.store import ScanReport, TaskStore
+from asyncimg.store.store import ScanReport
 
 # A `done` task whose images fail verification this many passes running is failed
 # (resubmittable) instead of being downloaded forever.
@@ -105,7 +107,7 @@ class Checker:
 
     def __init__(
         self,
-        store: TaskStore,
+        store: Store,
         client: VisualClient,
         *,
         clock: Clock = time.time,
@@ -115,9 +117,12 @@ class Checker:
         report: Reporter | None = None,
         on_event: EventSink | None = None,
         references: ReferenceSender | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
         self.references = references
+        self.gate = gate
+        """A shared store's queue and cap: a pass then submits through its claims."""
         self.client = client
         self.clock = clock
         self.poll_concurrency = max(1, poll_concurrency)
@@ -154,7 +159,9 @@ class Checker:
         queue = decide.submit_queue(records, self.unconfirmed_budget)
         if budget is not None:
             queue = queue[:budget]
-        if queue:
+        if queue and self.gate is not None:
+            await self._submit_shared(len(queue), summary)
+        elif queue:
             await self.submit(queue, summary)
 
         semaphore = asyncio.Semaphore(self.poll_concurrency)
@@ -228,6 +235,22 @@ class Checker:
             elif outcome.queued and outcome.error is not None:
                 self._stuck(summary, outcome.error)
         return batch
+
+    async def _submit_shared(self, most: int, summary: PassSummary) -> None:
+        """On a shared store: frames in the account's queue order while its shared cap has
+        room (another monitor's or this machine's frames alike)."""
+        assert self.gate is not None
+        limit = int(self.gate.learned().get("limit") or 1)
+        for _i in range(most):
+            claimed = self.gate.claim(limit, self.unconfirmed_budget)
+            if claimed is None:
+                return
+            batch = await self.submit([claimed], summary)
+            if batch is None or batch.halted is not None:
+                return
+            error = batch.outcomes[0].error
+            if error is not None and decide.stop_submitting(error):
+                return
 
     def _load(self, summary: PassSummary) -> ScanReport:
         """Every task (unfinished ones in full, finished ones from the store's index); each

@@ -32,9 +32,10 @@ from asyncimg.lifecycle.styles import compose_full_prompt, resolve_style
 from asyncimg.protocol import models
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput, NetworkError
+from asyncimg.store.base import Store
+from asyncimg.store.open import describe
 from asyncimg.store.record import ErrorInfo, TaskRecord
 from asyncimg.store.states import TaskState, accept, resubmit_unconfirmed, transition
-from asyncimg.store.store import TaskStore
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -216,7 +217,7 @@ class RecordNotSaved(AsyncImgError):
     show it and exit non-zero, or the paid task is lost to the folder.
     """
 
-    def __init__(self, record: TaskRecord, task_id: str, store: TaskStore, cause: OSError) -> None:
+    def __init__(self, record: TaskRecord, task_id: str, store: Store, cause: OSError) -> None:
         command = adopt_command(task_id, record, store)
         super().__init__(
             f"the API accepted task {task_id} for {record.output_path}, but its record could "
@@ -236,7 +237,7 @@ class RecordNotSaved(AsyncImgError):
         self.args = (self.message,)
 
 
-def adopt_command(task_id: str, record: TaskRecord, store: TaskStore) -> str:
+def adopt_command(task_id: str, record: TaskRecord, store: Store) -> str:
     """The `asyncimg adopt` command that attaches `task_id` to `record`'s frame."""
     parts = [
         "asyncimg adopt",
@@ -245,9 +246,9 @@ def adopt_command(task_id: str, record: TaskRecord, store: TaskStore) -> str:
         shlex.quote(str(record.resolve(record.output_path))),
         "--req-key",
         shlex.quote(record.req_key),
-        "--tasks-dir",
-        shlex.quote(str(store.root.absolute())),
     ]
+    option, _, where = describe(store).partition(" ")
+    parts += [option, shlex.quote(where)]
     return " ".join(parts)
 
 
@@ -259,7 +260,7 @@ SAVE_RETRY_DELAY_S = 0.2
 
 async def submit_record(
     client: VisualClient,
-    store: TaskStore,
+    store: Store,
     record: TaskRecord,
     *,
     clock: Clock = time.time,
@@ -300,7 +301,7 @@ async def submit_record(
 
 async def _send(
     client: VisualClient,
-    store: TaskStore,
+    store: Store,
     record: TaskRecord,
     fields: dict[str, Any],
     clock: Clock,
@@ -331,7 +332,7 @@ async def _send(
 
 
 def _save_submit_error(
-    store: TaskStore, record: TaskRecord, error: AsyncImgError, now: float
+    store: Store, record: TaskRecord, error: AsyncImgError, now: float
 ) -> SubmitOutcome:
     decision = after_submit_error(error)
     target = decision.state or record.status
@@ -384,7 +385,7 @@ class BatchOutcome:
 
 async def submit_records(
     client: VisualClient,
-    store: TaskStore,
+    store: Store,
     records: Sequence[TaskRecord],
     *,
     clock: Clock = time.time,
@@ -452,7 +453,7 @@ async def submit_records(
     return BatchOutcome(ordered, halted[0] if halted else None)
 
 
-def _sendable(store: TaskStore, record: TaskRecord, clock: Clock, budget: int) -> TaskRecord:
+def _sendable(store: Store, record: TaskRecord, clock: Clock, budget: int) -> TaskRecord:
     """The record as it is on disk now (held under its lock), made ready to send if it may
     be: pending, or unconfirmed within the budget. Anything else comes back as it is."""
     current = store.reload(record) or record

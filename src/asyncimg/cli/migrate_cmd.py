@@ -1,0 +1,56 @@
+"""`asyncimg migrate --from DIR --to postgresql://…` (and back): move task records."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from asyncimg.cli.emit import err_console, out_console
+from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.move import move_records
+from asyncimg.store.open import open_store
+from asyncimg.store.pg.store import is_pg_url, redact
+
+
+def _location(value: str) -> str | Path:
+    return value if is_pg_url(value) else Path(value)
+
+
+@click.command()
+@click.option("--from", "source", required=True, metavar="DIR|URL", help="Where the records are.")
+@click.option("--to", "dest", required=True, metavar="DIR|URL", help="Where they go.")
+@click.option(
+    "--all-machines",
+    is_flag=True,
+    help="From a shared store: every machine's records, not only this machine's.",
+)
+def migrate(source: str, dest: str, all_machines: bool) -> None:
+    """Move task records between a folder and a shared PostgreSQL store, without
+    resubmitting anything: states, task ids and history move as they are."""
+    if not is_pg_url(source) and not Path(source).is_dir():
+        err_console.print(f"asyncimg: --from {source}: no such folder", markup=False)
+        sys.exit(2)
+    try:
+        src, dst = open_store(_location(source)), open_store(_location(dest))
+        report = move_records(src, dst, every_machine=all_machines)
+    except AsyncImgError as exc:
+        err_console.print(f"asyncimg: {exc}", markup=False)
+        sys.exit(2)
+    for problem in report.problems:
+        err_console.print(problem, markup=False)
+    shown_from = redact(source) if is_pg_url(source) else source
+    shown_to = redact(dest) if is_pg_url(dest) else dest
+    line = f"moved {report.moved} records from {shown_from} to {shown_to}"
+    if report.already_there:
+        line += f" ({report.already_there} were there already)"
+    out_console.print(line, markup=False)
+    if report.busy:
+        err_console.print(
+            f"{len(report.busy)} busy in another process, left in {shown_from}: "
+            f"{', '.join(report.busy[:5])}; run migrate again when it is idle",
+            markup=False,
+        )
+        sys.exit(1)
+    sys.exit(0)

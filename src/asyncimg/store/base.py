@@ -1,0 +1,59 @@
+"""What callers use of a task store: the folder (`TaskStore`) and PostgreSQL (`PgStore`).
+
+A structural interface (``typing.Protocol``): the folder store satisfies it unchanged, so
+single-machine users keep the guide's layout. Semantics every implementation keeps:
+
+- ``save`` writes the whole record atomically; a store that can see other writers
+  (PostgreSQL) refuses a save over a version it did not read (:class:`StaleRecord`) and a
+  status change the state machine forbids.
+- ``lock`` never blocks: it yields False when someone else handles the task (another
+  process, another machine, or a task this machine may not work on); callers skip it.
+- ``load_all`` is what *this* machine works on; ``scan`` is every task (``list``, the
+  summary, the gallery), finished ones possibly in brief.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from asyncimg.store.record import TaskRecord
+from asyncimg.store.store import LoadReport, ScanReport
+
+
+class StaleRecord(OSError):
+    """A save over a version of the record that another process or machine has moved on.
+
+    An ``OSError`` on purpose: a save that fails after the API accepted a task goes down
+    the same path as a full disk (the task id and the `asyncimg adopt` command are shown).
+    """
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The task records, wherever they live."""
+
+    root: Path
+    """The folder store's folder; for a shared store, a local name its records' summaries
+    carry (not created)."""
+
+    def save(self, record: TaskRecord) -> Path: ...
+
+    def delete(self, record: TaskRecord) -> None: ...
+
+    def archive(self, record: TaskRecord, dest_dir: Path | str) -> Path: ...
+
+    def load_all(self) -> LoadReport: ...
+
+    def scan(self) -> ScanReport: ...
+
+    def reload(self, record: TaskRecord) -> TaskRecord | None: ...
+
+    def read(self, path: Path) -> TaskRecord | None: ...
+
+    def get(self, key: str) -> TaskRecord: ...
+
+    def lock(self, record: TaskRecord) -> contextlib.AbstractContextManager[bool]: ...
+
+    def task_id_owner(self, task_id: str, local_id: str) -> Path | None: ...

@@ -1,0 +1,48 @@
+"""Moving records between stores (`asyncimg migrate`): nothing resubmitted, nothing lost.
+
+Each record is moved under its lock in the source: written to the destination first, then
+removed from the source, so a crash in between leaves it in both, never in neither; a
+second run finds it in the destination and only removes the source copy. States, task ids
+and history move as they are: a task in flight is polled by the destination's monitors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from asyncimg.store.base import Store
+from asyncimg.store.record import TaskRecord
+
+
+@dataclass
+class MoveReport:
+    moved: int = 0
+    already_there: int = 0
+    busy: list[str] = field(default_factory=list)
+    """Records another process held: left in the source; run again when it is idle."""
+    problems: list[str] = field(default_factory=list)
+
+
+def records_to_move(source: Store, *, every_machine: bool) -> tuple[list[TaskRecord], list[str]]:
+    """The records `migrate` moves from `source`, and the files it could not read."""
+    loader = getattr(source, "load_everything", None) if every_machine else None
+    report = loader() if callable(loader) else source.load_all()
+    return list(report.records), [str(p) for p in report.problems]
+
+
+def move_records(source: Store, dest: Store, *, every_machine: bool = False) -> MoveReport:
+    report = MoveReport()
+    records, report.problems = records_to_move(source, every_machine=every_machine)
+    for record in records:
+        with source.lock(record) as held:
+            current = source.reload(record) if held else None
+            if current is None:
+                report.busy.append(record.task_id or record.local_id)
+                continue
+            if dest.reload(current) is not None:
+                report.already_there += 1  # an earlier run copied it, then stopped
+            else:
+                dest.save(current)
+                report.moved += 1
+            source.delete(current)
+    return report

@@ -1,0 +1,452 @@
+"""Task records as rows of a PostgreSQL table, shared by every machine of one account.
+
+Each row holds the whole record as JSONB (the same fields as a task file) plus the
+columns the queue selects on (status, batch, machine, account, model). Rules:
+
+- every save is one transaction that locks the row, checks that the version this store
+  read is still the row's (:class:`StaleRecord` otherwise) and that the state machine
+  allows the move (``states.can_transition``), then writes version + 1;
+- ``lock`` is a *lease*: the row names its holder until a time; a machine that dies
+  holding one loses it when it expires, and another monitor takes the task over;
+- a task is worked (submitted, polled, its image written) only on the machine that asked
+  for it, or on any machine when every path it names lies under a shared folder.
+
+Credentials live only in the URL or the standard ``PG*`` variables; ``describe`` never
+shows a password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from asyncimg.fileio import atomic_write
+from asyncimg.protocol.errors import ConfigError
+from asyncimg.store.base import StaleRecord
+from asyncimg.store.index import RecordSummary
+from asyncimg.store.locks import ensure_private_dir
+from asyncimg.store.machine import account_id, machine_id
+from asyncimg.store.pg.schema import migrate
+from asyncimg.store.record import TaskRecord, record_to_json
+from asyncimg.store.states import TRANSITIONS, UNFINISHED, IllegalTransition, TaskState
+from asyncimg.store.store import (
+    AmbiguousTaskKey,
+    LoadReport,
+    ScanReport,
+    TaskNotFound,
+)
+
+#: How long a lease (a task's lock) lasts: longer than any one submit (180 s by default),
+#: poll or download, so a live holder never loses it; a dead one's passes after this.
+DEFAULT_LEASE_S = 300.0
+LEASE_ENV = "ASYNCIMG_LEASE_S"
+SHARED_ENV = "ASYNCIMG_SHARED_DIRS"
+SCHEMES = ("postgresql", "postgres")
+
+Clock = Callable[[], float]
+_COLUMNS = "record, version"
+
+
+class StoreUnavailable(OSError):
+    """The database cannot be reached or refused a statement: nothing was written."""
+
+
+def is_pg_url(location: str) -> bool:
+    return urlsplit(location).scheme in SCHEMES
+
+
+def redact(url: str) -> str:
+    """The URL with any password removed (what may be printed)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[1]}"))
+
+
+def shared_dirs_from_env() -> tuple[Path, ...]:
+    raw = os.environ.get(SHARED_ENV, "")
+    return tuple(Path(p).expanduser().absolute() for p in raw.split(os.pathsep) if p.strip())
+
+
+def lease_from_env() -> float:
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{LEASE_ENV}: {raw!r} is not a number of seconds") from None
+    if not 0 < value < 86400:
+        raise ConfigError(f"{LEASE_ENV}: {raw!r} must be between 0 and 86400 seconds")
+    return value
+
+
+def batch_of(record: TaskRecord) -> str:
+    """The batch a frame belongs to: its ``batch`` field if it has one, else its output
+    folder (a chapter's frames share one)."""
+    extra = (record.model_extra or {}).get("batch")
+    if isinstance(extra, str) and extra:
+        return extra
+    return str(record.resolve(record.output_path).parent)
+
+
+def priority_of(record: TaskRecord) -> int | None:
+    """A priority the record itself carries (None: the batch's, kept in its rows)."""
+    extra = (record.model_extra or {}).get("priority")
+    return extra if isinstance(extra, int) and not isinstance(extra, bool) else None
+
+
+def machine_of(record: TaskRecord) -> str | None:
+    extra = (record.model_extra or {}).get("machine")
+    return extra if isinstance(extra, str) and extra else None
+
+
+def paths_of(record: TaskRecord) -> list[Path]:
+    """Every local path a task reads or writes, as its submitter meant them."""
+    return [record.resolve(p).absolute() for p in (record.output_path, *record.character_images)]
+
+
+def workable(record: TaskRecord, machine: str, shared: Sequence[Path]) -> bool:
+    """Whether `machine` may submit, poll and write this task: its own, or every path on a
+    shared folder."""
+    owner = machine_of(record)
+    if owner is None or owner == machine:
+        return True
+    return bool(shared) and all(
+        any(p == d or d in p.parents for d in shared) for p in paths_of(record)
+    )
+
+
+@dataclass
+class _Row:
+    record: TaskRecord
+    version: int
+
+
+class PgStore:
+    """The shared store. One connection, used from one thread (asyncimg's event loop)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        machine: str | None = None,
+        shared_dirs: Sequence[Path] | None = None,
+        lease_s: float | None = None,
+        account: str | None = None,
+        clock: Clock = time.time,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.url = url
+        self.machine = machine or machine_id()
+        self.shared_dirs = tuple(shared_dirs if shared_dirs is not None else shared_dirs_from_env())
+        self.lease_s = lease_s if lease_s is not None else lease_from_env()
+        self.account = account or account_id()
+        self._clock = clock
+        self.owner = f"{self.machine}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._versions: dict[str, int] = {}
+        self._held: set[str] = set()
+        digest = hashlib.sha256(redact(url).encode("utf-8")).hexdigest()[:12]
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        # Never created: records live in the database; it only names them (RecordSummary).
+        self.root = state_dir or base / "asyncimg" / f"pg-{digest}"
+        try:
+            self.conn: psycopg.Connection[Any] = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            raise ConfigError(f"cannot open the store {redact(url)}: {_one_line(exc)}") from None
+        try:
+            migrate(self.conn)
+        except psycopg.Error as exc:
+            self.conn.close()
+            raise ConfigError(f"cannot prepare the store {redact(url)}: {_one_line(exc)}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def describe(self) -> str:
+        return f"--store {redact(self.url)}"
+
+    # -- writing --------------------------------------------------------------------------
+
+    def save(self, record: TaskRecord) -> Path:
+        known = self._versions.get(record.local_id)
+        try:
+            with self.conn.transaction():
+                row = self.conn.execute(
+                    "SELECT version, status, machine FROM tasks WHERE local_id = %s FOR UPDATE",
+                    (record.local_id,),
+                ).fetchone()
+                record = self._owned(record, None if row is None else str(row[2]))
+                data = json.loads(record_to_json(record))
+                if row is None:
+                    version = 1
+                    self.conn.execute(
+                        "INSERT INTO tasks (local_id, task_id, status, machine, batch, priority,"
+                        " account, req_key, created_at, updated_at, version, seq, record)"
+                        " VALUES (%s, %s, %s, %s, %s, coalesce(%s, (SELECT max(priority)"
+                        " FROM tasks WHERE batch = %s), 0), %s, %s, %s, %s, 1,"
+                        " nextval('tasks_seq'), %s)",
+                        (
+                            record.local_id,
+                            record.task_id,
+                            record.status.value,
+                            machine_of(record),
+                            batch_of(record),
+                            priority_of(record),
+                            batch_of(record),
+                            self.account,
+                            record.req_key,
+                            record.created_at,
+                            record.updated_at,
+                            Jsonb(data),
+                        ),
+                    )
+                else:
+                    version, status = int(row[0]), TaskState(row[1])
+                    if known is None or known != version:
+                        raise StaleRecord(
+                            f"task {record.task_id or record.local_id} was changed by another "
+                            f"process (version {version}, this one read "
+                            f"{known if known is not None else 'none'})"
+                        )
+                    if status is not record.status and record.status not in _allowed(status):
+                        raise IllegalTransition(
+                            record.task_id or record.local_id, status, record.status
+                        )
+                    version += 1
+                    self.conn.execute(
+                        "UPDATE tasks SET task_id = %s, status = %s, batch = %s,"
+                        " priority = coalesce(%s, priority),"
+                        " req_key = %s, updated_at = %s, version = %s,"
+                        " seq = nextval('tasks_seq'), record = %s WHERE local_id = %s",
+                        (
+                            record.task_id,
+                            record.status.value,
+                            batch_of(record),
+                            priority_of(record),
+                            record.req_key,
+                            record.updated_at,
+                            version,
+                            Jsonb(data),
+                            record.local_id,
+                        ),
+                    )
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"the store refused the write: {_one_line(exc)}") from None
+        self._versions[record.local_id] = version
+        return self._path(record.local_id)
+
+    def _owned(self, record: TaskRecord, row_machine: str | None) -> TaskRecord:
+        """The record with its machine named: the row's, else (a new record) this one."""
+        if machine_of(record) is not None:
+            return record
+        data = record.model_dump()
+        data["machine"] = row_machine or self.machine
+        return TaskRecord.model_validate(data)
+
+    def delete(self, record: TaskRecord) -> None:
+        self._run("DELETE FROM tasks WHERE local_id = %s", (record.local_id,))
+        self._versions.pop(record.local_id, None)
+
+    def archive(self, record: TaskRecord, dest_dir: Path | str) -> Path:
+        """Write the record as a task file into `dest_dir` (0700), then delete its row."""
+        dest_dir = Path(dest_dir)
+        ensure_private_dir(dest_dir)
+        current = self.reload(record) or record
+        name = f"{current.task_id or 'pending-' + current.local_id}.json"
+        dest = dest_dir / name
+        n = 1
+        while dest.exists():
+            dest = dest_dir / f"{Path(name).stem}.{n}.json"
+            n += 1
+        atomic_write(dest, record_to_json(current).encode("utf-8"))
+        self.delete(current)
+        return dest
+
+    # -- reading --------------------------------------------------------------------------
+
+    def load_all(self) -> LoadReport:
+        """Every task this machine works on (its own, and those on shared folders)."""
+        report = LoadReport()
+        if self.shared_dirs:
+            rows = self._rows("SELECT record, version FROM tasks ORDER BY created_at, local_id")
+        else:
+            rows = self._rows(
+                "SELECT record, version FROM tasks WHERE machine = %s"
+                " ORDER BY created_at, local_id",
+                (self.machine,),
+            )
+        report.records = [r.record for r in rows if self.may_work(r.record)]
+        return report
+
+    def load_everything(self) -> LoadReport:
+        """Every task of every machine (for `migrate`)."""
+        report = LoadReport()
+        rows = self._rows("SELECT record, version FROM tasks ORDER BY created_at, local_id")
+        report.records = [r.record for r in rows]
+        return report
+
+    def scan(self) -> ScanReport:
+        """Every task of every machine, unfinished ones in full (what `list` shows)."""
+        report = ScanReport()
+        rows = self._rows("SELECT record, version FROM tasks ORDER BY created_at, local_id")
+        for row in rows:
+            report.tasks.append(RecordSummary.of(row.record, self._path(row.record.local_id)))
+            if row.record.status in UNFINISHED:
+                report.records.append(row.record)
+        report.files_read = len(rows)
+        return report
+
+    def reload(self, record: TaskRecord) -> TaskRecord | None:
+        rows = self._rows(
+            "SELECT record, version FROM tasks WHERE local_id = %s", (record.local_id,)
+        )
+        return rows[0].record if rows else None
+
+    def read(self, path: Path) -> TaskRecord | None:
+        rows = self._rows("SELECT record, version FROM tasks WHERE local_id = %s", (path.stem,))
+        return rows[0].record if rows else None
+
+    def get(self, key: str) -> TaskRecord:
+        key = key.strip()
+        if not key:
+            raise TaskNotFound("no task key given")
+        queries = (
+            "SELECT record, version FROM tasks WHERE task_id = %s OR local_id = %s",
+            "SELECT record, version FROM tasks WHERE starts_with(task_id, %s)"
+            " OR starts_with(local_id, %s) ORDER BY created_at",
+            "SELECT record, version FROM tasks WHERE record->'history' @> jsonb_build_array("
+            "jsonb_build_object('task_id', %s::text)) AND %s::text IS NOT NULL",
+        )
+        for query in queries:
+            rows = self._rows(query, (key, key))
+            if len(rows) == 1:
+                return rows[0].record
+            if rows:
+                shown = ", ".join(
+                    r.record.task_id or f"local {r.record.local_id}" for r in rows[:5]
+                )
+                more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+                raise AmbiguousTaskKey(f"{key!r} matches {len(rows)} tasks: {shown}{more}")
+        raise TaskNotFound(f"no task matches {key!r} in {redact(self.url)}")
+
+    def task_id_owner(self, task_id: str, local_id: str) -> Path | None:
+        row = self._run(
+            "SELECT local_id FROM tasks WHERE task_id = %s AND local_id <> %s LIMIT 1",
+            (task_id, local_id),
+        ).fetchone()
+        return None if row is None else self._path(str(row[0]))
+
+    def changed_since(self, seq: int) -> tuple[list[TaskRecord], int]:
+        """Records this machine works on written after `seq`, and the newest seq seen: how a
+        monitor picks up what other processes and machines did."""
+        cur = self._run(
+            "SELECT record, version, seq FROM tasks WHERE seq > %s ORDER BY seq", (seq,)
+        )
+        out: list[TaskRecord] = []
+        for data, version, row_seq in cur.fetchall():
+            record = self._parse(data, int(version))
+            seq = max(seq, int(row_seq))
+            if self.may_work(record):
+                out.append(record)
+        return out, seq
+
+    def set_priority(self, batch: str, priority: int) -> int:
+        """Give every frame of `batch` `priority` (frames added to it later inherit it); the
+        number of frames. Only the column changes: a record being submitted meanwhile is
+        not disturbed (its version is untouched)."""
+        cur = self._run("UPDATE tasks SET priority = %s WHERE batch = %s", (priority, batch))
+        return cur.rowcount
+
+    def may_work(self, record: TaskRecord) -> bool:
+        return workable(record, self.machine, self.shared_dirs)
+
+    # -- leases ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, record: TaskRecord) -> Iterator[bool]:
+        """Take the task's lease; yields False if another process or machine holds it, or if
+        this machine may not work on the task. A lease outlives a dead holder by at most
+        ``lease_s``."""
+        local_id = record.local_id
+        if local_id in self._held:
+            yield False
+            return
+        # Whose it is comes from the row (not from the caller's copy); the version this
+        # store read is left alone, so a save of a stale copy is still refused.
+        row = self._run("SELECT record FROM tasks WHERE local_id = %s", (local_id,)).fetchone()
+        if not self.may_work(TaskRecord.model_validate(row[0]) if row else record):
+            yield False
+            return
+        row = self._run(
+            "UPDATE tasks SET lease_owner = %s,"
+            " lease_until = clock_timestamp() + make_interval(secs => %s)"
+            " WHERE local_id = %s AND (lease_owner IS NULL OR lease_owner = %s"
+            " OR lease_until < clock_timestamp()) RETURNING version",
+            (self.owner, self.lease_s, local_id, self.owner),
+        ).fetchone()
+        if row is None:
+            exists = self._run("SELECT 1 FROM tasks WHERE local_id = %s", (local_id,)).fetchone()
+            if exists is not None:
+                yield False
+                return
+        self._held.add(local_id)
+        try:
+            yield True
+        finally:
+            self._held.discard(local_id)
+            with contextlib.suppress(psycopg.Error):
+                self._run(
+                    "UPDATE tasks SET lease_owner = NULL, lease_until = NULL, slot_until = NULL"
+                    " WHERE local_id = %s AND lease_owner = %s",
+                    (local_id, self.owner),
+                )
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _path(self, local_id: str) -> Path:
+        return self.root / f"{local_id}.json"
+
+    def _run(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        try:
+            return self.conn.execute(query.encode("utf-8"), params)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"the store refused a query: {_one_line(exc)}") from None
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[_Row]:
+        rows = [
+            _Row(self._parse(data, int(version)), int(version))
+            for data, version in self._run(query, params).fetchall()
+        ]
+        return rows
+
+    def _parse(self, data: Any, version: int) -> TaskRecord:
+        record = TaskRecord.model_validate(data)
+        self._versions[record.local_id] = version
+        return record
+
+
+def _allowed(status: TaskState) -> frozenset[TaskState]:
+    return TRANSITIONS[status]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300]
+
+
+__all__ = ["PgStore", "StaleRecord", "StoreUnavailable", "is_pg_url", "redact"]
