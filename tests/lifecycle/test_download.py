@@ -109,9 +109,11 @@ def test_a_small_file_that_decodes_to_a_huge_image_is_refused_before_decoding(
 
 
 def test_the_pixel_bound_follows_the_model() -> None:
-    """A 2048x2048 image is fine for jimeng_t2i_v40 (up to 4096²), not for seededit (2016²)."""
+    """A 2048x2048 image is fine for jimeng_t2i_v40 (up to 4096²) and for i2i (2016² with
+    slack), 3000x3000 is not for i2i; SeedEdit follows its input (up to 4096² too)."""
     data = _png(2048, 2048)
-    bound = int(models.max_output_pixels("seededit_v3.0") * models.PIXEL_SLACK)
+    bound = int(models.max_output_pixels("jimeng_i2i_v30") * models.PIXEL_SLACK)
+    assert models.max_output_pixels("seededit_v3.0") == 4096 * 4096
     verify_image(data, int(models.max_output_pixels("jimeng_t2i_v40") * models.PIXEL_SLACK))
     verify_image(data, bound)  # 2048² < 2016² x 1.25
     with pytest.raises(ImageCheckFailed, match="more than the model's largest"):

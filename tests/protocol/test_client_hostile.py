@@ -24,7 +24,7 @@ from asyncimg.protocol.signing import Credentials
 
 CREDS = Credentials("AKLThostiletest", "sk-hostile-test-secret")
 V40 = "jimeng_t2i_v40"
-MB = 1024 * 1024
+MB = 1000 * 1000  # decimal, as the service states its limits (models.MB)
 
 
 def png() -> bytes:

@@ -160,8 +160,9 @@ def max_output_pixels(req_key: str | None = None) -> int:
             largest = max(largest, rule.max_area)
         elif rule.max_side:
             largest = max(largest, rule.max_side * rule.max_side)
-        else:
-            largest = max(largest, rule.default[0] * rule.default[1])
+        else:  # the output follows the input (SeedEdit): as large as a reference may be
+            side = profile.references.max_side or 0
+            largest = max(largest, rule.default[0] * rule.default[1], side * side)
     return largest
 
 
