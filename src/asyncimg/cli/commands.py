@@ -27,11 +27,11 @@ from asyncimg.api import (
 )
 from asyncimg.cli.emit import Emitter, emit_json, err_console, frame_event, header, out_console
 from asyncimg.cli.image_info import show_image
+from asyncimg.cli.interval import interval_seconds
 from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
 from asyncimg.cli.show import describe, find_record
 from asyncimg.cli.store_option import F, store_option
 from asyncimg.cli.submit_report import replaces_failed, report_submit
-from asyncimg.constants import MIN_INTERVAL_S
 from asyncimg.i18n import _, language
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import Config, load_config
@@ -485,8 +485,7 @@ def _say_interrupted(workspace: Workspace, say: Emitter | None = None) -> None:
 @click.command()
 @click.option(
     "--interval",
-    type=click.FloatRange(min=MIN_INTERVAL_S),
-    default=None,
+    default=None,  # checked in the command: one line, not click's usage block
     help="Longest wait between polls of a task, in seconds, at least 1 (default: "
     "asyncimg.toml's interval, else 30).",
 )
@@ -495,14 +494,18 @@ def _say_interrupted(workspace: Workspace, say: Emitter | None = None) -> None:
 @tasks_dir_option
 @config_option
 def monitor(
-    interval: float | None,
+    interval: str | None,
     keep_running: bool,
     as_json: bool,
     tasks_dir: Path | None,
     config_path: Path | None,
 ) -> None:
     """Check repeatedly until every task is completed or failed (Ctrl+C stops safely)."""
-    sys.exit(run_monitor(tasks_dir, config_path, interval, keep_running, as_json=as_json))
+    try:
+        seconds = interval_seconds(interval) if interval is not None else None
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    sys.exit(run_monitor(tasks_dir, config_path, seconds, keep_running, as_json=as_json))
 
 
 def run_monitor(

@@ -15,23 +15,13 @@ from pathlib import Path
 from asyncimg.api import run_sync
 from asyncimg.cli.commands import _workspace, run_check, run_monitor
 from asyncimg.cli.emit import err_console, out_console
-from asyncimg.constants import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
+from asyncimg.cli.interval import interval_seconds
+from asyncimg.constants import DEFAULT_INTERVAL_S
 from asyncimg.i18n import N_, _, lang_from_argv, set_language
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.states import TaskState
-
-
-def interval_seconds(text: str) -> float:
-    """An interval typed by the user: a number of seconds, at least MIN_INTERVAL_S."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not seconds >= MIN_INTERVAL_S or seconds == float("inf"):
-        raise ValueError(f"{text!r}: the interval must be at least {MIN_INTERVAL_S:g} s")
-    return seconds
 
 
 def _interval_arg(text: str) -> float:
