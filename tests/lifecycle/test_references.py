@@ -375,3 +375,16 @@ def test_a_fifo_is_refused_without_reading_it(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(InvalidInput, match=r"pipe\.png.*not a regular file"):
         prepare_references([fifo], V40)
+
+
+def test_a_decompression_bomb_character_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few kB that decode to a huge image: Pillow warns; here that is an error naming the
+    file (the threshold is lowered so the test image stays small)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (12, 12), (10, 20, 30)).save(path)  # 144 px: over 100, under 2 x 100
+    with pytest.raises(InvalidInput, match="too many pixels to decode safely") as refused:
+        prepare_references([path], V40)
+    assert "bomb.png" in str(refused.value)

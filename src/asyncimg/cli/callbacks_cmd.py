@@ -11,6 +11,7 @@ from aiohttp import web
 
 from asyncimg.api import Workspace
 from asyncimg.cli.commands import _fail, _workspace, config_option, tasks_dir_option
+from asyncimg.i18n import _
 from asyncimg.lifecycle.callbacks import (
     CALLBACK_PATH,
     CallbackReceiver,
@@ -61,7 +62,7 @@ def callbacks(
     except AsyncImgError as exc:
         _fail(str(exc), 2)
     if not path.startswith("/"):
-        _fail(f"--path {path!r} must start with '/'", 2)
+        _fail(_("--path {path!r} must start with '/'").format(path=path), 2)
 
     def say(line: str) -> None:
         click.echo(line)
@@ -89,6 +90,11 @@ def callbacks(
     try:
         asyncio.run(serve())
     except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 2)
+        _fail(
+            _("cannot listen on {host}:{port} ({why})").format(
+                host=host, port=port, why=exc.strerror or exc
+            ),
+            2,
+        )
     say("stopped receiving callbacks")
     sys.exit(EXIT_INTERRUPTED)

@@ -52,7 +52,7 @@ T = TypeVar("T")
 
 _folder_option = click.option(
     "--tasks-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # a file here is the store's one-line error, not click's
     default=None,
     help="Folder of task records (default: asyncimg.toml's tasks_dir, else async_tasks/).",
 )

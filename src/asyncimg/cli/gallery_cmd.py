@@ -26,6 +26,7 @@ from asyncimg.gallery.manifest import MANIFEST_NAME, manifest_text, write_manife
 from asyncimg.gallery.page import file_linker, render_page
 from asyncimg.gallery.sheet import contact_sheet, write_sheet
 from asyncimg.gallery.thumbs import Thumbnails
+from asyncimg.i18n import _
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
@@ -44,7 +45,11 @@ def tasks_folder(tasks_dir: Path | None, config_path: Path | None) -> Path:
         except AsyncImgError as exc:
             _fail(str(exc))
     if not tasks_dir.is_dir():
-        _fail(f"{tasks_dir}: no tasks folder here (submit some frames, or give --tasks-dir)")
+        _fail(
+            _("{folder}: no tasks folder here (submit some frames, or give --tasks-dir)").format(
+                folder=tasks_dir
+            )
+        )
     return tasks_dir
 
 
@@ -94,7 +99,11 @@ def gallery(
     try:
         write_gallery(root, target)
     except OSError as exc:
-        _fail(f"{target}: cannot write the gallery ({exc.strerror or exc})")
+        _fail(
+            _("{target}: cannot write the gallery ({why})").format(
+                target=target, why=exc.strerror or exc
+            )
+        )
     click.echo(str(target))
     if open_it:
         webbrowser.open(target.absolute().as_uri())
@@ -165,8 +174,14 @@ def serve(
         try:
             runner, url = await start(live, host, port, extend)
         except OSError as exc:
-            _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc})")
-        click.echo(f"serving {root} at {url} (read-only; Ctrl+C stops)")
+            _fail(
+                _("cannot listen on {host}:{port} ({why})").format(
+                    host=host, port=port, why=exc.strerror or exc
+                )
+            )
+        click.echo(
+            _("serving {root} at {url} (read-only; Ctrl+C stops)").format(root=root, url=url)
+        )
         if open_it:
             webbrowser.open(url)
         try:
@@ -177,7 +192,7 @@ def serve(
     try:
         asyncio.run(run())
     except KeyboardInterrupt:
-        click.echo("stopped serving")
+        click.echo(_("stopped serving"))
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -207,12 +222,16 @@ def sheet(out: Path | None, columns: int, tasks_dir: Path | None, config_path: P
     root = tasks_folder(tasks_dir, config_path)
     target = out if out is not None else _beside(root, "contact_sheet.jpg")
     if target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        _fail(f"{target}: a contact sheet is .png, .jpg or .jpeg")
+        _fail(_("{target}: a contact sheet is .png, .jpg or .jpeg").format(target=target))
     image = contact_sheet(read_frames(root), columns=columns)
     try:
         write_sheet(image, target)
     except OSError as exc:
-        _fail(f"{target}: cannot write the contact sheet ({exc.strerror or exc})")
+        _fail(
+            _("{target}: cannot write the contact sheet ({why})").format(
+                target=target, why=exc.strerror or exc
+            )
+        )
     click.echo(str(target))
 
 
@@ -236,7 +255,11 @@ def manifest(out: str | None, tasks_dir: Path | None, config_path: Path | None) 
     try:
         write_manifest(frames, target)
     except OSError as exc:
-        _fail(f"{target}: cannot write the manifest ({exc.strerror or exc})")
+        _fail(
+            _("{target}: cannot write the manifest ({why})").format(
+                target=target, why=exc.strerror or exc
+            )
+        )
     click.echo(str(target))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from asyncimg.cli.emit import err_console, out_console
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.move import move_records
 from asyncimg.store.open import open_store
@@ -30,7 +31,10 @@ def migrate(source: str, dest: str, all_machines: bool) -> None:
     """Move task records between a folder and a shared PostgreSQL store, without
     resubmitting anything: states, task ids and history move as they are."""
     if not is_pg_url(source) and not Path(source).is_dir():
-        err_console.print(f"asyncimg: --from {source}: no such folder", markup=False)
+        err_console.print(
+            "asyncimg: " + _("--from {source}: no such folder").format(source=source),
+            markup=False,
+        )
         sys.exit(2)
     try:
         src, dst = open_store(_location(source)), open_store(_location(dest))

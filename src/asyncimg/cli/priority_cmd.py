@@ -9,6 +9,7 @@ import click
 
 from asyncimg.cli.emit import err_console, out_console
 from asyncimg.cli.store_option import store_option
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.open import STORE_ENV, open_store
 from asyncimg.store.pg.store import PgStore, StaleRecord
@@ -39,6 +40,14 @@ def priority(folder: Path, priority: int) -> None:
         err_console.print(f"asyncimg: {exc}", markup=False)
         sys.exit(2)
     if not changed:
-        err_console.print(f"asyncimg: no frame of the store writes into {batch}", markup=False)
+        err_console.print(
+            "asyncimg: " + _("no frame of the store writes into {batch}").format(batch=batch),
+            markup=False,
+        )
         sys.exit(1)
-    out_console.print(f"{batch}: priority {priority} for {changed} frames", markup=False)
+    out_console.print(
+        _("{batch}: priority {priority} for {n} frames").format(
+            batch=batch, priority=priority, n=changed
+        ),
+        markup=False,
+    )

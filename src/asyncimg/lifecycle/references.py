@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,17 @@ def _not_an_image(data: bytes) -> str:
 
 
 def _prepare_one(field: str, given: str | Path, profile: ModelProfile) -> PreparedReference:
+    """One reference image, checked and made to fit; Pillow's decompression-bomb warning
+    (a few kB that decode to gigabytes) is an error here, as it is for results."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _prepare_unguarded(field, given, profile)
+    except Image.DecompressionBombWarning as exc:
+        raise InvalidInput(field, str(given), f"too many pixels to decode safely ({exc})") from None
+
+
+def _prepare_unguarded(field: str, given: str | Path, profile: ModelProfile) -> PreparedReference:
     shown = str(given)
     data = _read(field, Path(given), shown)
     rule = profile.references
