@@ -114,14 +114,12 @@ class Scheduler:
     records: dict[str, TaskRecord] = field(default_factory=dict)
     _due: dict[str, float] = field(default_factory=dict)
     _polling: set[str] = field(default_factory=set)
-    _server_done: set[str] = field(default_factory=set)
-    """Tasks the service said are done whose download is not over: no longer on the
-    account's concurrency, so their slots are refilled at once."""
-    _last_look: dict[str, float] = field(default_factory=dict)
     _done_seen: dict[str, float] = field(default_factory=dict)
-    _spans: dict[str, Span] = field(default_factory=dict)
-    """Finished tasks: submitted, last seen running, seen done (schedule.Span)."""
-    _span_bucket: dict[str, Bucket] = field(default_factory=dict)
+    """Tasks the service said are done whose download is not over, and when it said so: no
+    longer on the account's concurrency, so their slots are refilled at once."""
+    _last_look: dict[str, float] = field(default_factory=dict)
+    _spans: dict[str, tuple[Bucket, Span]] = field(default_factory=dict)
+    """Finished tasks: their bucket, and submitted / last seen running / seen done."""
     _refused: list[tuple[float, frozenset[str]]] = field(default_factory=list)
     """50430s not yet measured: when, and which of ours were in flight then."""
     _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -338,24 +336,22 @@ class Scheduler:
                     self._retune(polls=self.polls.after_limit_reply())
                     self._due[local_id] = now + 1.0 / self.polls.per_second
                     return
-                if local_id not in self._server_done:
+                if local_id not in self._done_seen:
                     # Running when the service answered, so at least until this was asked.
                     self._last_look[local_id] = asked
                 self._schedule(after, now)
                 self._retune(polls=self.polls.after_success(binding=waited))
                 return
             self._due.pop(local_id, None)
-            self._server_done.discard(local_id)
             last_look = self._last_look.pop(local_id, None)
             submitted = after.submit_time if after.submit_time is not None else now
             # It finished between the last poll that saw it running and this one.
             since = max(submitted, last_look or submitted)
             seen = self._done_seen.pop(local_id, now)
+            bucket = bucket_of(after.req_key, after.params)
             if after.status is TaskState.COMPLETED and after.submit_time is not None:
-                bucket = bucket_of(after.req_key, after.params)
                 self.eta = self.eta.observe_between(bucket, since - submitted, seen - submitted)
-            self._spans[local_id] = (submitted, since, seen)
-            self._span_bucket[local_id] = bucket_of(after.req_key, after.params)
+            self._spans[local_id] = (bucket, (submitted, since, seen))
             self._measure_refusals()
             saturated = in_flight >= self.cap.limit
             self._cap_after(lambda cap: cap.after_completion(saturated=saturated))
@@ -368,12 +364,11 @@ class Scheduler:
         then is known (to within the poll gaps): the account's limit."""
         open_ = []
         for moment, ids in self._refused:
-            buckets = [self._span_bucket[i] for i in ids if i in self._span_bucket]
-            samples = self.eta.samples(buckets[0]) if buckets else ()
+            finished = [self._spans[i] for i in ids if i in self._spans]
+            samples = self.eta.samples(finished[0][0]) if finished else ()
             # Measured once all have finished and enough is learned to place each finish.
-            if len(buckets) == len(ids) and (not ids or len(samples) >= ODDS_AFTER):
-                spans = [self._spans[i] for i in ids]
-                measured = running_at(moment, spans, samples)
+            if len(finished) == len(ids) and (not ids or len(samples) >= ODDS_AFTER):
+                measured = running_at(moment, [span for _, span in finished], samples)
 
                 def measure(cap: Cap, running: float = measured) -> Cap:
                     return cap.after_measured(running)
@@ -385,26 +380,24 @@ class Scheduler:
         # Keep what an open refusal may still need, and a minute of the rest (a refusal
         # is recorded after its reply; a task may finish meanwhile).
         horizon = min((m for m, _ids in open_), default=self.clock()) - 60.0
-        for local_id in [i for i, span in self._spans.items() if span[2] < horizon]:
+        for local_id in [i for i, (_b, span) in self._spans.items() if span[2] < horizon]:
             del self._spans[local_id]
-            self._span_bucket.pop(local_id, None)
 
     def _holding(self) -> list[str]:
         return [
             r.local_id
             for r in self.records.values()
-            if _flying(r) and r.local_id not in self._server_done
+            if _flying(r) and r.local_id not in self._done_seen
         ]
 
     def _slot_freed(self, local_id: str) -> None:
         """The service says this task is done: its slot can take the next frame while the
         image downloads."""
-        self._server_done.add(local_id)
         self._done_seen.setdefault(local_id, self.clock())
         self._poke()
 
     def _schedule(self, record: TaskRecord, now: float) -> None:
-        if record.local_id in self._server_done:  # done; its download failed: fresh URLs
+        if record.local_id in self._done_seen:  # done; its download failed: fresh URLs
             self._due[record.local_id] = now + self.floor
             return
         samples = self.eta.samples(bucket_of(record.req_key, record.params))
@@ -489,7 +482,7 @@ class Scheduler:
         """For each of ours holding a slot, the odds it is still running (schedule)."""
         out = []
         for r in self.records.values():
-            if not _flying(r) or r.local_id in self._server_done:
+            if not _flying(r) or r.local_id in self._done_seen:
                 continue
             if r.submit_time is None:
                 out.append(1.0)
@@ -503,9 +496,7 @@ class Scheduler:
         """Our tasks that hold a slot on the account (with a shared store: every monitor's)."""
         if self.gate is not None:
             return self.gate.in_flight()
-        return sum(
-            _flying(r) and r.local_id not in self._server_done for r in self.records.values()
-        )
+        return sum(_flying(r) and r.local_id not in self._done_seen for r in self.records.values())
 
     def _cap_after(self, change: Callable[[Cap], Cap]) -> None:
         """One event for the cap: this monitor's own, or the account's shared one."""
