@@ -8,7 +8,7 @@ import time
 import pytest
 from PIL import Image, ImageDraw
 
-from asyncimg.emulator.render import _font, _wrap, background, font_path, render
+from asyncimg.emulator.render import _wrap, background, font_path, prompt_font, render
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_a_font_is_found() -> None:
 
 def test_wrap_keeps_words_and_fits() -> None:
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    font = _font(20)
+    font = prompt_font(20)
     text = "一只在雪地里的红狐狸, watercolor, soft light " + "x" * 60 + "\nsecond"
     lines = _wrap(draw, text, font, 200)
     assert all(draw.textlength(line, font=font) <= 200 for line in lines)

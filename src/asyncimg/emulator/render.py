@@ -39,7 +39,8 @@ def font_path() -> Path | None:
 
 
 @lru_cache(maxsize=16)
-def _font(size: int) -> Font:
+def prompt_font(size: int) -> Font:
+    """The machine's best font for prompts (a CJK one if installed), or Pillow's own."""
     path = font_path()
     if path is not None:
         try:
@@ -117,7 +118,7 @@ def render(
     draw = ImageDraw.Draw(img)
     margin = max(4, dw // 24)
     text_size = max(8, min(dw, dh) // 22)
-    small = _font(max(8, text_size * 3 // 4))
+    small = prompt_font(max(8, text_size * 3 // 4))
     draw.rectangle((0, 0, dw - 1, dh - 1), outline=fg, width=max(1, dw // 200))
     y = margin
     header = f"task {task_id}  image {index + 1}/{count}  {width}x{height}"
@@ -137,7 +138,7 @@ def render(
         y += row + margin // 2
 
     shown = prompt if len(prompt) <= _PROMPT_SHOWN else prompt[: _PROMPT_SHOWN - 1] + "…"
-    font = _font(text_size)
+    font = prompt_font(text_size)
     line_height = int(text_size * 1.3)
     for line in _wrap(draw, shown, font, dw - 2 * margin):
         if y + line_height > dh - margin:

@@ -11,9 +11,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from asyncimg.emulator.render import font_path
+from asyncimg.emulator.render import Font, prompt_font
 from asyncimg.fileio import atomic_write
 from asyncimg.gallery.frames import Frame
 from asyncimg.store.states import TaskState
@@ -27,18 +27,6 @@ _COLOURS = {
     TaskState.FAILED: (198, 40, 40),
 }
 _GREY = (138, 109, 0)
-
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-
-def _font(size: int) -> Font:
-    path = font_path()
-    if path is not None:
-        try:
-            return ImageFont.truetype(str(path), size)
-        except OSError:
-            pass
-    return ImageFont.load_default(size=size)
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
@@ -57,11 +45,11 @@ def contact_sheet(frames: Sequence[Frame], columns: int = 6, cell: int = CELL) -
     height = GAP + rows * (cell + LABEL + GAP)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font = _font(15)
+    label_font = prompt_font(15)
     for i, frame in enumerate(frames):
         x = GAP + (i % columns) * (cell + GAP)
         y = GAP + (i // columns) * (cell + LABEL + GAP)
-        _draw_cell(sheet, draw, frame, (x, y), cell, font)
+        _draw_cell(sheet, draw, frame, (x, y), cell, label_font)
     return sheet
 
 
