@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import sys
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,6 +36,16 @@ from asyncimg.protocol.errors import AsyncImgError
 def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"asyncimg: {message}", err=True)
     sys.exit(code)
+
+
+def _write(target: Path, failed: str, write: Callable[[], object]) -> None:
+    """Run `write` and print `target`; if it fails, `failed` (with {target} and {why}) as
+    one line, exit 2."""
+    try:
+        write()
+    except OSError as exc:
+        _fail(failed.format(target=target, why=exc.strerror or exc))
+    click.echo(str(target))
 
 
 def tasks_folder(tasks_dir: Path | None, config_path: Path | None) -> Path:
@@ -96,15 +107,9 @@ def gallery(
     """
     root = tasks_folder(tasks_dir, config_path)
     target = out if out is not None else _beside(root, "gallery.html")
-    try:
-        write_gallery(root, target)
-    except OSError as exc:
-        _fail(
-            _("{target}: cannot write the gallery ({why})").format(
-                target=target, why=exc.strerror or exc
-            )
-        )
-    click.echo(str(target))
+    _write(
+        target, _("{target}: cannot write the gallery ({why})"), lambda: write_gallery(root, target)
+    )
     if open_it:
         webbrowser.open(target.absolute().as_uri())
 
@@ -224,15 +229,11 @@ def sheet(out: Path | None, columns: int, tasks_dir: Path | None, config_path: P
     if target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         _fail(_("{target}: a contact sheet is .png, .jpg or .jpeg").format(target=target))
     image = contact_sheet(read_frames(root), columns=columns)
-    try:
-        write_sheet(image, target)
-    except OSError as exc:
-        _fail(
-            _("{target}: cannot write the contact sheet ({why})").format(
-                target=target, why=exc.strerror or exc
-            )
-        )
-    click.echo(str(target))
+    _write(
+        target,
+        _("{target}: cannot write the contact sheet ({why})"),
+        lambda: write_sheet(image, target),
+    )
 
 
 @click.command()
@@ -252,15 +253,11 @@ def manifest(out: str | None, tasks_dir: Path | None, config_path: Path | None) 
         click.echo(manifest_text(frames), nl=False)
         return
     target = Path(out) if out is not None else root / MANIFEST_NAME
-    try:
-        write_manifest(frames, target)
-    except OSError as exc:
-        _fail(
-            _("{target}: cannot write the manifest ({why})").format(
-                target=target, why=exc.strerror or exc
-            )
-        )
-    click.echo(str(target))
+    _write(
+        target,
+        _("{target}: cannot write the manifest ({why})"),
+        lambda: write_manifest(frames, target),
+    )
 
 
 GALLERY_COMMANDS = (gallery, serve, sheet, manifest)
