@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -355,3 +357,30 @@ def e2e(make_e2e: Callable[..., E2E]) -> E2E:
 def e2e_slow(make_e2e: Callable[..., E2E]) -> E2E:
     """Tasks take 1.5-2.5 s: a monitor needs several passes."""
     return make_e2e(gen_seconds=(1.5, 2.5))
+
+
+def serve_live(e2e: E2E, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """`asyncimg serve` on a free port (looking every 0.2 s); the process and its URL."""
+    proc = e2e.popen("asyncimg", "serve", "--port", "0", "--interval", "0.2", *extra)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    out = proc.stdout
+    threading.Thread(target=lambda: lines.put(out.readline()), daemon=True).start()
+    try:
+        first = lines.get(timeout=30)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail("asyncimg serve printed nothing in 30 s")
+    assert first.startswith("serving "), (first, proc.poll())
+    return proc, first.split(" at ", 1)[1].split()[0]
+
+
+def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl+C to a running command; what it printed after (stdout, stderr)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise

@@ -9,11 +9,8 @@ screenshots (docs/gallery.png comes from the first test).
 from __future__ import annotations
 
 import os
-import queue
 import shutil
-import signal
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ from typing import Any
 import pytest
 
 from .chapter import ROWS, Clock, emulator_settings, make_chapter
-from .conftest import E2E
+from .conftest import E2E, interrupt, serve_live
 
 CHROMIUM = Path(os.environ.get("ASYNCIMG_CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.exists():
@@ -110,17 +107,7 @@ def test_every_thumbnail_of_the_gallery_decodes(
 
 def _serve(e2e: E2E) -> tuple[subprocess.Popen[str], str]:
     """`asyncimg serve` on a free port; the process and the URL it printed."""
-    proc = e2e.popen("asyncimg", "serve", "--port", "0", "--interval", "0.2")
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
-    try:
-        first = lines.get(timeout=30)
-    except queue.Empty:
-        proc.kill()
-        pytest.fail("asyncimg serve printed nothing in 30 s")
-    assert first.startswith("serving "), (first, proc.poll())
-    url = first.split(" at ", 1)[1].split()[0]
+    proc, url = serve_live(e2e)
     assert url.startswith("http://127.0.0.1:")  # loopback by default
     return proc, url
 
@@ -165,12 +152,6 @@ def test_a_frame_that_finishes_appears_on_the_live_page_without_a_reload(
         assert full.status == 200 and full.headers["content-type"] == "image/png"
         keep_screenshot(page, tmp_path, "gallery-live.png")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise
+        out, err = interrupt(proc)
     assert proc.returncode == 130 and "Traceback" not in err, err  # Ctrl+C: stopped cleanly
     assert out.strip() == "stopped serving"

@@ -7,45 +7,14 @@ with the user's credentials and downloads it.
 
 from __future__ import annotations
 
-import queue
-import signal
-import subprocess
-import threading
-
 import pytest
 
-from .conftest import E2E, wait_for
-
-
-def _serve(e2e: E2E, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = e2e.popen("asyncimg", "serve", "--port", "0", "--interval", "0.2", *extra)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    out = proc.stdout
-    threading.Thread(target=lambda: lines.put(out.readline()), daemon=True).start()
-    try:
-        first = lines.get(timeout=30)
-    except queue.Empty:
-        proc.kill()
-        pytest.fail("asyncimg serve printed nothing in 30 s")
-    assert first.startswith("serving "), (first, proc.poll())
-    return proc, first.split(" at ", 1)[1].split()[0]
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
-    return err
+from .conftest import E2E, interrupt, serve_live, wait_for
 
 
 def test_serve_with_callbacks_completes_a_frame_without_a_check(e2e: E2E) -> None:
     e2e.tasks.mkdir(mode=0o700)
-    proc, url = _serve(e2e, "--callbacks")
+    proc, url = serve_live(e2e, "--callbacks")
     try:
         e2e.ok(
             "asyncimg",
@@ -64,13 +33,13 @@ def test_serve_with_callbacks_completes_a_frame_without_a_check(e2e: E2E) -> Non
         wait_for(lambda: e2e.emu.emu.stats()["callbacks"][0]["delivered"] or None, 30, "delivery")
         assert len(e2e.emu.emu.stats()["callbacks"]) == 1
     finally:
-        err = _stop(proc)
+        _, err = interrupt(proc)
     assert proc.returncode == 130 and "Traceback" not in err, err
 
 
 def test_serve_without_callbacks_refuses_them(e2e: E2E) -> None:
     e2e.tasks.mkdir(mode=0o700)
-    proc, url = _serve(e2e)
+    proc, url = serve_live(e2e)
     try:
         import urllib.error
         import urllib.request
@@ -80,4 +49,4 @@ def test_serve_without_callbacks_refuses_them(e2e: E2E) -> None:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code in (404, 405)  # read-only unless asked
     finally:
-        _stop(proc)
+        interrupt(proc)

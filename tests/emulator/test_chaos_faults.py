@@ -113,13 +113,14 @@ async def test_hostile_result_reshapes_a_finished_tasks_reply_in_turn(start: Sta
     ]
 
 
-_PLAIN = {"binary_data_base64": None, "algorithm_base_resp": None, "resp_data": None}
-
-
 def _shape(data: object) -> object:
-    """The reply's data without the keys every real reply carries (one image key null,
-    `algorithm_base_resp`, `resp_data`): what the hostile shape changed."""
+    """The reply's data without the keys every real reply carries (`algorithm_base_resp`,
+    `resp_data`, the unused image key as null): what the hostile shape changed."""
     if not isinstance(data, dict):
         return data
-    plain = {"algorithm_base_resp", "resp_data"}
-    return {k: v for k, v in data.items() if k not in plain and not (k in _PLAIN and v is None)}
+    usual = {"algorithm_base_resp", "resp_data"}
+    return {
+        k: v
+        for k, v in data.items()
+        if k not in usual and not (k == "binary_data_base64" and v is None)
+    }
