@@ -13,8 +13,8 @@ from PIL import Image
 
 from asyncimg.gallery.frames import fix_command, folder_option, frame_id, frames_of
 from asyncimg.gallery.live import LiveGallery
-from asyncimg.gallery.source import Chapter
 from asyncimg.gallery.page import card_version, file_linker, render_page
+from asyncimg.gallery.source import Chapter
 from asyncimg.gallery.thumbs import Thumbnails
 from asyncimg.lifecycle.config import Config
 from asyncimg.lifecycle.submit import TaskRequest, build_record
