@@ -70,10 +70,16 @@ class LiveGallery:
         return True
 
     async def watch(self) -> None:
-        """Look at the records until cancelled; wake every open stream when they changed."""
+        """Look at the records until cancelled; wake every open stream when they changed.
+        A look that fails (a store that stopped answering) is tried again next time; the
+        pages keep what they show, and their "updated" time says how old it is."""
         while True:
             await asyncio.sleep(self.watch_interval)
-            if await asyncio.to_thread(self.refresh):
+            try:
+                changed = await asyncio.to_thread(self.refresh)
+            except OSError:
+                continue
+            if changed:
                 async with self._changed:
                     self._changed.notify_all()
 

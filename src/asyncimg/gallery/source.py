@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
+from urllib.parse import urlsplit
 
 from asyncimg.gallery.frames import Frame, folder_option, frames_of
 from asyncimg.gallery.manifest import MANIFEST_NAME
@@ -148,7 +149,8 @@ class Chapter:
         from asyncimg.store.pg.store import redact
 
         url = redact(pg.url)
-        where = url.split("?", 1)[0].split("://", 1)[-1]  # user@host/db
+        parts = urlsplit(url)
+        where = parts.netloc.rsplit("@", 1)[-1] + parts.path  # host:port/database
         return cls(
             store, f"--store {shlex.quote(url)}", f"{where} — asyncimg", url, pg.machine, None
         )
