@@ -321,3 +321,31 @@ def test_what_the_account_was_seen_to_hold_is_a_floor_under_the_limit() -> None:
     assert dropped.after_measured(3.2).limit == 3
     slow_start = Cap(limit=5).after_proven(4)  # nothing learned yet: only remembered
     assert slow_start.limit == 5 and slow_start.learned is None and slow_start.proven == 4
+
+
+def test_gaps_are_capped_by_moving_the_excess_to_the_short_ones() -> None:
+    capped = schedule.cap_gaps([2.0, 0.67, 0.33], 1.5)
+    assert max(capped) == pytest.approx(1.5) and sum(capped) == pytest.approx(3.0)
+    assert capped[1] / capped[2] == pytest.approx(0.67 / 0.33)  # shared in proportion
+    assert schedule.cap_gaps([1.0, 1.0], 1.5) == [1.0, 1.0]  # nothing to do
+
+
+def test_a_plan_notices_quick_finishes_within_the_gap_when_its_points_can_afford_it() -> None:
+    quick = _even(1.0, 4.0)
+    plan = schedule.poll_plan(quick, 2, max_gap=1.5)  # least idle: (3, 4), a 2 s first gap
+    assert plan == pytest.approx((2.5, 4.0))
+    gaps = [b - a for a, b in itertools.pairwise((1.0, *plan))]
+    assert max(gaps) <= 1.5 + 1e-9
+    slow = _even(10.0, 60.0)  # 50 s in 5 points: no plan fits 1.5 s gaps; unchanged
+    assert schedule.poll_plan(slow, 5, max_gap=1.5) == schedule.poll_plan(slow, 5)
+
+
+def test_the_poll_budget_shares_what_is_left_among_the_frames_left() -> None:
+    # 30 frames, nothing spent: 2.9 polls each allows (k + 2) / 3 <= 2.9, k = 6.
+    assert schedule.budget_points(0, 0, 30) == 6
+    # The first five cost 25 polls (learning): 62 left for 25 frames, 2.48 each: k = 5.
+    assert schedule.budget_points(25, 5, 30) == 5
+    # Thrifty so far (a learned folder): 87 - 40 = 47 for 10 frames, 4.7 each: capped.
+    assert schedule.budget_points(40, 20, 30) == schedule.MAX_PLAN_POINTS
+    assert schedule.budget_points(200, 10, 30) == 2  # overspent: the least plan still polls
+    assert schedule.budget_points(0, 0, 0) >= 2  # nothing known: no division by zero

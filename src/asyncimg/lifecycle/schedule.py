@@ -18,6 +18,7 @@ No I/O and no clock reads: time comes in as arguments.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -146,9 +147,28 @@ class EtaModel:
 
 #: Never poll one task more often than this (the guide's `--interval` is the longest wait).
 DEFAULT_POLL_FLOOR_S = 1.0
-#: The most poll points in one task's plan: (k + 2) / 3 = 2.3 polls per task, leaving room
-#: under 3 for the first tasks (polled before anything is learned) and late ones.
-MAX_PLAN_POINTS = 5
+#: The most poll points in one task's plan ((k + 2) / 3 = 3.3 polls per task); the poll
+#: budget (:func:`budget_points`) usually allows fewer.
+MAX_PLAN_POINTS = 8
+#: GetResult calls per frame a run aims to stay under, on average (issue 7: at most 3).
+POLLS_PER_TASK = 2.9
+
+
+def budget_points(spent: int, finished: int, total: int, per_task: float = POLLS_PER_TASK) -> int:
+    """The most plan points the poll budget allows for the next task: what is left of
+    `per_task` polls per frame over the run, shared by the frames not yet finished, as
+    (k + 2) / 3 polls each. The first frames are polled before anything is learned (more
+    polls), so later ones get fewer points; a run that starts learned (a previous chapter
+    in the folder) spends the budget on denser plans, where it buys the most."""
+    left = max(1, total - finished)
+    per_left = (per_task * max(total, finished + 1) - spent) / left
+    return max(2, min(MAX_PLAN_POINTS, math.floor(3 * per_left - 2)))
+
+
+#: A finish should be noticed within about this many poll floors (1.5 s by default) where
+#: the plan's points can afford it (:func:`poll_plan`'s `max_gap`): quick tasks on a
+#: roomy account. Slow ones (10-60 s on one slot) cannot at 3 polls a task, and do not try.
+STALE_GAP_FLOORS = 1.5
 #: Plans are sized to use at most this share of the poll rate (the rest: tails, retries).
 POLL_HEADROOM = 0.85
 
@@ -172,13 +192,45 @@ def plan_fractions(k: int) -> tuple[float, ...]:
     return tuple(out)
 
 
-def poll_plan(finishes: Finishes | None, k: int) -> tuple[float, ...]:
+def poll_plan(
+    finishes: Finishes | None, k: int, *, max_gap: float | None = None
+) -> tuple[float, ...]:
     """The elapsed times (since submit) at which a task is polled: k points placed by
     :func:`plan_fractions` on the learned distribution's quantiles. Empty when nothing is
-    learned yet."""
+    learned yet.
+
+    `max_gap`: when k points can cover the window with no gap longer than this, none is
+    (:func:`cap_gaps`): a finish is then noticed within `max_gap` wherever it falls. The
+    least-idle plan looks sparsely early, so a quick task may wait most of the window."""
     if finishes is None:
         return ()
-    return tuple(finishes.quantile(q) for q in plan_fractions(k))
+    plan = tuple(finishes.quantile(q) for q in plan_fractions(k))
+    if max_gap is None or finishes.hi - finishes.lo > k * max_gap:
+        return plan
+    gaps = [b - a for a, b in itertools.pairwise((finishes.lo, *plan))]
+    out, t = [], finishes.lo
+    for gap in cap_gaps(gaps, max_gap):
+        t += gap
+        out.append(t)
+    return tuple(out)
+
+
+def cap_gaps(gaps: Sequence[float], cap: float) -> list[float]:
+    """The same total split into the same number of gaps, none above `cap`: what the long
+    ones lose goes to the short ones in proportion to their length (water-filling). The
+    total must fit (len(gaps) * cap >= sum(gaps))."""
+    out = list(gaps)
+    for _ in range(len(out)):
+        excess = sum(g - cap for g in out if g > cap)
+        if excess <= 1e-12:
+            break
+        room = [g for g in out if g < cap]
+        total_room = sum(room)
+        out = [
+            cap if g >= cap else g + excess * (g / total_room if total_room else 1 / len(room))
+            for g in out
+        ]
+    return out
 
 
 def plan_size(poll_rate: float, slots: int, finishes: Finishes | None) -> int:

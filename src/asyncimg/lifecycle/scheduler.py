@@ -42,12 +42,14 @@ from asyncimg.lifecycle.schedule import (
     DEFAULT_POLL_RATE,
     DEFAULT_SUBMIT_RATE,
     ODDS_AFTER,
+    STALE_GAP_FLOORS,
     Bucket,
     Cap,
     EtaModel,
     Rate,
     Span,
     bucket_of,
+    budget_points,
     limit_backoff,
     next_poll_delay,
     plan_size,
@@ -128,6 +130,11 @@ class Scheduler:
     _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
     _summary: PassSummary = field(default_factory=PassSummary)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _polls_made: int = 0
+    _finished: int = 0
+    """Polls this run made, and tasks it saw finish: the poll budget's account."""
+    _unfinished: int = 0
+    _counted_at: float = float("-inf")
     _backoff_until: float = 0.0
     _refusals: int = 0
     _started: float = 0.0
@@ -328,6 +335,7 @@ class Scheduler:
             asked = self.clock()
             waited = asked - before > 1e-3
             in_flight = self._in_flight()
+            self._polls_made += 1
             after = await self.checker.check_task(
                 record, self._summary, on_done=lambda: self._slot_freed(local_id)
             )
@@ -348,6 +356,7 @@ class Scheduler:
                 self._retune(polls=self.polls.after_success(binding=waited))
                 return
             self._due.pop(local_id, None)
+            self._finished += 1
             last_look = self._last_look.pop(local_id, None)
             submitted = after.submit_time if after.submit_time is not None else now
             # It finished between the last poll that saw it running and this one.
@@ -414,6 +423,18 @@ class Scheduler:
                 self._cap_after(prove)
         self._accepted = open_
 
+    @property
+    def _frames(self) -> int:
+        """Frames this run works on: those it saw finish and those still to finish
+        (counted at most once a second: a folder may hold thousands of finished ones)."""
+        now = self.clock()
+        if now - self._counted_at >= 1.0:
+            self._counted_at = now
+            self._unfinished = sum(
+                r.status is TaskState.PENDING or _flying(r) for r in self.records.values()
+            )
+        return self._finished + self._unfinished
+
     def _holding(self) -> list[str]:
         return [
             r.local_id
@@ -432,7 +453,11 @@ class Scheduler:
             self._due[record.local_id] = now + self.floor
             return
         finishes = self.eta.finishes(bucket_of(record.req_key, record.params))
-        plan = poll_plan(finishes, plan_size(self.polls.per_second, self.cap.limit, finishes))
+        k = min(
+            plan_size(self.polls.per_second, self.cap.limit, finishes),
+            budget_points(self._polls_made, self._finished, max(1, self._frames)),
+        )
+        plan = poll_plan(finishes, k, max_gap=self.floor * STALE_GAP_FLOORS)
         elapsed = now - (record.submit_time if record.submit_time is not None else now)
         delay = next_poll_delay(elapsed, plan, floor=self.floor, ceiling=self.interval)
         self._due[record.local_id] = now + delay
