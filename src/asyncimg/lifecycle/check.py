@@ -136,6 +136,7 @@ class Checker:
         service no longer has them; None: nothing is kept."""
         self.keeper = keeper
         """On a shared store: keeps other machines' finished frames nobody polls."""
+        self._keep_refused = False  # the bucket refused a keep for every frame: said once
         self.client = client
         self.clock = clock
         self.poll_concurrency = max(1, poll_concurrency)
@@ -369,13 +370,15 @@ class Checker:
         """Keep a downloaded task's images in storage too (when configured). A bucket that
         refuses is said, and the frame completes without: its image is on disk already."""
         frames = self.frames
-        if frames is None or not frames.keeps:
+        if frames is None or not frames.keeps or self._keep_refused:
             return []
         try:
             return [await asyncio.to_thread(frames.keep, blob) for blob in blobs]
         except AsyncImgError as exc:
             if isinstance(exc, ConfigError):  # keys or bucket: the same for every frame
-                self.frames = None
+                if self._keep_refused:
+                    return []  # a concurrent download said it already
+                self._keep_refused = True
                 text = _("not keeping finished images in storage: {reason}").format(reason=exc)
             else:
                 text = _("{name}: not kept in storage — {reason}").format(

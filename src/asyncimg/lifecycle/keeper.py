@@ -197,15 +197,23 @@ class FrameKeeper:
         """Sweep every few seconds; return once `finished` is set and nothing is watched
         (or at a setup problem)."""
         pause = max(1.0, min(self.every, 5.0))
+        said = False
         while True:
             await self.sweep()
             if self.halted is not None or (finished.is_set() and not self.watching):
                 return
-            if finished.is_set():
-                await asyncio.sleep(pause)
+            if not finished.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), pause)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), pause)
+            if not said:
+                said = True
+                text = _(
+                    "waiting for {n} frames of other machines to finish, to keep them in "
+                    "storage (Ctrl+C stops; nothing is lost)"
+                )
+                self.checker.tell(Event("kept", text.format(n=self.watching)))
+            await asyncio.sleep(pause)
 
     async def beside(
         self, run: Coroutine[Any, Any, MonitorOutcome], *, until_done: bool
@@ -221,16 +229,6 @@ class FrameKeeper:
             if outcome.interrupted or not until_done or (last is not None and last.halted):
                 return self._counted(outcome)
             finished.set()
-            if self.watching:
-                self.checker.tell(
-                    Event(
-                        "kept",
-                        _(
-                            "waiting for {n} frames of other machines to finish, to keep them "
-                            "in storage (Ctrl+C stops; nothing is lost)"
-                        ).format(n=self.watching),
-                    )
-                )
             with StopOnSignals() as stop:
                 await watching
             outcome.interrupted = stop.interrupted
