@@ -86,6 +86,10 @@ def test_frames_kept_by_another_machine_are_pulled_after_the_service_forgot_them
     }
     assert sorted(stored) == sorted(r.kept[0].key for r in held.values())
 
+    shown = run(e2e, folders["alpha"], alpha, "show", "out/a1.png")
+    assert held["out/a1.png"].kept[0].key in shown.stdout
+    assert "not written here yet: asyncimg pull" in shown.stdout
+
     s3.delete_object(Bucket=s3_bucket, Key=held["out/a2.png"].kept[0].key)
     e2e.emu._on_loop(lambda: e2e.emu.emu.advance(constants.RESULT_RETENTION_S + 3600))
 
@@ -104,3 +108,10 @@ def test_frames_kept_by_another_machine_are_pulled_after_the_service_forgot_them
     save_image(blob, e2e.root / "expected.png", fields=provenance_of(first))
     assert (out / "a1.png").read_bytes() == (e2e.root / "expected.png").read_bytes()
     assert e2e.emu.stats()["tasks_submitted"] == 2  # nothing resubmitted, nothing billed
+
+
+def test_pull_without_storage_is_one_line_and_exit_2(e2e: E2E) -> None:
+    ran = e2e.exits(2, "asyncimg", "pull")
+    assert ran.stdout == ""
+    [line] = ran.stderr.splitlines()
+    assert "pull needs object storage" in line and "[storage]" in line
