@@ -11,6 +11,7 @@ could not write (its object removed from the bucket).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -73,9 +74,14 @@ def test_frames_kept_by_another_machine_are_pulled_after_the_service_forgot_them
         prompt = f"alpha {i}: 雨夜的小巷"
         sent = run(e2e, folders["alpha"], alpha, "submit", prompt, "-o", f"out/a{i}.png")
         assert sent.returncode == 0 and "submitted as" in sent.stdout, sent
-        kept = run(e2e, folders["gamma"], gamma, "monitor", "--interval", "1")
+        as_json = ("--json",) if i == 2 else ()
+        kept = run(e2e, folders["gamma"], gamma, "monitor", "--interval", "1", *as_json)
         assert kept.returncode == 0, kept.stderr
         assert f"a{i}.png: finished while alpha is away; kept in storage for it" in kept.stdout
+    events = [json.loads(line) for line in kept.stdout.splitlines()]
+    [event] = [e for e in events if e["event"] == "kept" and e.get("output_path")]
+    assert event["output_path"] == "out/a2.png" and event["machine"] == "alpha"
+    assert events[-1]["event"] == "summary" and events[-1]["kept"] == 1
     assert not out.exists()  # gamma never writes alpha's files
     held = records(pg_url)
     assert {r.status.value for r in held.values()} == {"submitted"}
