@@ -36,7 +36,8 @@ from asyncimg.lifecycle.schedule import DEFAULT_POLL_RATE
 from asyncimg.protocol.client import Result, TaskStatus
 from asyncimg.protocol.errors import AsyncImgError, ConfigError
 from asyncimg.store.base import StaleRecord
-from asyncimg.store.pg.store import PgStore, StoreUnavailable, machine_of
+from asyncimg.store.machine import machine_of
+from asyncimg.store.pg.store import PgStore, StoreUnavailable
 from asyncimg.store.record import KeptImage, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, transition
 
