@@ -85,3 +85,53 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     left_out = config.stash.get(_LEFT_OUT, 0)
     if left_out:
         terminalreporter.write_line(f"{_SKIP} ({left_out} tests)")
+
+
+S3_KEY, S3_SECRET = "kept-s3-access-key", "kept-s3-Secret-never-printed"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible server on 127.0.0.1 for the session (moto's standalone server):
+    its endpoint URL. Any access key pair is accepted; each test makes its own bucket."""
+    import logging
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: str) -> Any:
+    """A boto3 client of `s3_server` (to look at and change buckets as a test needs)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+    )
+
+
+@pytest.fixture
+def s3_bucket(s3: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on `s3_server`, and its key pair in this process's environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    for name in ("AWS_SESSION_TOKEN", "ASYNCIMG_STORAGE_ENDPOINT", "ASYNCIMG_STORAGE_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    name = f"kept-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name

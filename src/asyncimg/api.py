@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncimg import constants
 from asyncimg.gallery.manifest import write_manifest
@@ -24,6 +24,7 @@ from asyncimg.i18n import _
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
+from asyncimg.lifecycle.kept import FrameBucket, open_bucket
 from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
 from asyncimg.lifecycle.ref_upload import ReferenceSender
 from asyncimg.lifecycle.refmode import looks_like_url
@@ -45,6 +46,7 @@ from asyncimg.protocol import models
 from asyncimg.protocol.client import TaskStatus, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput
 from asyncimg.store.base import Store
+from asyncimg.store.machine import machine_id
 from asyncimg.store.open import describe, open_store, shared_gate, store_location
 from asyncimg.store.record import TaskRecord, record_from_json
 from asyncimg.store.states import (
@@ -55,6 +57,9 @@ from asyncimg.store.states import (
     retry_record,
     transition,
 )
+
+if TYPE_CHECKING:
+    from asyncimg.lifecycle.keeper import FrameKeeper
 
 T = TypeVar("T")
 ClientFactory = Callable[[], VisualClient]
@@ -361,6 +366,7 @@ class Workspace:
     client_factory: ClientFactory
     clock: Callable[[], float] = time.time
     _references: ReferenceSender | None = field(default=None, init=False, repr=False)
+    _frames: FrameBucket | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(
@@ -403,12 +409,51 @@ class Workspace:
         """Like `references`, but checks without uploading (for checks before saving)."""
         return ReferenceSender.from_config(self.config, upload=False)
 
+    @property
+    def frames(self) -> FrameBucket | None:
+        """The bucket finished images are kept in and pulled from (`[storage]`), or None.
+        Nothing is contacted until an image is kept or fetched."""
+        if self._frames is None:
+            machine = getattr(self.store, "machine", None)
+            self._frames = open_bucket(
+                self.config.storage,
+                machine=machine if isinstance(machine, str) else machine_id(),
+                clock=self.clock,
+            )
+        return self._frames
+
     def checker(self, client: VisualClient, **kwargs: Any) -> Checker:
         kwargs.setdefault("poll_concurrency", self.config.defaults.poll_concurrency)
         kwargs.setdefault("unconfirmed_budget", self.unconfirmed_budget)
         kwargs.setdefault("references", self.references)
         kwargs.setdefault("gate", shared_gate(self.store))
-        return Checker(self.store, client, clock=self.clock, **kwargs)
+        kwargs.setdefault("frames", self.frames)
+        checker = Checker(self.store, client, clock=self.clock, **kwargs)
+        if checker.keeper is None:
+            checker.keeper = self._keeper(checker)
+        return checker
+
+    def _keeper(self, checker: Checker) -> FrameKeeper | None:
+        """On a shared store with images kept: what keeps other machines' finished frames
+        (see lifecycle/keeper.py); else None."""
+        frames = checker.frames
+        if frames is None or not frames.keeps:
+            return None
+        from asyncimg.store.pg.store import PgStore  # psycopg only when a store is shared
+
+        if not isinstance(self.store, PgStore):
+            return None
+        from asyncimg.lifecycle.keeper import FrameKeeper
+        from asyncimg.lifecycle.schedule import DEFAULT_POLL_RATE
+
+        defaults = self.config.defaults
+        return FrameKeeper(
+            checker,
+            self.store,
+            frames,
+            every=defaults.interval,
+            poll_rate=defaults.poll_rate or DEFAULT_POLL_RATE,
+        )
 
     async def submit(
         self,
@@ -554,7 +599,11 @@ class Workspace:
                 on_progress=on_pass,
                 gate=shared_gate(self.store),
             )
-            outcome = await scheduler.run()
+            if checker.keeper is None:
+                outcome = await scheduler.run()
+            else:
+                checker.keeper.every = every
+                outcome = await checker.keeper.beside(scheduler.run(), until_done=until_done)
         self.refresh_manifest(checker.report)
         return outcome
 

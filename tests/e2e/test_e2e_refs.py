@@ -60,8 +60,10 @@ def test_local_characters_go_as_urls_end_to_end(e2e: E2E, s3_endpoint: str) -> N
         )  # fmt: skip
     e2e.exits(0, "asyncimg", "monitor", "--interval", "1", timeout=60, env=env)
     digest = hashlib.sha256(lin.read_bytes()).hexdigest()
-    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="novel/")["Contents"]
     assert [o["Key"] for o in listed] == [f"novel/{digest}.png"]  # once for both frames
+    kept = s3.list_objects_v2(Bucket=bucket, Prefix="asyncimg-frames/")["Contents"]
+    assert len(kept) == 2  # each finished frame is kept there too ([storage] keep_frames)
     fetches = e2e.emu.stats()["reference_fetches"]
     assert [f["sha256"] for f in fetches] == [digest, digest]
     assert all(f["url"].startswith(f"{s3_endpoint}/{bucket}/novel/") for f in fetches)

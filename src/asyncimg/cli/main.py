@@ -14,6 +14,7 @@ from asyncimg.cli.gallery_cmd import GALLERY_COMMANDS
 from asyncimg.cli.migrate_cmd import migrate
 from asyncimg.cli.priority_cmd import priority
 from asyncimg.cli.probe_cmd import probe
+from asyncimg.cli.pull_cmd import pull_cmd
 from asyncimg.i18n import lang_from_argv, set_language, translate_cli
 
 
@@ -41,6 +42,7 @@ for _command in GALLERY_COMMANDS:
 cli.add_command(callbacks)
 cli.add_command(migrate)
 cli.add_command(priority)
+cli.add_command(pull_cmd)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> None:

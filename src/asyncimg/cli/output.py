@@ -197,6 +197,7 @@ def print_summary(
                 "failed": [_failed_json(t) for t in failed],
                 "unconfirmed": [_failed_json(r) for r in waiting],
                 "retry_command": retry_all if failed else None,
+                "kept": summary.kept,
                 "message": summary.line(),
             }
         )

@@ -15,6 +15,7 @@ from rich.cells import cell_len
 
 from asyncimg.i18n import N_, _
 from asyncimg.lifecycle.explain import message_of
+from asyncimg.lifecycle.kept import waits_for_pull
 from asyncimg.lifecycle.validate import output_key
 from asyncimg.store.base import Store
 from asyncimg.store.record import TaskRecord
@@ -72,6 +73,15 @@ def describe(record: TaskRecord) -> list[str]:
     for extra in record.results:
         size_text = _("{w}x{h}, {n} bytes").format(w=extra.width, h=extra.height, n=extra.bytes)
         rows.append((N_("  image"), f"{extra.path}  {size_text}"))
+    for kept in record.kept:
+        by = _("kept by {machine}, {when}").format(
+            machine=kept.machine or "?", when=when(kept.time)
+        )
+        rows.append((N_("  in storage"), f"{kept.key}  ({by})"))
+    if record.kept and waits_for_pull(record):
+        rows.append(
+            (N_("  in storage"), _("done at the service, not written here yet: asyncimg pull"))
+        )
     rows.append((N_("prompt"), record.prompt))
     if record.full_prompt != record.prompt:
         rows.append((N_("sent as"), record.full_prompt))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asyncimg import constants
 from asyncimg.i18n import _
@@ -19,22 +19,24 @@ from asyncimg.lifecycle.download import (
     ImageCheckFailed,
     remove_output_leftovers,
     result_path,
-    save_image,
+    saver,
 )
 from asyncimg.lifecycle.events import Event, stuck_reason
 from asyncimg.lifecycle.explain import reason
-from asyncimg.lifecycle.provenance import provenance_of
+from asyncimg.lifecycle.kept import FrameBucket
 from asyncimg.lifecycle.ref_upload import ReferenceSender
 from asyncimg.lifecycle.refmode import with_url_advice
 from asyncimg.lifecycle.shared import Gate
 from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_records
-from asyncimg.protocol import models
 from asyncimg.protocol.client import Result, VisualClient
-from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.protocol.errors import AsyncImgError, ConfigError, TaskGone
 from asyncimg.store.base import Store
-from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
+from asyncimg.store.record import ErrorInfo, KeptImage, ResultFile, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
 from asyncimg.store.store import ScanReport
+
+if TYPE_CHECKING:
+    from asyncimg.lifecycle.keeper import FrameKeeper
 
 # A `done` task whose images fail verification this many passes running is failed
 # (resubmittable) instead of being downloaded forever.
@@ -65,6 +67,8 @@ class PassSummary:
     stuck: str | None = None
     """Why frames are not moving right now (the API unreachable, a limit, server errors);
     cleared when a submit or poll goes through."""
+    kept: int = 0
+    """Other machines' finished frames this process kept in storage for them."""
 
     @property
     def unfinished(self) -> int:
@@ -95,6 +99,8 @@ class PassSummary:
             )
         if self.problems:
             extra.append(_("{n} unreadable records set aside").format(n=len(self.problems)))
+        if self.kept:
+            extra.append(_("{n} kept in storage for other machines").format(n=self.kept))
         if self.stuck and not self.halted:
             extra.append(_("waiting: {reason}").format(reason=self.stuck))
         if self.halted:
@@ -118,11 +124,19 @@ class Checker:
         on_event: EventSink | None = None,
         references: ReferenceSender | None = None,
         gate: Gate | None = None,
+        frames: FrameBucket | None = None,
+        keeper: FrameKeeper | None = None,
     ) -> None:
         self.store = store
         self.references = references
         self.gate = gate
         """A shared store's queue and cap: a pass then submits through its claims."""
+        self.frames = frames
+        """Where finished images are kept (`[storage]`), and written back from when the
+        service no longer has them; None: nothing is kept."""
+        self.keeper = keeper
+        """On a shared store: keeps other machines' finished frames nobody polls."""
+        self._keep_refused = False  # the bucket refused a keep for every frame: said once
         self.client = client
         self.clock = clock
         self.poll_concurrency = max(1, poll_concurrency)
@@ -172,6 +186,8 @@ class Checker:
                     await self._check_one(record, summary)
 
         await asyncio.gather(*(guarded(r) for r in flying))
+        if self.keeper is not None and summary.halted is None:
+            await self.keeper.sweep(summary)
 
         final = self._load(summary)  # the folder as the pass leaves it, other processes included
         counts = Counter(t.status for t in final.tasks)
@@ -292,6 +308,8 @@ class Checker:
                 return self._apply(current, decide.after_error(exc), summary)
             self._stuck(summary, None)
             decision = decide.after_poll(result)
+            if isinstance(decision.error, TaskGone) and current.kept:
+                return await self._from_storage(current, summary, decision.error)
             if decision.download:
                 if on_done is not None:
                     on_done()
@@ -309,13 +327,26 @@ class Checker:
         self, record: TaskRecord, result: Result, summary: PassSummary
     ) -> TaskRecord:
         try:
-            files = await self._fetch_and_save(record, result)
+            blobs, files = await self._fetch_and_save(record, result)
         except AsyncImgError as exc:
+            if isinstance(exc, TaskGone) and record.kept:
+                return await self._from_storage(record, summary, exc)
             failures = record.download_failures
             if isinstance(exc, ImageCheckFailed):
                 failures += 1
             decision = decide.after_download_error(exc, failures, MAX_DOWNLOAD_FAILURES)
             return self._apply(record, decision, summary, download_failures=failures)
+        kept = record.kept or await self._keep(record, blobs)
+        return self._completed(record, files, kept, summary)
+
+    def _completed(
+        self,
+        record: TaskRecord,
+        files: list[ResultFile],
+        kept: list[KeptImage],
+        summary: PassSummary,
+        source: str = "",
+    ) -> TaskRecord:
         now = self.clock()
         done = transition(
             record,
@@ -323,6 +354,7 @@ class Checker:
             now=now,
             completed_time=now,
             results=files,
+            kept=kept,
             last_error=None,
             download_failures=0,
             stalled_passes=0,
@@ -331,10 +363,57 @@ class Checker:
         self.store.save(done)
         summary.completed += 1
         text = _("{name}: completed → {output}").format(name=_name(done), output=done.output_path)
-        self.tell(Event("completed", text, done))
+        self.tell(Event("completed", text + source, done))
         return done
 
-    async def _fetch_and_save(self, record: TaskRecord, result: Result) -> list[ResultFile]:
+    async def _keep(self, record: TaskRecord, blobs: list[bytes]) -> list[KeptImage]:
+        """Keep a downloaded task's images in storage too (when configured). A bucket that
+        refuses is said, and the frame completes without: its image is on disk already."""
+        frames = self.frames
+        if frames is None or not frames.keeps or self._keep_refused:
+            return []
+        try:
+            return [await asyncio.to_thread(frames.keep, blob) for blob in blobs]
+        except AsyncImgError as exc:
+            if isinstance(exc, ConfigError):  # keys or bucket: the same for every frame
+                if self._keep_refused:
+                    return []  # a concurrent download said it already
+                self._keep_refused = True
+                text = _("not keeping finished images in storage: {reason}").format(reason=exc)
+            else:
+                text = _("{name}: not kept in storage — {reason}").format(
+                    name=_name(record), reason=exc
+                )
+            self.tell(Event("warning", text, record, exc))
+            return []
+
+    async def _from_storage(
+        self, record: TaskRecord, summary: PassSummary, gone: AsyncImgError
+    ) -> TaskRecord:
+        """The service no longer has the result (`gone`), but its images were kept: write
+        them from the bucket. A bucket that cannot be read leaves the task for the next
+        pass (a setup problem stops it); a kept copy that is gone fails the task, and so
+        does a machine without `[storage]` (saying `asyncimg pull` writes it)."""
+        frames = self.frames
+        if frames is None:  # kept by a machine that has [storage]; this one has not
+            lost = TaskGone(
+                f"{gone.message}; its image is kept in storage ({record.kept[0].key}): set "
+                "[storage] here and run asyncimg pull",
+                code=gone.code,
+                request_id=gone.request_id,
+            )
+            lost.hint = ""
+            return self._apply(record, decide.Decision(TaskState.FAILED, error=lost), summary)
+        try:
+            blobs = [await asyncio.to_thread(frames.fetch, kept) for kept in record.kept]
+            files = await self._save_all(record, blobs)
+        except AsyncImgError as exc:
+            return self._apply(record, decide.after_error(exc), summary)
+        return self._completed(record, files, record.kept, summary, _(" (from storage)"))
+
+    async def _fetch_and_save(
+        self, record: TaskRecord, result: Result
+    ) -> tuple[list[bytes], list[ResultFile]]:
         blobs: list[bytes] = []
         if result.image_urls:
             for url in result.image_urls:
@@ -345,10 +424,12 @@ class Checker:
                     blobs.append(base64.b64decode(encoded, validate=True))
                 except (binascii.Error, ValueError):
                     raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
+        return blobs, await self._save_all(record, blobs)
+
+    async def _save_all(self, record: TaskRecord, blobs: list[bytes]) -> list[ResultFile]:
+        """Write a task's images to its output path(s), checked, one at a time."""
         files: list[ResultFile] = []
-        fields = await asyncio.to_thread(provenance_of, record)  # hashes the references
-        bound = int(models.max_output_pixels(record.req_key) * models.PIXEL_SLACK)
-        save = functools.partial(save_image, fields=fields, max_pixels=bound)
+        save = await asyncio.to_thread(saver, record)  # hashes the references
         for i, blob in enumerate(blobs):
             target = result_path(record.resolve(record.output_path), i)
             files.append(await _finish_in_thread(save, blob, target))

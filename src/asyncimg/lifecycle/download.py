@@ -6,10 +6,11 @@ path's extension names, written to a temp file beside the target, fsynced, then 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from PIL import Image
@@ -156,4 +157,20 @@ def save_image(
         bytes=len(payload),
         width=img.width,
         height=img.height,
+    )
+
+
+def max_pixels_for(req_key: str) -> int:
+    """The most pixels an image of `req_key` may have when it is checked (with slack)."""
+    return int(models.max_output_pixels(req_key) * models.PIXEL_SLACK)
+
+
+def saver(record: TaskRecord) -> Callable[[bytes, Path], ResultFile]:
+    """How `record`'s images are written, wherever their bytes come from (the service or
+    the bucket): :func:`save_image` with the record's provenance and its model's pixel
+    bound. Hashes the reference files (I/O): call it in a thread from async code."""
+    return functools.partial(
+        save_image,
+        fields=provenance.provenance_of(record),
+        max_pixels=max_pixels_for(record.req_key),
     )

@@ -37,6 +37,7 @@ KINDS = (
     "stuck",  # why frames are not moving (API unreachable, limits, server errors)
     "halted",  # a setup problem stopped the pass (credentials, clock)
     "warning",  # a note about one frame or the folder
+    "kept",  # another machine's finished frame kept in object storage for it
     "progress",  # counts while monitoring
     "summary",  # the end of a command: counts and exit status
     "task",  # list/show: one record

@@ -32,8 +32,13 @@ if TYPE_CHECKING:
     from asyncimg.lifecycle.config import Config
     from asyncimg.store.record import TaskRecord
 
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png"}
-_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
+_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+}
 LOCK_NAME = ".uploads.lock"
 
 
@@ -56,8 +61,8 @@ def _credentials(env: Mapping[str, str]) -> tuple[str, str, str | None]:
     ]
     if missing:
         raise ConfigError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: reference "
-            "images are uploaded to [storage] with the storage's access key pair from "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: [storage] "
+            "(reference uploads, kept images) is used with the storage's access key pair from "
             f"{refmode.ENV_STORAGE_ACCESS_KEY} / {refmode.ENV_STORAGE_SECRET_KEY}"
         )
     token = env.get(refmode.ENV_STORAGE_SESSION_TOKEN, "").strip() or None
@@ -128,6 +133,28 @@ class ObjectStorage:
             ExpiresIn=seconds,
         )
         return url
+
+    def get(self, key: str, limit: int) -> bytes | None:
+        """The object's bytes, read up to `limit` (a caller that expects n bytes asks for
+        n + 1, so a larger object shows), or None when the bucket has no such key."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            reply = self._client.get_object(Bucket=self.settings.bucket, Key=key)
+            body = reply["Body"]
+            try:
+                data: bytes = body.read(limit)
+            finally:
+                body.close()
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if status == 404 and code != "NoSuchBucket":
+                return None
+            raise self._error("download", key, exc) from None
+        except BotoCoreError as exc:
+            raise self._error("download", key, exc) from None
+        return data
 
     def _exists(self, key: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -51,7 +51,8 @@ class ReferencesConfig(_Strict):
 
 
 class StorageConfig(_Strict):
-    """`[storage]`: an S3-compatible bucket (Volcengine TOS, AWS S3, MinIO) for references.
+    """`[storage]`: an S3-compatible bucket (Volcengine TOS, AWS S3, MinIO) for references,
+    and where finished images are kept (`keep_frames`, under `frames_prefix`).
 
     Credentials never live here: only AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
 
@@ -60,6 +61,8 @@ class StorageConfig(_Strict):
     prefix: str = "asyncimg-refs/"
     region: str = "us-east-1"
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    keep_frames: bool = True
+    frames_prefix: str = "asyncimg-frames/"
 
     @field_validator("endpoint")
     @classmethod
@@ -78,6 +81,9 @@ class StorageSettings:
     prefix: str
     region: str
     addressing_style: Literal["auto", "path", "virtual"]
+    keep_frames: bool = False
+    """Whether finished images are kept in the bucket too (see lifecycle/kept.py)."""
+    frames_prefix: str = "asyncimg-frames/"
 
 
 def storage_settings(config: StorageConfig, env: Mapping[str, str]) -> StorageSettings | None:
@@ -87,14 +93,21 @@ def storage_settings(config: StorageConfig, env: Mapping[str, str]) -> StorageSe
     bucket = env.get(ENV_STORAGE_BUCKET, "").strip() or config.bucket
     if not endpoint or not bucket:
         return None
-    prefix = config.prefix.strip("/")
     return StorageSettings(
         endpoint=endpoint,
         bucket=bucket,
-        prefix=f"{prefix}/" if prefix else "",
+        prefix=_folder(config.prefix),
         region=config.region,
         addressing_style=config.addressing_style,
+        keep_frames=config.keep_frames,
+        frames_prefix=_folder(config.frames_prefix),
     )
+
+
+def _folder(prefix: str) -> str:
+    """A key prefix as a folder: one trailing slash, none in front ("" stays "")."""
+    stripped = prefix.strip("/")
+    return f"{stripped}/" if stripped else ""
 
 
 def is_url(text: str) -> bool:

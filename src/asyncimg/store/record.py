@@ -34,6 +34,7 @@ __all__ = [
     "Attempt",
     "ErrorInfo",
     "IllegalTransition",
+    "KeptImage",
     "ResultFile",
     "TaskRecord",
     "can_transition",
@@ -119,6 +120,21 @@ class ResultFile(BaseModel):
     height: int
 
 
+class KeptImage(BaseModel):
+    """One finished image kept in the user's object storage (`[storage]`): the service's
+    bytes as they came, under a content-addressed key, so the machine the frame is for can
+    write it even after the service has forgotten the task (`asyncimg pull`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    key: str
+    sha256: str
+    bytes: int
+    time: float
+    machine: str | None = None
+    """The machine that kept it."""
+
+
 class TaskRecord(BaseModel):
     """One task. Field order is the file's key order: the guide's fields first."""
 
@@ -183,6 +199,10 @@ class TaskRecord(BaseModel):
     references_sent: str | None = None
     """How the last submit sent the reference images: "base64", "url" or None (none sent);
     tells a refusal of base64 references apart (see lifecycle/refmode.py)."""
+    kept: list[KeptImage] = Field(default_factory=list)
+    """The task's images kept in object storage, in order (empty: none kept). A task still
+    in flight with images kept is done at the service but not yet written on its machine
+    (see lifecycle/kept.py)."""
 
     def resolve(self, path: str) -> Path:
         """`path` (one of this record's) as the submitter meant it."""

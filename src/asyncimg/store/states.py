@@ -143,6 +143,7 @@ _FRESH: dict[str, Any] = {
     "stalled_passes": 0,
     "stalled_since": None,
     "submit_started_at": None,
+    "kept": [],
 }
 
 
@@ -221,7 +222,8 @@ def refetch_record(record: TaskRecord, *, now: float, output_path: str | None = 
     if record.task_id is None:
         _refuse(record, TaskState.SUBMITTED)
     _require(record, (TaskState.FAILED,), TaskState.SUBMITTED)
-    kept = ("task_id", "submit_time", "submit_started_at")  # the same task, not a new one
+    # The same task, not a new one: its id, and its images kept in storage, stay.
+    kept = ("task_id", "submit_time", "submit_started_at", "kept")
     changes: dict[str, Any] = {
         **{k: v for k, v in _FRESH.items() if k not in kept},
         "history": [*record.history, _attempt(record, now, refetched=True)],

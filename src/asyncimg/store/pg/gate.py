@@ -26,7 +26,7 @@ from typing import Any
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.fair import Candidate, pick
 from asyncimg.lifecycle.schedule import Cap
-from asyncimg.store.pg.store import PgStore
+from asyncimg.store.pg.store import KEPT_SQL, PgStore
 from asyncimg.store.record import TaskRecord
 
 #: The key under which the account-wide cap is kept (the scheduler's cap covers every model).
@@ -34,6 +34,10 @@ ALL_MODELS = "*"
 _ACTIONS = {"submit": "next_submit_at", "poll": "next_poll_at"}
 #: How many queued frames a claim looks at (the oldest of each priority first).
 CLAIM_WINDOW = 500
+#: A row holding one of the account's slots: accepted and not done at the service (a task
+#: whose images are kept is done, though it may wait for its machine), or being submitted.
+_RUNNING = f"(status IN ('submitted', 'processing') AND NOT ({KEPT_SQL}))"
+_HOLDS_SLOT = f"({_RUNNING} OR slot_until > clock_timestamp())"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -54,8 +58,7 @@ class SharedGate:
     def in_flight(self) -> int:
         """The account's tasks accepted and unfinished, every machine's."""
         row = self.store._run(
-            "SELECT count(*) FROM tasks WHERE account = %s"
-            " AND status IN ('submitted', 'processing')",
+            f"SELECT count(*) FROM tasks WHERE account = %s AND {_RUNNING}",
             (self.store.account,),
         ).fetchone()
         return int(row[0]) if row else 0
@@ -71,8 +74,7 @@ class SharedGate:
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", ("asyncimg-claim/" + store.account,)
             )
             row = conn.execute(
-                "SELECT count(*) FROM tasks WHERE account = %s AND (status IN "
-                "('submitted', 'processing') OR slot_until > clock_timestamp())",
+                f"SELECT count(*) FROM tasks WHERE account = %s AND {_HOLDS_SLOT}",
                 (store.account,),
             ).fetchone()
             busy = int(row[0]) if row else 0
@@ -110,8 +112,8 @@ class SharedGate:
             flying = {
                 str(batch): int(n)
                 for batch, n in conn.execute(
-                    "SELECT batch, count(*) FROM tasks WHERE account = %s AND (status IN "
-                    "('submitted', 'processing') OR slot_until > clock_timestamp()) GROUP BY batch",
+                    f"SELECT batch, count(*) FROM tasks WHERE account = %s AND {_HOLDS_SLOT}"
+                    " GROUP BY batch",
                     (store.account,),
                 ).fetchall()
             }

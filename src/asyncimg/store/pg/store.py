@@ -57,6 +57,9 @@ SCHEMES = ("postgresql", "postgres")
 
 Clock = Callable[[], float]
 _COLUMNS = "record, version"
+#: A row whose images are kept in object storage (lifecycle/kept.py): done at the service,
+#: so it holds no slot on the account even while it waits for its machine.
+KEPT_SQL = "coalesce(record->'kept', '[]'::jsonb) <> '[]'::jsonb"
 
 
 class StoreUnavailable(OSError):
@@ -363,6 +366,20 @@ class PgStore:
                 out.append(record)
         return out, seq
 
+    def unwatched(self) -> list[TaskRecord]:
+        """This account's accepted, unfinished tasks that other machines asked for (and
+        this one may not work on), that no monitor polls or holds now and none of whose
+        images is kept yet: what a keeper looks after (lifecycle/keeper.py)."""
+        rows = self._rows(
+            "SELECT record, version FROM tasks WHERE status IN ('submitted', 'processing')"
+            " AND account = %s AND machine IS DISTINCT FROM %s"
+            " AND (poll_owner IS NULL OR poll_until < clock_timestamp())"
+            " AND (lease_owner IS NULL OR lease_until < clock_timestamp())"
+            f" AND NOT ({KEPT_SQL}) ORDER BY created_at, local_id",
+            (self.account, self.machine),
+        )
+        return [r.record for r in rows if not self.may_work(r.record)]
+
     def count(self) -> int:
         """How many records the store holds (every machine's): with `changed_since`, how a
         reader notices records removed (`clean`, `migrate`), which leave no seq behind."""
@@ -394,6 +411,17 @@ class PgStore:
         # store read is left alone, so a save of a stale copy is still refused.
         row = self._run("SELECT record FROM tasks WHERE local_id = %s", (local_id,)).fetchone()
         if not self.may_work(TaskRecord.model_validate(row[0]) if row else record):
+            yield False
+            return
+        with self.hold(record) as held:
+            yield held
+
+    @contextlib.contextmanager
+    def hold(self, record: TaskRecord) -> Iterator[bool]:
+        """The task's lease, whichever machine it is for: :meth:`lock` without the machine
+        check. Only a keeper uses it directly, to write nothing but the record's `kept`."""
+        local_id = record.local_id
+        if local_id in self._held:
             yield False
             return
         row = self._run(
