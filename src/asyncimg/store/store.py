@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +48,13 @@ from asyncimg.store.index import (
     load_index,
     settled,
 )
-from asyncimg.store.locks import ensure_private_dir, remove_lock_file, try_lock, unlock
+from asyncimg.store.locks import (
+    ensure_private_dir,
+    output_slots,
+    remove_lock_file,
+    try_lock,
+    unlock,
+)
 from asyncimg.store.record import (
     TaskRecord,
     anchor_working_dir,
@@ -188,6 +194,7 @@ class TaskStore:
         self._clock = clock
         self._names: dict[str, str] = {}  # local_id -> file it was loaded from / saved to
         self._held: dict[str, int] = {}  # local_id -> fd of a lock this store holds
+        self._outputs_held: set[int] = set()  # output slots this store holds
         # The index as last read or written by this store, and that file's identity then.
         self._index: dict[str, Entry] = {}
         self._index_key: FileKey | None = None
@@ -607,6 +614,36 @@ class TaskStore:
         finally:
             self._held.pop(local_id, None)
             unlock(fd)
+
+    @contextlib.contextmanager
+    def outputs_lock(self, keys: Collection[str]) -> Iterator[bool]:
+        """Try to take the lock on these output files (``.locks/outputs-NN.lock``, one per
+        slot of ``locks.output_slots``): all of them or none. Never blocks; False if another
+        process, or another caller of this store, holds one of them."""
+        slots = output_slots(keys)
+        if any(slot in self._outputs_held for slot in slots):
+            yield False
+            return
+        self.ensure_root()
+        ensure_private_dir(self.root / LOCKS_DIR)
+        taken: list[tuple[int, int]] = []
+        try:
+            for slot in slots:
+                fd = try_lock(self.root / LOCKS_DIR / f"outputs-{slot:02d}.lock")
+                if fd is None:
+                    break
+                taken.append((slot, fd))
+            held = len(taken) == len(slots)
+            if held:
+                self._outputs_held.update(slots)
+            try:
+                yield held
+            finally:
+                if held:
+                    self._outputs_held.difference_update(slots)
+        finally:
+            for _slot, fd in taken:
+                unlock(fd)
 
     # -- internals ------------------------------------------------------------------------
 

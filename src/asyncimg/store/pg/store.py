@@ -23,7 +23,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from asyncimg.fileio import atomic_write
 from asyncimg.protocol.errors import ConfigError
 from asyncimg.store.base import StaleRecord
 from asyncimg.store.index import RecordSummary
-from asyncimg.store.locks import ensure_private_dir
+from asyncimg.store.locks import ensure_private_dir, output_slots
 from asyncimg.store.machine import account_id, machine_id
 from asyncimg.store.pg.schema import migrate
 from asyncimg.store.record import TaskRecord, record_to_json
@@ -57,6 +57,9 @@ SCHEMES = ("postgresql", "postgres")
 
 Clock = Callable[[], float]
 _COLUMNS = "record, version"
+# The first key of the output locks' advisory locks (two-integer keys: a space of their own,
+# apart from the one-integer keys of the migrations and the claims).
+_OUTPUTS_LOCK = 0x41494D47
 
 
 class StoreUnavailable(OSError):
@@ -160,6 +163,7 @@ class PgStore:
         self.owner = f"{self.machine}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._versions: dict[str, int] = {}
         self._held: set[str] = set()
+        self._outputs_held: set[int] = set()
         digest = hashlib.sha256(redact(url).encode("utf-8")).hexdigest()[:12]
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         # Never created: records live in the database; it only names them (RecordSummary).
@@ -415,6 +419,37 @@ class PgStore:
                     " WHERE local_id = %s AND lease_owner = %s",
                     (local_id, self.owner),
                 )
+
+    @contextlib.contextmanager
+    def outputs_lock(self, keys: Collection[str]) -> Iterator[bool]:
+        """Try to take the lock on these output files: a session advisory lock per slot of
+        ``locks.output_slots`` (all or none). Never blocks; False if another connection, or
+        another caller of this store, holds one. A dead holder's connection frees them."""
+        slots = output_slots(keys)
+        if any(slot in self._outputs_held for slot in slots):
+            yield False
+            return
+        taken: list[int] = []
+        try:
+            for slot in slots:
+                row = self._run(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (_OUTPUTS_LOCK, slot)
+                ).fetchone()
+                if row is None or not row[0]:
+                    break
+                taken.append(slot)
+            held = len(taken) == len(slots)
+            if held:
+                self._outputs_held.update(slots)
+            try:
+                yield held
+            finally:
+                if held:
+                    self._outputs_held.difference_update(slots)
+        finally:
+            for slot in taken:
+                with contextlib.suppress(psycopg.Error):
+                    self._run("SELECT pg_advisory_unlock(%s, %s)", (_OUTPUTS_LOCK, slot))
 
     # -- internals ------------------------------------------------------------------------
 
