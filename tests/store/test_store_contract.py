@@ -117,6 +117,19 @@ def test_get_by_prefix_history_and_errors(make_store: Factory) -> None:
     assert store.get("old-task").local_id == first.local_id  # an earlier task id finds it
 
 
+def test_get_refuses_a_task_id_two_records_hold(make_store: Factory) -> None:
+    store = make_store()
+    one, two = record(1), record(2)
+    for r in (one, two):
+        store.save(r)
+        store.save(accept(store.reload(r) or r, "dup-7", now=time.time()))
+    with pytest.raises(AmbiguousTaskKey) as refused:
+        make_store().get("dup-7")
+    assert one.output_path in str(refused.value) and two.output_path in str(refused.value)
+    assert one.local_id[:12] in str(refused.value) and two.local_id[:12] in str(refused.value)
+    assert make_store().get(two.local_id[:12]).local_id == two.local_id
+
+
 def test_lock_excludes_another_handle_until_released(make_store: Factory) -> None:
     a, b = make_store(), make_store()
     r = record(1)

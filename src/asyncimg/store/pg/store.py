@@ -46,6 +46,7 @@ from asyncimg.store.store import (
     LoadReport,
     ScanReport,
     TaskNotFound,
+    held_twice,
 )
 
 #: How long a lease (a task's lock) lasts: longer than any one submit (180 s by default),
@@ -336,10 +337,14 @@ class PgStore:
             "SELECT record, version FROM tasks WHERE record->'history' @> jsonb_build_array("
             "jsonb_build_object('task_id', %s::text)) AND %s::text IS NOT NULL",
         )
-        for query in queries:
+        for n, query in enumerate(queries):
             rows = self._rows(query, (key, key))
             if len(rows) == 1:
                 return rows[0].record
+            if rows and n == 0:  # the API gave this id to more than one of our tasks
+                raise held_twice(
+                    key, [(None, r.record.output_path, r.record.local_id) for r in rows]
+                )
             if rows:
                 shown = ", ".join(
                     r.record.task_id or f"local {r.record.local_id}" for r in rows[:5]
