@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import shlex
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,13 +33,10 @@ from asyncimg.protocol import models
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.base import Store
+from asyncimg.store.open import describe
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
 from asyncimg.store.store import ScanReport
-
-# A `done` task whose images fail verification this many passes running is failed
-# (resubmittable) instead of being downloaded forever.
-MAX_DOWNLOAD_FAILURES = 3
 
 Clock = Callable[[], float]
 Reporter = Callable[[str], None]
@@ -311,11 +309,17 @@ class Checker:
         try:
             files = await self._fetch_and_save(record, result)
         except AsyncImgError as exc:
-            failures = record.download_failures
+            now = self.clock()
+            failures, since = record.download_failures, record.corrupt_since
             if isinstance(exc, ImageCheckFailed):
                 failures += 1
-            decision = decide.after_download_error(exc, failures, MAX_DOWNLOAD_FAILURES)
-            return self._apply(record, decision, summary, download_failures=failures)
+                since = now if since is None else since
+            decision = decide.after_download_error(
+                exc, failures, since, now, retry=self._retry_command(record)
+            )
+            return self._apply(
+                record, decision, summary, download_failures=failures, corrupt_since=since
+            )
         now = self.clock()
         done = transition(
             record,
@@ -325,6 +329,7 @@ class Checker:
             results=files,
             last_error=None,
             download_failures=0,
+            corrupt_since=None,
             stalled_passes=0,
             stalled_since=None,
         )
@@ -333,6 +338,12 @@ class Checker:
         text = _("{name}: completed → {output}").format(name=_name(done), output=done.output_path)
         self.tell(Event("completed", text, done))
         return done
+
+    def _retry_command(self, record: TaskRecord) -> str:
+        """The command that resubmits `record` (a new, billed task)."""
+        key = shlex.quote(record.task_id or record.local_id)
+        option, _sep, where = describe(self.store).partition(" ")
+        return f"asyncimg retry {key} {option} {shlex.quote(where)}"
 
     async def _fetch_and_save(self, record: TaskRecord, result: Result) -> list[ResultFile]:
         blobs: list[bytes] = []
