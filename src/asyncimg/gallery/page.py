@@ -122,6 +122,14 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def placeholder(frame: Frame) -> str:
+    """What stands in for a frame's image: where the frame stands, or which machine holds
+    the image of a frame made on another machine of a shared store."""
+    if frame.elsewhere is not None:
+        return f"image on machine {frame.elsewhere}"
+    return _PLACEHOLDER[frame.status]
+
+
 def summary_html(frames: Sequence[Frame]) -> str:
     """The counts line: how many frames, and how many in each state that has any."""
     parts = [f'<span class="n-all">{len(frames)} frames</span>']
@@ -143,7 +151,7 @@ def card_html(frame: Frame, thumbs: Thumbnails, link: Linker) -> str:
         href = link(frame)
         shot = f'<a href="{_e(href)}">{img}</a>' if href else img
     else:
-        shot = f'<div class="placeholder">{_e(_PLACEHOLDER[record.status])}</div>'
+        shot = f'<div class="placeholder">{_e(placeholder(frame))}</div>'
     chars = []
     for given, path in zip(record.character_images, frame.references, strict=False):
         char_uri = thumbs.uri(path, CHARACTER_BOX)
