@@ -7,11 +7,12 @@ endpoint come from the environment (VOLC_ACCESSKEY, VOLC_SECRETKEY, ASYNCIMG_END
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 ClientFactory = Callable[[], VisualClient]
+#: How often a submit waiting for another one's lock on its output files tries again.
+OUTPUTS_WAIT_S = 0.2
 
 
 @dataclass
@@ -461,25 +464,63 @@ class Workspace:
         *,
         force: bool = False,
         on_outcome: Callable[[SubmitOutcome], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> SubmitReport:
         """Record every request (pending), then submit them; see submit_records
         (`on_outcome` hears about each frame as its answer comes).
 
         A request whose output file already has a record follows :func:`rerun_rule`:
         skipped (reported, not billed), its failed record replaced, or submitted anew.
+        The records are read and the new ones saved under the store's lock on these
+        output files, so a second submit of the same frames running at the same time
+        waits (`on_wait` hears one line saying so) and then finds them recorded.
         """
         report = SubmitReport()
         client = self.client_factory()  # raises ConfigError before anything is written
+        built: list[tuple[TaskRequest, TaskRecord]] = []
+        for request in requests:
+            try:
+                built.append((request, build_record(request, self.config, now=self.clock())))
+            except AsyncImgError as exc:
+                report.invalid.append(Rejected(request, exc))
+        keys = {output_key(record) for _, record in built}
+        async with self._outputs_held(keys, on_wait):
+            records = self._record_new(built, report, force=force)
+        report.batch = await self._send(client, records, on_outcome)
+        return report
+
+    @contextlib.asynccontextmanager
+    async def _outputs_held(
+        self, keys: Collection[str], on_wait: Callable[[str], None] | None
+    ) -> AsyncIterator[None]:
+        """Hold the store's lock on these output files, waiting while another process
+        (a second submit of the same batch) holds it; `on_wait` hears it once."""
+        told = False
+        while True:
+            with self.store.outputs_lock(keys) as held:
+                if held:
+                    yield
+                    return
+            if not told and on_wait is not None:
+                on_wait(
+                    _(
+                        "waiting: another asyncimg is recording frames for the same output "
+                        "folder; these are checked against its records once it is done"
+                    )
+                )
+            told = True
+            await asyncio.sleep(OUTPUTS_WAIT_S)
+
+    def _record_new(
+        self, built: Sequence[tuple[TaskRequest, TaskRecord]], report: SubmitReport, *, force: bool
+    ) -> list[TaskRecord]:
+        """The rerun check of each new record against the store as it is now, and the
+        first save of those to send (the caller holds the lock on their output files)."""
         loaded = self.store.load_all()
         report.warnings.extend(str(p) for p in loaded.problems)
         index = OutputIndex(loaded.records)
         records: list[TaskRecord] = []
-        for request in requests:
-            try:
-                record = build_record(request, self.config, now=self.clock())
-            except AsyncImgError as exc:
-                report.invalid.append(Rejected(request, exc))
-                continue
+        for request, record in built:
             check = index.check(record, force=force)
             if check.action is Rerun.REPLACE and check.previous is not None:
                 replaced = self._replace_failed(check.previous, record)
@@ -499,8 +540,7 @@ class Workspace:
             report.warnings.extend(billing_warnings(record))
             index.add(record)
             records.append(record)
-        report.batch = await self._send(client, records, on_outcome)
-        return report
+        return records
 
     async def _send(
         self,
@@ -995,7 +1035,11 @@ def generate_image_with_character(
     )
     try:
         workspace = Workspace.open(tasks_dir, config_path=config_path)
-        report = run_sync(workspace.submit([request]))
+        report = run_sync(
+            workspace.submit(
+                [request], on_wait=lambda line: print(f"asyncimg: {line}", file=sys.stderr)
+            )
+        )
     except AsyncImgError as exc:
         print(f"asyncimg: {exc}", file=sys.stderr)
         return False

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from asyncimg import constants
-from asyncimg.lifecycle.check import MAX_DOWNLOAD_FAILURES, PassSummary
+from asyncimg.lifecycle import decide
+from asyncimg.lifecycle.check import PassSummary
 from asyncimg.lifecycle.decide import MAX_STALLED_PASSES
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.signing import Credentials
@@ -342,8 +343,8 @@ async def test_dropped_image_downloads_never_give_up_a_paid_image(start: Start) 
     client = env.new_client(max_attempts=1)
     local_id = await _submitted(env, "f1")
     env.advance(10)
-    env.emu.inject("server_error", count=MAX_DOWNLOAD_FAILURES + 2, action="image")
-    for _ in range(MAX_DOWNLOAD_FAILURES + 2):
+    env.emu.inject("server_error", count=decide.MAX_CORRUPT_DOWNLOADS + 2, action="image")
+    for _ in range(decide.MAX_CORRUPT_DOWNLOADS + 2):
         summary = await env.checker(client).run_pass()
         assert summary.failed == 0
     record = TaskStore(env.tasks_dir).get(local_id)
@@ -372,33 +373,39 @@ async def test_an_image_that_never_downloads_fails_after_the_stall_limits(start:
     assert record.task_id  # kept: `retry` can fetch it again without resubmitting
 
 
-async def test_truncated_image_is_never_saved_and_fails_after_the_limit(
+async def test_a_corrupt_image_is_never_saved_and_fails_after_three_downloads_and_a_minute(
     start: Start, no_leftovers: Callable[..., list[Path]]
 ) -> None:
+    """Three corrupt downloads a second apart used to fail the paid frame (a retry bills
+    again), however short the glitch; now a minute must pass too."""
     env = await start()
     env.emu.inject("truncated_image")
     local_id = await _submitted(env, "f1")
     env.advance(10)
     target = env.out_dir / "f1.png"
     reported: list[str] = []
-    for attempt in range(1, MAX_DOWNLOAD_FAILURES + 1):
+    for attempt in range(1, decide.MAX_CORRUPT_DOWNLOADS + 2):
         summary = await env.checker(report=reported.append).run_pass()
         record = TaskStore(env.tasks_dir).get(local_id)
+        assert record.status is S.SUBMITTED and summary.transient_errors == 1
         assert record.download_failures == attempt
-        expected_kind = (
-            "DownloadAbandoned" if attempt == MAX_DOWNLOAD_FAILURES else "ImageCheckFailed"
-        )
-        assert record.last_error is not None and record.last_error.kind == expected_kind
+        assert record.last_error is not None and record.last_error.kind == "ImageCheckFailed"
         assert not target.exists()
         assert no_leftovers(env.out_dir, env.tasks_dir) == []
-        if attempt < MAX_DOWNLOAD_FAILURES:
-            assert record.status is S.SUBMITTED and summary.transient_errors == 1
+        env.advance(1)
+    env.advance(decide.MIN_CORRUPT_S)
+    summary = await env.checker(report=reported.append).run_pass()
+    record = TaskStore(env.tasks_dir).get(local_id)
     assert record.status is S.FAILED and summary.failed == 1
-    assert "incomplete or corrupt" in record.last_error.message
-    # Waiting will not fix it; a new task might: the user is told to resubmit.
+    assert record.last_error is not None and record.last_error.kind == "DownloadAbandoned"
+    message = record.last_error.message
+    assert "corrupt in 5 downloads" in message and "incomplete or corrupt" in message
+    # Waiting will not fix it; a new task might: the user is told how, with the command.
     assert record.last_error.resubmittable and not record.last_error.retryable
-    assert "retry" in reported[-1]
-    assert env.emu.stats()["image_downloads"] == MAX_DOWNLOAD_FAILURES
+    assert f"asyncimg retry {record.task_id} --tasks-dir {env.tasks_dir}" in message
+    assert f"asyncimg retry {record.task_id}" in reported[-1]
+    assert not target.exists()
+    assert env.emu.stats()["image_downloads"] == 5
 
 
 # -- the folder -------------------------------------------------------------------------------

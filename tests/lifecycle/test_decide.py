@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asyncimg.lifecycle import decide
-from asyncimg.lifecycle.download import ImageCheckFailed, SaveFailed
+from asyncimg.lifecycle.download import DownloadAbandoned, ImageCheckFailed, SaveFailed
 from asyncimg.protocol.client import Result, TaskStatus
 from asyncimg.protocol.errors import (
     AsyncImgError,
@@ -407,17 +407,52 @@ def test_in_flight_is_submitted_and_processing_with_a_task_id() -> None:
     assert all(r.task_id for r in flying)
 
 
-def test_after_download_error_gives_up_only_on_repeated_corrupt_images() -> None:
-    from asyncimg.lifecycle.download import DownloadAbandoned
+CORRUPT = ImageCheckFailed("the image is incomplete or corrupt (broken data)", request_id="r1")
+RETRY = "asyncimg retry 7392 --tasks-dir /p/async_tasks"
 
-    corrupt = ImageCheckFailed("the image is incomplete or corrupt", request_id="r1")
-    early = decide.after_download_error(corrupt, 2, 3)
-    assert early.state is None and early.error is corrupt and not early.stalled
-    final = decide.after_download_error(corrupt, 3, 3)
-    assert final.state is S.FAILED
+
+def test_a_corrupt_image_is_fetched_again_while_either_limit_is_not_passed() -> None:
+    """Three corrupt downloads a second apart (the scheduler refetches at its floor) gave
+    up a paid image: a CDN glitch of a few seconds cost a second bill."""
+    quick = decide.after_download_error(CORRUPT, 3, 100.0, 102.0, retry=RETRY)
+    assert quick.state is None and quick.error is CORRUPT and not quick.stalled
+    few = decide.after_download_error(CORRUPT, 2, 100.0, 100.0 + decide.MIN_CORRUPT_S)
+    assert few.state is None  # long enough, but corrupt only twice
+    once = decide.after_download_error(CORRUPT, 1, 100.0, 100.0 + 10 * decide.MAX_CORRUPT_S)
+    assert once.state is None  # one corrupt download says nothing about the result
+
+
+def test_a_corrupt_image_fails_the_frame_after_three_downloads_and_a_minute() -> None:
+    now = 100.0 + decide.MIN_CORRUPT_S
+    final = decide.after_download_error(
+        CORRUPT, decide.MAX_CORRUPT_DOWNLOADS, 100.0, now, retry=RETRY
+    )
+    assert final.state is S.FAILED and not final.stalled
     assert isinstance(final.error, DownloadAbandoned)
     assert final.error.resubmittable and not final.error.retryable
-    assert final.error.request_id == "r1" and "3 downloads in a row" in final.error.message
+    assert final.error.request_id == "r1"
+    message = final.error.message
+    assert f"corrupt in 3 downloads over {int(decide.MIN_CORRUPT_S)} s" in message
+    assert "broken data" in message and message.endswith(RETRY)
+
+
+def test_a_corrupt_image_seen_again_long_after_fails_whatever_the_count() -> None:
+    """Passes far apart (`check` from cron): twice corrupt an hour apart is the result itself
+    broken; waiting for a third until the service drops the task (~12 h) only hides why."""
+    late = decide.after_download_error(CORRUPT, 2, 100.0, 100.0 + decide.MAX_CORRUPT_S, retry=RETRY)
+    assert late.state is S.FAILED and isinstance(late.error, DownloadAbandoned)
+    assert "corrupt in 2 downloads over 3600 s" in late.error.message
+
+
+def test_refetch_delay_doubles_from_the_floor_after_each_corrupt_download() -> None:
+    delays = [decide.refetch_delay(n, 1.0) for n in range(9)]
+    assert delays == [1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert decide.refetch_delay(0, 5.0) == 5.0 and decide.refetch_delay(9, 45.0) == 45.0
+    # Downloads at 0, 1, 3, 7, 15, 31, 61 s: the seventh is past both limits.
+    at = [0.0]
+    for n in range(1, 7):
+        at.append(at[-1] + decide.refetch_delay(n, 1.0))
+    assert at[-1] - at[0] >= decide.MIN_CORRUPT_S and len(at) >= decide.MAX_CORRUPT_DOWNLOADS
 
 
 @pytest.mark.parametrize(
@@ -432,12 +467,12 @@ def test_after_download_error_gives_up_only_on_repeated_corrupt_images() -> None
 )
 def test_a_failed_fetch_never_fails_the_task_at_once(error: AsyncImgError) -> None:
     # The next poll hands out fresh URLs; only many stalled polls over a long time give up.
-    decision = decide.after_download_error(error, 99, 3)
+    decision = decide.after_download_error(error, 99, 0.0, 1e6)
     assert decision.state is None and decision.stalled and decision.error is error
 
 
 def test_an_image_that_cannot_be_written_fails_the_task_with_the_way_out() -> None:
     error = SaveFailed("out.png: cannot write image (Is a directory)")
-    decision = decide.after_download_error(error, 0, 3)
+    decision = decide.after_download_error(error, 0, None, 100.0)
     assert decision.state is S.FAILED
     assert "--output" in decide.failure_reason(error)

@@ -92,6 +92,120 @@ def test_a_dead_holders_lease_expires_and_another_takes_the_task(stores: Any) ->
         assert got
 
 
+class Beats:
+    """A heartbeat sleep the test releases by hand: one renewal per `beat()`, no real time."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._go = asyncio.Semaphore(0)
+        self._sleeping = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        self._sleeping.set()
+        await self._go.acquire()
+
+    async def beat(self) -> None:
+        """Let the heartbeat renew once, and return when it has (it asks to sleep again).
+        The timeout only turns a heartbeat that never comes into a failure, not a hang."""
+        async with asyncio.timeout(60):
+            await self._sleeping.wait()
+            self._sleeping.clear()
+            self._go.release()
+            await self._sleeping.wait()
+
+
+async def _never(seconds: float) -> None:
+    await asyncio.Event().wait()  # a heartbeat that never beats (a loop kept busy)
+
+
+def _time_passes(store: PgStore, r: TaskRecord, seconds: float) -> None:
+    """As if `seconds` passed for this row's lease (the database's clock cannot be moved)."""
+    store._run(
+        "UPDATE tasks SET lease_until = lease_until - make_interval(secs => %s)"
+        " WHERE local_id = %s",
+        (seconds, r.local_id),
+    )
+
+
+async def test_the_heartbeat_keeps_a_lease_held_past_its_time(stores: Any) -> None:
+    """A submit or download longer than the lease lost it, and another monitor took the
+    task over mid-submit: it could send it again (billed twice)."""
+    beats = Beats()
+    holder, other = stores(lease_s=30.0, heartbeat_sleep=beats.sleep), stores(lease_s=30.0)
+    r = record(1)
+    holder.save(r)
+    with holder.lock(r) as held:
+        assert held
+        await beats.beat()  # started by lock(): waits a third of the lease each time
+        assert beats.asked[0] == 10.0
+        for _ in range(4):  # 40 s: past the 30 s the lease was taken for
+            _time_passes(holder, r, 10.0)
+            await beats.beat()
+        with other.lock(r) as got:
+            assert not got
+        current = holder.reload(r)
+        assert current is not None
+        holder.save(accept(current, "t-1", now=time.time()))
+    with other.lock(r) as got:
+        assert got  # released
+
+
+async def test_without_the_heartbeat_another_owner_takes_the_lease_and_the_late_save_is_refused(
+    stores: Any,
+) -> None:
+    holder, other = stores(lease_s=30.0, heartbeat_sleep=_never), stores(lease_s=30.0)
+    r = record(1)
+    holder.save(r)
+    current = holder.reload(r)
+    assert current is not None
+    with holder.lock(r) as held:
+        assert held
+        _time_passes(holder, r, 40.0)
+        with other.lock(r) as got:
+            assert got  # taken over: the other may be submitting it right now
+            with pytest.raises(StaleRecord, match="another process took it over"):
+                holder.save(accept(current, "t-1", now=time.time()))
+    final = other.reload(r)
+    assert final is not None and final.status is TaskState.PENDING and final.task_id is None
+
+
+async def test_a_renewal_that_finds_the_lease_taken_makes_the_later_save_refuse(
+    stores: Any,
+) -> None:
+    beats = Beats()
+    holder, other = stores(lease_s=30.0, heartbeat_sleep=beats.sleep), stores(lease_s=30.0)
+    r = record(1)
+    holder.save(r)
+    current = holder.reload(r)
+    assert current is not None
+    with holder.lock(r) as held:
+        assert held
+        _time_passes(holder, r, 40.0)  # the heartbeat was late
+        with other.lock(r) as got:
+            assert got
+            await beats.beat()  # finds the lease taken
+        # The other has let go (its lease is cleared) without writing: still refused.
+        with pytest.raises(StaleRecord):
+            holder.save(accept(current, "t-1", now=time.time()))
+
+
+async def test_a_record_first_saved_under_its_lock_is_leased_and_renewed(stores: Any) -> None:
+    beats = Beats()
+    holder, other = stores(lease_s=30.0, heartbeat_sleep=beats.sleep), stores(lease_s=30.0)
+    r = record(1)
+    with holder.lock(r) as held:  # no row yet
+        assert held
+        holder.save(r)
+        with other.lock(r) as got:
+            assert not got
+        _time_passes(holder, r, 40.0)
+        await beats.beat()
+        with other.lock(r) as got:
+            assert not got  # renewed
+        holder.save(accept(holder.reload(r) or r, "t-1", now=time.time()))
+
+
 def test_a_machine_works_only_its_own_frames_unless_on_a_shared_folder(
     stores: Any, tmp_path: Path
 ) -> None:

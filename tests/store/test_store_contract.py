@@ -15,6 +15,7 @@ import pytest
 
 from asyncimg.store import TaskRecord, TaskState, transition
 from asyncimg.store.base import Store
+from asyncimg.store.locks import output_slots
 from asyncimg.store.pg.store import PgStore
 from asyncimg.store.states import accept, retry_record
 from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound, TaskStore
@@ -116,6 +117,19 @@ def test_get_by_prefix_history_and_errors(make_store: Factory) -> None:
     assert store.get("old-task").local_id == first.local_id  # an earlier task id finds it
 
 
+def test_get_refuses_a_task_id_two_records_hold(make_store: Factory) -> None:
+    store = make_store()
+    one, two = record(1), record(2)
+    for r in (one, two):
+        store.save(r)
+        store.save(accept(store.reload(r) or r, "dup-7", now=time.time()))
+    with pytest.raises(AmbiguousTaskKey) as refused:
+        make_store().get("dup-7")
+    assert one.output_path in str(refused.value) and two.output_path in str(refused.value)
+    assert one.local_id[:12] in str(refused.value) and two.local_id[:12] in str(refused.value)
+    assert make_store().get(two.local_id[:12]).local_id == two.local_id
+
+
 def test_lock_excludes_another_handle_until_released(make_store: Factory) -> None:
     a, b = make_store(), make_store()
     r = record(1)
@@ -128,6 +142,41 @@ def test_lock_excludes_another_handle_until_released(make_store: Factory) -> Non
             assert not again  # no re-entry within one handle either
     with b.lock(r) as now_free:
         assert now_free
+
+
+def test_outputs_lock_excludes_the_same_folder_until_released(make_store: Factory) -> None:
+    """A submit holds it from its rerun check through its first saves: a second submit of
+    the same frames (another handle, or a second caller of this one) must not get it."""
+    a, b = make_store(), make_store()
+    chapter = ["/frames/ch1/001.png", "/frames/ch1/002.png"]
+    with a.outputs_lock(chapter) as held:
+        assert held
+        with b.outputs_lock(["/frames/ch1/002.png"]) as other:
+            assert not other  # one file of the same folder
+        with b.outputs_lock(["/frames/ch1/003.png"]) as other:
+            assert not other  # another file of that folder
+        with a.outputs_lock(chapter) as again:
+            assert not again  # no re-entry within one handle either
+        with b.outputs_lock([]) as nothing:
+            assert nothing  # no files, nothing to wait for
+    with b.outputs_lock(chapter) as now_free:
+        assert now_free
+
+
+def test_outputs_lock_of_other_folders_is_independent(make_store: Factory) -> None:
+    a, b = make_store(), make_store()
+    mine = "/frames/ch1/001.png"
+    other = next(
+        f"/frames/ch{n}/001.png"
+        for n in range(2, 200)
+        if output_slots([f"/frames/ch{n}/001.png"]) != output_slots([mine])
+    )
+    with a.outputs_lock([mine]) as held, b.outputs_lock([other]) as also:
+        assert held and also
+    with a.outputs_lock([mine, other]) as both:  # all or nothing
+        assert both
+        with b.outputs_lock([other]) as busy:
+            assert not busy
 
 
 def test_task_id_owner_finds_another_record_with_the_id(make_store: Factory) -> None:

@@ -408,6 +408,25 @@ def test_get_by_id_local_id_and_prefix(tmp_path: Path) -> None:
         store.get("  ")
 
 
+def test_get_refuses_a_task_id_held_by_two_records_and_names_both_files(tmp_path: Path) -> None:
+    """The API gave one id to two of our tasks (both records are kept apart): `get` took
+    the first file silently, so `retry`/`cancel`/`show` could act on the wrong frame."""
+    store = TaskStore(tmp_path)
+    one = submitted(pending(1, local_id="aaaa1111" + "0" * 24), "7392000011")
+    two = submitted(pending(2, local_id="bbbb2222" + "0" * 24), "7392000011")
+    store.save(one)
+    store.save(two)
+    assert names(tmp_path) == ["7392000011.bbbb22220000.json", "7392000011.json"]
+    with pytest.raises(AmbiguousTaskKey) as refused:
+        TaskStore(tmp_path).get("7392000011")
+    line = str(refused.value)
+    assert "\n" not in line
+    assert "7392000011.json" in line and "7392000011.bbbb22220000.json" in line
+    assert one.output_path in line and two.output_path in line
+    assert "aaaa11110000" in line and "bbbb22220000" in line  # what to give instead
+    assert TaskStore(tmp_path).get("bbbb2222") == two  # the local id picks one
+
+
 def test_get_by_an_earlier_task_id(tmp_path: Path) -> None:
     store = TaskStore(tmp_path)
     failed = transition(submitted(pending(), "old-1"), TaskState.FAILED, now=300.0)

@@ -419,7 +419,14 @@ def submit(
 
     try:
         report = run_sync(
-            _until_signal(workspace.submit(requests, force=force, on_outcome=progress))
+            _until_signal(
+                workspace.submit(
+                    requests,
+                    force=force,
+                    on_outcome=progress,
+                    on_wait=lambda line: err_console.print(line, markup=False, highlight=False),
+                )
+            )
         )
     except AsyncImgError as exc:
         _fail(str(exc), 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import shlex
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,16 +32,13 @@ from asyncimg.lifecycle.submit import BatchOutcome, RecordNotSaved, submit_recor
 from asyncimg.protocol.client import Result, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, ConfigError, TaskGone
 from asyncimg.store.base import Store
+from asyncimg.store.open import describe
 from asyncimg.store.record import ErrorInfo, KeptImage, ResultFile, TaskRecord
 from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
 from asyncimg.store.store import ScanReport
 
 if TYPE_CHECKING:
     from asyncimg.lifecycle.keeper import FrameKeeper
-
-# A `done` task whose images fail verification this many passes running is failed
-# (resubmittable) instead of being downloaded forever.
-MAX_DOWNLOAD_FAILURES = 3
 
 Clock = Callable[[], float]
 Reporter = Callable[[str], None]
@@ -331,11 +329,17 @@ class Checker:
         except AsyncImgError as exc:
             if isinstance(exc, TaskGone) and record.kept:
                 return await self._from_storage(record, summary, exc)
-            failures = record.download_failures
+            now = self.clock()
+            failures, since = record.download_failures, record.corrupt_since
             if isinstance(exc, ImageCheckFailed):
                 failures += 1
-            decision = decide.after_download_error(exc, failures, MAX_DOWNLOAD_FAILURES)
-            return self._apply(record, decision, summary, download_failures=failures)
+                since = now if since is None else since
+            decision = decide.after_download_error(
+                exc, failures, since, now, retry=self._retry_command(record)
+            )
+            return self._apply(
+                record, decision, summary, download_failures=failures, corrupt_since=since
+            )
         kept = record.kept or await self._keep(record, blobs)
         return self._completed(record, files, kept, summary)
 
@@ -357,6 +361,7 @@ class Checker:
             kept=kept,
             last_error=None,
             download_failures=0,
+            corrupt_since=None,
             stalled_passes=0,
             stalled_since=None,
         )
@@ -410,6 +415,12 @@ class Checker:
         except AsyncImgError as exc:
             return self._apply(record, decide.after_error(exc), summary)
         return self._completed(record, files, record.kept, summary, _(" (from storage)"))
+
+    def _retry_command(self, record: TaskRecord) -> str:
+        """The command that resubmits `record` (a new, billed task)."""
+        key = shlex.quote(record.task_id or record.local_id)
+        option, _sep, where = describe(self.store).partition(" ")
+        return f"asyncimg retry {key} {option} {shlex.quote(where)}"
 
     async def _fetch_and_save(
         self, record: TaskRecord, result: Result

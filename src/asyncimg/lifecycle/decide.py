@@ -30,6 +30,19 @@ from asyncimg.store.states import IN_FLIGHT, TaskState
 MAX_STALLED_PASSES = 10
 MIN_STALLED_S = 600.0
 
+# A done task whose image fails the image checks (truncated, corrupt, too many pixels) is
+# fetched again, each time from a fresh poll, until both of these have passed since the first
+# corrupt download of the run: then the result itself is broken and the frame fails, with the
+# command that resubmits it. A CDN glitch of a few seconds never costs a second bill.
+MAX_CORRUPT_DOWNLOADS = 3
+MIN_CORRUPT_S = 60.0
+# Passes far apart (`check` from cron): corrupt twice this long apart fails the frame too,
+# rather than waiting for a third download until the service forgets the task (~12 h).
+MAX_CORRUPT_S = 3600.0
+# The scheduler refetches a corrupt image after its floor, doubling per corrupt download up
+# to this: about seven downloads before MIN_CORRUPT_S has passed, not one per second.
+MAX_REFETCH_DELAY_S = 30.0
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -123,20 +136,32 @@ def after_stall(decision: Decision, passes: int, since: float | None, now: float
     return decision
 
 
-def after_download_error(error: AsyncImgError, failures: int, limit: int) -> Decision:
+def after_download_error(
+    error: AsyncImgError,
+    failures: int,
+    since: float | None,
+    now: float,
+    *,
+    retry: str = "asyncimg retry",
+) -> Decision:
     """A done task's images could not be fetched, verified or written.
 
-    - corrupt bytes (`failures` verification failures running): after `limit` the result
-      itself is broken, and the task fails with "resubmit" advice;
+    - corrupt bytes: `failures` corrupt downloads in a row (this one counted), the first at
+      `since`. Fetched again until :func:`corrupt_gives_up`; then the result itself is
+      broken and the frame fails, resubmittable, its message ending with `retry` (the
+      command that resubmits it);
     - the image cannot be written (a folder at the path, a name too long): the task fails
       at once with the reason; `retry --output` fetches it again without resubmitting;
     - anything else (a URL that answers 403/404, a dropped connection): the next poll
       hands out fresh URLs, counted as a stalled poll.
     """
     if isinstance(error, ImageCheckFailed):
-        if failures >= limit:
+        first = now if since is None else since
+        if corrupt_gives_up(failures, first, now):
             abandoned = DownloadAbandoned(
-                f"{error.message} ({failures} downloads in a row)",
+                f"the image was corrupt in {failures} downloads over {int(now - first)} s "
+                f"(last: {error.message}); the service's result itself is broken: resubmit "
+                f"it (billed again) with: {retry}",
                 code=error.code,
                 request_id=error.request_id,
             )
@@ -147,6 +172,25 @@ def after_download_error(error: AsyncImgError, failures: int, limit: int) -> Dec
     if is_setup_problem(error):
         return Decision(None, error=error, halt=True)
     return Decision(None, error=error, stalled=True)
+
+
+def corrupt_gives_up(failures: int, since: float, now: float) -> bool:
+    """Whether `failures` corrupt downloads in a row, the first at `since`, mean the result
+    itself is broken: MAX_CORRUPT_DOWNLOADS and MIN_CORRUPT_S both passed, or a second one
+    MAX_CORRUPT_S after the first."""
+    elapsed = now - since
+    if failures >= MAX_CORRUPT_DOWNLOADS and elapsed >= MIN_CORRUPT_S:
+        return True
+    return failures >= 2 and elapsed >= MAX_CORRUPT_S
+
+
+def refetch_delay(failures: int, floor: float) -> float:
+    """How long the scheduler waits before polling a done task whose image failed again:
+    its floor, doubled per corrupt download after the first, at most MAX_REFETCH_DELAY_S
+    (never below the floor)."""
+    if failures <= 1:
+        return floor
+    return max(floor, min(floor * 2.0 ** (failures - 1), MAX_REFETCH_DELAY_S))
 
 
 def after_submit_error(error: AsyncImgError) -> Decision:

@@ -39,10 +39,12 @@ class ImageCheckFailed(AsyncImgError):
 
 
 class DownloadAbandoned(AsyncImgError):
-    """The finished task's image failed verification pass after pass: a new task may work."""
+    """The finished task's image failed verification download after download, for long
+    enough (`decide.corrupt_gives_up`): the result itself is broken; a new task may work.
+    The message ends with the command that resubmits it."""
 
     resubmittable = True
-    hint = "resubmit with asyncimg retry"
+    hint = "a new task usually gives a whole image; it is billed again"
 
 
 class SaveFailed(AsyncImgError):

@@ -43,6 +43,10 @@ BY_KIND: dict[str, str] = {
     "EmptyResult": N_("the task finished without an image: retry it"),
     "NoProgress": N_("the task made no progress for too long"),
     "ImageCheckFailed": N_("the downloaded image is incomplete or corrupt"),
+    "DownloadAbandoned": N_(
+        "the image was corrupt in every download, so the result itself is broken: "
+        "resubmit it with the asyncimg retry command given (billed again)"
+    ),
     "SaveFailed": N_("the image could not be written to its output file"),
     "OutputRejected": N_("the generated image failed the content review: retry or rephrase"),
     "InputRejected": N_("the request was refused: change the prompt, image or parameters"),

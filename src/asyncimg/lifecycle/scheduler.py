@@ -450,7 +450,9 @@ class Scheduler:
 
     def _schedule(self, record: TaskRecord, now: float) -> None:
         if record.local_id in self._done_seen:  # done; its download failed: fresh URLs
-            self._due[record.local_id] = now + self.floor
+            self._due[record.local_id] = now + decide.refetch_delay(
+                record.download_failures, self.floor
+            )
             return
         finishes = self.eta.finishes(bucket_of(record.req_key, record.params))
         k = min(

@@ -10,11 +10,16 @@ single-machine users keep the guide's layout. Semantics every implementation kee
   process, another machine, or a task this machine may not work on); callers skip it.
 - ``load_all`` is what *this* machine works on; ``scan`` is every task (``list``, the
   summary, the gallery), finished ones possibly in brief.
+- ``outputs_lock`` is held from the rerun check ("has this output file a record
+  already?") through the first save of the new records, so two submits of one batch
+  (or two `gen_image.py` calls for one file) never both find "no record" and both pay.
+  Like ``lock`` it never blocks; the caller waits and tries again.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -55,5 +60,12 @@ class Store(Protocol):
     def get(self, key: str) -> TaskRecord: ...
 
     def lock(self, record: TaskRecord) -> contextlib.AbstractContextManager[bool]: ...
+
+    def outputs_lock(self, keys: Collection[str]) -> contextlib.AbstractContextManager[bool]:
+        """Try to take the exclusive lock on these output files (one lock per output
+        folder, ``store.locks.output_slots``): True while held, False (holding nothing) if
+        another process, machine or coroutine holds part of it. Released when the block
+        ends or the holder dies."""
+        ...
 
     def task_id_owner(self, task_id: str, local_id: str) -> Path | None: ...

@@ -4,19 +4,40 @@ The lock is an ``flock`` on ``<root>/.locks/<local_id>.lock``, never on the reco
 every atomic save renames a new inode over the record, which would silently drop a lock
 held on the old one. Non-blocking by design: a checker that finds a task busy skips it
 this pass instead of waiting behind another process.
+
+Output locks (``.locks/outputs-NN.lock``) are held by a submit from its rerun check through
+the first save of its new records: one per output folder, hashed into ``OUTPUT_SLOTS``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
 
 # A lock file can be unlinked (by delete/archive) between our open() and flock(); then we
 # hold a lock nobody else can see. Re-checking the inode and retrying closes that gap.
 _MAX_OPEN_RACES = 5
+
+
+#: How many locks the output folders are spread over (a batch's frames share one folder,
+#: so one submit usually takes one; two folders that share a slot only wait for each other).
+OUTPUT_SLOTS = 64
+
+
+def output_slots(keys: Collection[str]) -> list[int]:
+    """The output locks that cover these output files (absolute, normalised paths, as
+    `lifecycle.validate.output_key` gives them): one per folder, hashed into
+    OUTPUT_SLOTS, in ascending order. The same file always maps to the same slot."""
+    slots = set()
+    for key in keys:
+        folder = os.fsencode(Path(key).parent)
+        slots.add(int.from_bytes(hashlib.sha256(folder).digest()[:4], "big") % OUTPUT_SLOTS)
+    return sorted(slots)
 
 
 def ensure_private_dir(path: Path) -> None:

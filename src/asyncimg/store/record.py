@@ -171,6 +171,8 @@ class TaskRecord(BaseModel):
     results: list[ResultFile] = Field(default_factory=list)
     download_failures: int = Field(default=0, ge=0)
     """Consecutive passes whose download failed verification (reset on success/retry)."""
+    corrupt_since: float | None = None
+    """When the first of those corrupt downloads happened (see `decide.corrupt_gives_up`)."""
     stalled_passes: int = Field(default=0, ge=0)
     """Consecutive polls of an accepted task that made no progress (a reply without data,
     an unknown status, an image URL that would not download); reset by any progress."""

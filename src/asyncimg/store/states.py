@@ -140,6 +140,7 @@ _FRESH: dict[str, Any] = {
     "results": [],
     "completed_time": None,
     "download_failures": 0,
+    "corrupt_since": None,
     "stalled_passes": 0,
     "stalled_since": None,
     "submit_started_at": None,

@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from asyncimg.fileio import atomic_write, fsync_dir, remove_orphan_temps
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError, ConfigError
 from asyncimg.store.index import (
     INDEX_NAME,
@@ -48,7 +49,13 @@ from asyncimg.store.index import (
     load_index,
     settled,
 )
-from asyncimg.store.locks import ensure_private_dir, remove_lock_file, try_lock, unlock
+from asyncimg.store.locks import (
+    ensure_private_dir,
+    output_slots,
+    remove_lock_file,
+    try_lock,
+    unlock,
+)
 from asyncimg.store.record import (
     TaskRecord,
     anchor_working_dir,
@@ -94,6 +101,25 @@ class TaskNotFound(AsyncImgError, LookupError):
 
 class AmbiguousTaskKey(AsyncImgError, LookupError):
     """A prefix matches more than one record; the message lists them."""
+
+
+def held_twice(key: str, holders: list[tuple[str | None, str, str]]) -> AmbiguousTaskKey:
+    """One line for a task id that several records hold: each record's file (None in a
+    store without files), output and local id, and what to give instead."""
+    shown = "; ".join(
+        _("{file} (output {output}, local id {local_id})").format(
+            file=name, output=output, local_id=local_id[:12]
+        )
+        if name
+        else _("output {output}, local id {local_id}").format(output=output, local_id=local_id[:12])
+        for name, output, local_id in holders
+    )
+    return AmbiguousTaskKey(
+        _(
+            "task id {key} is held by {n} records (the API gave it twice): {shown}; "
+            "give the local id of the one you mean instead"
+        ).format(key=key, n=len(holders), shown=shown)
+    )
 
 
 class TasksFolderError(ConfigError, OSError):
@@ -188,6 +214,7 @@ class TaskStore:
         self._clock = clock
         self._names: dict[str, str] = {}  # local_id -> file it was loaded from / saved to
         self._held: dict[str, int] = {}  # local_id -> fd of a lock this store holds
+        self._outputs_held: set[int] = set()  # output slots this store holds
         # The index as last read or written by this store, and that file's identity then.
         self._index: dict[str, Entry] = {}
         self._index_key: FileKey | None = None
@@ -548,15 +575,19 @@ class TaskStore:
         """The record whose task_id or local_id is ``key`` or starts with it.
 
         An earlier task_id (from ``history``) also finds the record. Raises
-        :class:`TaskNotFound` or :class:`AmbiguousTaskKey`. Matches on the scan's
-        summaries, then reads the one record found.
+        :class:`TaskNotFound` or :class:`AmbiguousTaskKey`: also for a task id that two
+        records hold (the API gave it twice; both are kept), naming both files, since
+        either may be the one meant and only the user knows which (its local id picks it).
+        Matches on the scan's summaries, then reads the one record found.
         """
         key = key.strip()
         if not key:
             raise TaskNotFound("no task key given")
         tasks = self.scan().tasks
         exact = [t for t in tasks if key in (t.task_id, t.local_id)]
-        matches = exact[:1] or [
+        if len(exact) > 1:  # the API gave this id to more than one of our tasks
+            raise held_twice(key, [(t.name, t.output_path, t.local_id) for t in exact])
+        matches = exact or [
             t for t in tasks if (t.task_id or "").startswith(key) or t.local_id.startswith(key)
         ]
         if not matches:
@@ -607,6 +638,36 @@ class TaskStore:
         finally:
             self._held.pop(local_id, None)
             unlock(fd)
+
+    @contextlib.contextmanager
+    def outputs_lock(self, keys: Collection[str]) -> Iterator[bool]:
+        """Try to take the lock on these output files (``.locks/outputs-NN.lock``, one per
+        slot of ``locks.output_slots``): all of them or none. Never blocks; False if another
+        process, or another caller of this store, holds one of them."""
+        slots = output_slots(keys)
+        if any(slot in self._outputs_held for slot in slots):
+            yield False
+            return
+        self.ensure_root()
+        ensure_private_dir(self.root / LOCKS_DIR)
+        taken: list[tuple[int, int]] = []
+        try:
+            for slot in slots:
+                fd = try_lock(self.root / LOCKS_DIR / f"outputs-{slot:02d}.lock")
+                if fd is None:
+                    break
+                taken.append((slot, fd))
+            held = len(taken) == len(slots)
+            if held:
+                self._outputs_held.update(slots)
+            try:
+                yield held
+            finally:
+                if held:
+                    self._outputs_held.difference_update(slots)
+        finally:
+            for _slot, fd in taken:
+                unlock(fd)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ columns the queue selects on (status, batch, machine, account, model). Rules:
   read is still the row's (:class:`StaleRecord` otherwise) and that the state machine
   allows the move (``states.can_transition``), then writes version + 1;
 - ``lock`` is a *lease*: the row names its holder until a time; a machine that dies
-  holding one loses it when it expires, and another monitor takes the task over;
+  holding one loses it when it expires, and another monitor takes the task over. While a
+  lock is held inside an event loop, a heartbeat renews it every third of the lease, so a
+  submit or download longer than the lease keeps it; a holder whose lease was taken over
+  anyway (its heartbeat stalled) has its next save of that record refused;
 - a task is worked (submitted, polled, its image written) only on the machine that asked
   for it, or on any machine when every path it names lies under a shared folder.
 
@@ -17,13 +20,15 @@ shows a password.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,7 @@ from asyncimg.fileio import atomic_write
 from asyncimg.protocol.errors import ConfigError
 from asyncimg.store.base import StaleRecord
 from asyncimg.store.index import RecordSummary
-from asyncimg.store.locks import ensure_private_dir
+from asyncimg.store.locks import ensure_private_dir, output_slots
 from asyncimg.store.machine import account_id, machine_id, machine_of
 from asyncimg.store.pg.schema import migrate
 from asyncimg.store.record import TaskRecord, record_to_json
@@ -46,20 +51,27 @@ from asyncimg.store.store import (
     LoadReport,
     ScanReport,
     TaskNotFound,
+    held_twice,
 )
 
-#: How long a lease (a task's lock) lasts: longer than any one submit (180 s by default),
-#: poll or download, so a live holder never loses it; a dead one's passes after this.
+#: How long a lease (a task's lock) lasts: a dead holder's passes after this. A live holder
+#: renews it every third of it (the heartbeat), so one submit may take longer.
 DEFAULT_LEASE_S = 300.0
 LEASE_ENV = "ASYNCIMG_LEASE_S"
 SHARED_ENV = "ASYNCIMG_SHARED_DIRS"
 SCHEMES = ("postgresql", "postgres")
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 _COLUMNS = "record, version"
 #: A row whose images are kept in object storage (lifecycle/kept.py): done at the service,
 #: so it holds no slot on the account even while it waits for its machine.
 KEPT_SQL = "coalesce(record->'kept', '[]'::jsonb) <> '[]'::jsonb"
+# The first key of the output locks' advisory locks (two-integer keys: a space of their own,
+# apart from the one-integer keys of the migrations and the claims).
+_OUTPUTS_LOCK = 0x41494D47
 
 
 class StoreUnavailable(OSError):
@@ -148,7 +160,10 @@ class PgStore:
         account: str | None = None,
         clock: Clock = time.time,
         state_dir: Path | None = None,
+        heartbeat_sleep: Sleep = asyncio.sleep,
     ) -> None:
+        """``heartbeat_sleep``: how the lease heartbeat waits between renewals (tests pass
+        one they release by hand)."""
         self.url = url
         self.machine = machine or machine_id()
         self.shared_dirs = tuple(shared_dirs if shared_dirs is not None else shared_dirs_from_env())
@@ -158,6 +173,10 @@ class PgStore:
         self.owner = f"{self.machine}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._versions: dict[str, int] = {}
         self._held: set[str] = set()
+        self._lost: set[str] = set()  # held, but the lease was found taken by another owner
+        self._outputs_held: set[int] = set()
+        self._heartbeat_sleep = heartbeat_sleep
+        self._heartbeat: asyncio.Task[None] | None = None
         digest = hashlib.sha256(redact(url).encode("utf-8")).hexdigest()[:12]
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         # Never created: records live in the database; it only names them (RecordSummary).
@@ -185,19 +204,25 @@ class PgStore:
         try:
             with self.conn.transaction():
                 row = self.conn.execute(
-                    "SELECT version, status, machine FROM tasks WHERE local_id = %s FOR UPDATE",
+                    "SELECT version, status, machine, lease_owner FROM tasks"
+                    " WHERE local_id = %s FOR UPDATE",
                     (record.local_id,),
                 ).fetchone()
+                if row is not None and record.local_id in self._held:
+                    self._refuse_a_lost_lease(record, None if row[3] is None else str(row[3]))
                 record = self._owned(record, None if row is None else str(row[2]))
                 data = json.loads(record_to_json(record))
+                held = record.local_id in self._held
                 if row is None:
                     version = 1
                     self.conn.execute(
                         "INSERT INTO tasks (local_id, task_id, status, machine, batch, priority,"
-                        " account, req_key, created_at, updated_at, version, seq, record)"
+                        " account, req_key, created_at, updated_at, version, seq, record,"
+                        " lease_owner, lease_until)"
                         " VALUES (%s, %s, %s, %s, %s, coalesce(%s, (SELECT max(priority)"
                         " FROM tasks WHERE batch = %s), 0), %s, %s, %s, %s, 1,"
-                        " nextval('tasks_seq'), %s)",
+                        " nextval('tasks_seq'), %s, %s,"
+                        " clock_timestamp() + make_interval(secs => %s))",
                         (
                             record.local_id,
                             record.task_id,
@@ -211,6 +236,8 @@ class PgStore:
                             record.created_at,
                             record.updated_at,
                             Jsonb(data),
+                            self.owner if held else None,
+                            self.lease_s if held else None,
                         ),
                     )
                 else:
@@ -247,6 +274,17 @@ class PgStore:
             raise StoreUnavailable(f"the store refused the write: {_one_line(exc)}") from None
         self._versions[record.local_id] = version
         return self._path(record.local_id)
+
+    def _refuse_a_lost_lease(self, record: TaskRecord, lease_owner: str | None) -> None:
+        """A record this store holds the lock of, whose row another owner leased meanwhile
+        (our lease ran out first: a heartbeat that could not run): that owner may be
+        submitting or writing it, so this save must not go through."""
+        if lease_owner == self.owner and record.local_id not in self._lost:
+            return
+        raise StaleRecord(
+            f"task {record.task_id or record.local_id}: its lease ran out and another process "
+            f"took it over while this one was working on it; nothing was written"
+        )
 
     def _owned(self, record: TaskRecord, row_machine: str | None) -> TaskRecord:
         """The record with its machine named: the row's, else (a new record) this one."""
@@ -330,10 +368,14 @@ class PgStore:
             "SELECT record, version FROM tasks WHERE record->'history' @> jsonb_build_array("
             "jsonb_build_object('task_id', %s::text)) AND %s::text IS NOT NULL",
         )
-        for query in queries:
+        for n, query in enumerate(queries):
             rows = self._rows(query, (key, key))
             if len(rows) == 1:
                 return rows[0].record
+            if rows and n == 0:  # the API gave this id to more than one of our tasks
+                raise held_twice(
+                    key, [(None, r.record.output_path, r.record.local_id) for r in rows]
+                )
             if rows:
                 shown = ", ".join(
                     r.record.task_id or f"local {r.record.local_id}" for r in rows[:5]
@@ -437,16 +479,96 @@ class PgStore:
                 yield False
                 return
         self._held.add(local_id)
+        self._beat_while_held()
         try:
             yield True
         finally:
             self._held.discard(local_id)
-            with contextlib.suppress(psycopg.Error):
+            self._lost.discard(local_id)
+            if not self._held and self._heartbeat is not None:
+                self._heartbeat.cancel()
+                self._heartbeat = None
+            with contextlib.suppress(psycopg.Error, StoreUnavailable):
                 self._run(
                     "UPDATE tasks SET lease_owner = NULL, lease_until = NULL, slot_until = NULL"
                     " WHERE local_id = %s AND lease_owner = %s",
                     (local_id, self.owner),
                 )
+
+    def renew(self) -> set[str]:
+        """Extend every lease this store holds by ``lease_s`` from now (and the submit slot
+        of a claimed one); the held tasks whose lease another owner has taken (then their
+        next save here is refused). What the heartbeat calls every ``lease_s / 3``."""
+        held = sorted(self._held - self._lost)
+        if not held:
+            return set()
+        rows = self._run(
+            "UPDATE tasks SET lease_until = clock_timestamp() + make_interval(secs => %s),"
+            " slot_until = CASE WHEN slot_until IS NULL THEN NULL"
+            " ELSE clock_timestamp() + make_interval(secs => %s) END"
+            " WHERE local_id = ANY(%s) AND lease_owner = %s RETURNING local_id",
+            (self.lease_s, self.lease_s, held, self.owner),
+        ).fetchall()
+        missing = set(held) - {str(r[0]) for r in rows}
+        if missing:  # not renewed: taken by another owner, or no row yet (not saved)
+            taken = self._run(
+                "SELECT local_id FROM tasks WHERE local_id = ANY(%s)", (sorted(missing),)
+            ).fetchall()
+            self._lost.update(str(r[0]) for r in taken)
+        return self._lost & set(held)
+
+    def _beat_while_held(self) -> None:
+        """Start the heartbeat if none runs. Only inside an event loop: the long holds (a
+        submit, a download) await; synchronous callers hold a lock only briefly."""
+        if self._heartbeat is not None and not self._heartbeat.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._heartbeat = loop.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while self._held:
+            await self._heartbeat_sleep(self.lease_s / 3)
+            try:
+                lost = self.renew()
+            except StoreUnavailable as exc:  # the next save says so; keep trying
+                log.debug("could not renew the leases: %s", exc)
+                continue
+            for local_id in sorted(lost):
+                log.debug("the lease of task %s was taken over by another process", local_id)
+
+    @contextlib.contextmanager
+    def outputs_lock(self, keys: Collection[str]) -> Iterator[bool]:
+        """Try to take the lock on these output files: a session advisory lock per slot of
+        ``locks.output_slots`` (all or none). Never blocks; False if another connection, or
+        another caller of this store, holds one. A dead holder's connection frees them."""
+        slots = output_slots(keys)
+        if any(slot in self._outputs_held for slot in slots):
+            yield False
+            return
+        taken: list[int] = []
+        try:
+            for slot in slots:
+                row = self._run(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (_OUTPUTS_LOCK, slot)
+                ).fetchone()
+                if row is None or not row[0]:
+                    break
+                taken.append(slot)
+            held = len(taken) == len(slots)
+            if held:
+                self._outputs_held.update(slots)
+            try:
+                yield held
+            finally:
+                if held:
+                    self._outputs_held.difference_update(slots)
+        finally:
+            for slot in taken:
+                with contextlib.suppress(psycopg.Error):
+                    self._run("SELECT pg_advisory_unlock(%s, %s)", (_OUTPUTS_LOCK, slot))
 
     # -- internals ------------------------------------------------------------------------
 
