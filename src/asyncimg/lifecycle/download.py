@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from asyncimg.fileio import atomic_write, remove_orphan_temps
+from asyncimg.i18n import N_
 from asyncimg.lifecycle import provenance
 from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
@@ -34,21 +35,21 @@ class ImageCheckFailed(AsyncImgError):
     """Downloaded bytes are not a complete image (truncated, corrupt, empty)."""
 
     retryable = True
-    hint = "the download was incomplete; the next pass downloads it again"
+    hint = N_("the download was incomplete; the next pass downloads it again")
 
 
 class DownloadAbandoned(AsyncImgError):
     """The finished task's image failed verification pass after pass: a new task may work."""
 
     resubmittable = True
-    hint = "resubmit with asyncimg retry"
+    hint = N_("resubmit with asyncimg retry")
 
 
 class SaveFailed(AsyncImgError):
     """The image could not be written (a folder at the path, a name too long, permissions,
     disk full). The result is still on the service for about 12 h."""
 
-    hint = (
+    hint = N_(
         "fix the folder, or save it elsewhere: asyncimg retry TASK --output NEWPATH "
         "(fetched again, not resubmitted, while the service keeps it, ~12 h)"
     )
