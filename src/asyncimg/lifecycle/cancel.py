@@ -109,7 +109,7 @@ async def _cancel_one(
             )
         now = clock()
         if what is Plan.LOCAL:
-            store.save(_withdrawn(record, now, "withdrawn before it was sent"))
+            store.save(_withdrawn(record, now, N_("withdrawn before it was sent")))
             return Outcome(
                 key, _("{name}: cancelled (it was never sent)").format(name=name), cancelled=True
             )
@@ -141,12 +141,12 @@ async def _cancel_one(
                     "generating cannot be cancelled, so it keeps running"
                 ).format(name=name, error=plain(exc)),
             )
-        store.save(_withdrawn(record, now, "CVCancelTask accepted while in_queue"))
+        store.save(_withdrawn(record, now, N_("CVCancelTask accepted while in_queue")))
         return Outcome(key, _("{name}: cancelled by the service").format(name=name), cancelled=True)
 
 
 def _withdrawn(record: TaskRecord, now: float, how: str) -> TaskRecord:
-    error = Cancelled(f"cancelled at your request ({how})", code="cancelled")
+    error = Cancelled(_("cancelled at your request ({how})").format(how=_(how)), code="cancelled")
     return transition(
         record,
         TaskState.FAILED,

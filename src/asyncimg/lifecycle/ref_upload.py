@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asyncimg.i18n import _
 from asyncimg.lifecycle import refmode
 from asyncimg.lifecycle.references import PreparedReference, check_count, prepare_reference
 from asyncimg.protocol.errors import ConfigError, ConnectFailed, InvalidInput
@@ -56,9 +57,16 @@ def _credentials(env: Mapping[str, str]) -> tuple[str, str, str | None]:
     ]
     if missing:
         raise ConfigError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: reference "
-            "images are uploaded to [storage] with the storage's access key pair from "
-            f"{refmode.ENV_STORAGE_ACCESS_KEY} / {refmode.ENV_STORAGE_SECRET_KEY}"
+            (_("{names} is not set") if len(missing) == 1 else _("{names} are not set")).format(
+                names=_(" and ").join(missing)
+            )
+            + _(
+                ": reference images are uploaded to [storage] with the storage's access key "
+                "pair from {access_var} / {secret_var}"
+            ).format(
+                access_var=refmode.ENV_STORAGE_ACCESS_KEY,
+                secret_var=refmode.ENV_STORAGE_SECRET_KEY,
+            )
         )
     token = env.get(refmode.ENV_STORAGE_SESSION_TOKEN, "").strip() or None
     return access, secret, token
@@ -158,15 +166,22 @@ class ObjectStorage:
         self.uploads += 1
 
     def _error(self, what: str, key: str, exc: Exception) -> ConnectFailed | ConfigError:
-        where = f"{self.settings.endpoint} bucket {self.settings.bucket}"
+        template = (
+            _("[storage] {where}: cannot upload {key}: {code}")
+            if what == "upload"
+            else _("[storage] {where}: cannot check {key}: {code}")
+        )
+        where = _("{endpoint} bucket {bucket}").format(
+            endpoint=self.settings.endpoint, bucket=self.settings.bucket
+        )
         code = ""
         if hasattr(exc, "response"):
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"):
-            return ConfigError(f"[storage] {where}: cannot {what} {key}: {code}")
+            return ConfigError(template.format(where=where, key=key, code=code))
         # Nothing reached the visual API (ConnectFailed: "certainly nothing was sent"), so
         # the frame stays queued and goes out on a later pass; never `unconfirmed`.
-        return ConnectFailed(f"[storage] {where}: cannot {what} {key}: {exc}")
+        return ConnectFailed(template.format(where=where, key=key, code=exc))
 
     @contextmanager
     def _folder_lock(self) -> Any:
@@ -239,9 +254,9 @@ class ReferenceSender:
             return {"binary_data_base64": [prepared[i].base64 for i in range(len(entries))]}
         if self.storage is None:
             why = (
-                "mixes URLs and local files (one frame sends one kind)"
+                _("mixes URLs and local files (one frame sends one kind)")
                 if urls
-                else f'[references] mode is "url" for {record.req_key}'
+                else _('[references] mode is "url" for {model}').format(model=record.req_key)
             )
             raise InvalidInput(
                 "character_images",

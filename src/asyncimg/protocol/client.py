@@ -122,7 +122,10 @@ def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials:
     ]
     if missing:
         raise ConfigError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+            (_("{names} is not set") if len(missing) == 1 else _("{names} are not set")).format(
+                names=_(" and ").join(missing)
+            )
+            + ": "
             + _(
                 "export your Volcengine access key as VOLC_ACCESSKEY and secret key as "
                 "VOLC_SECRETKEY"
@@ -165,7 +168,9 @@ class VisualClient:
     ) -> None:
         url = URL(endpoint)
         if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError(f"endpoint {endpoint!r} is not an http(s) URL")
+            raise ConfigError(
+                _("endpoint {endpoint!r} is not an http(s) URL").format(endpoint=endpoint)
+            )
         self._credentials = credentials
         self._endpoint = url.with_path("/").with_query(None)
         self._timeout = aiohttp.ClientTimeout(
