@@ -127,7 +127,8 @@ def check_lines(
         if request is not None and request.frame_id is not None:
             first_id = ids.setdefault(request.frame_id, line)
             if first_id is not line:
-                problems.append(_problem(line, "id", f"same id as line {first_id.number}"))
+                same = _("same id as line {number}").format(number=first_id.number)
+                problems.append(_problem(line, "id", same))
         output = _output_of(line)
         if output is not None:
             for message in output_problems(output, base):
@@ -342,7 +343,13 @@ def _frame_id(line: Line, problems: list[Problem]) -> str | None:
         return str(value)
     if not isinstance(value, str):
         problems.append(
-            _problem(line, "id", f"{_shown(value)} is {_kind(value)}; it must be text or a number")
+            _problem(
+                line,
+                "id",
+                _("{value} is {kind}; it must be text or a number").format(
+                    value=_shown(value), kind=_kind(value)
+                ),
+            )
         )
         return None
     return value.strip()
@@ -393,9 +400,10 @@ def _references(line: Line, problems: list[Problem]) -> list[str]:
         _problem(
             line,
             "character_images",
-            f"{_shown(value)} is not a list of image files; "
-            'write e.g. "character_images": ["chars/lin.png"]'
-            + (' (or "chars/lin.png;chars/chen.png" in CSV)' if line.from_csv else ""),
+            _(
+                '{value} is not a list of image files; write e.g. "character_images": {example}'
+            ).format(value=_shown(value), example='["chars/lin.png"]')
+            + (_(' (or "chars/lin.png;chars/chen.png" in CSV)') if line.from_csv else ""),
         )
     )
     return []
