@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from asyncimg.i18n import _
 from asyncimg.lifecycle import refmode
 from asyncimg.lifecycle.references import PreparedReference, check_count, prepare_reference
-from asyncimg.protocol.errors import ConfigError, ConnectFailed, InvalidInput
+from asyncimg.protocol.errors import ConfigError, ConnectFailed, InvalidInput, not_set
 from asyncimg.protocol.models import ModelProfile
 
 if TYPE_CHECKING:
@@ -56,17 +56,15 @@ def _credentials(env: Mapping[str, str]) -> tuple[str, str, str | None]:
         if not value
     ]
     if missing:
-        raise ConfigError(
-            (_("{names} is not set") if len(missing) == 1 else _("{names} are not set")).format(
-                names=_(" and ").join(missing)
-            )
-            + _(
-                ": reference images are uploaded to [storage] with the storage's access key "
+        raise not_set(
+            missing,
+            _(
+                "reference images are uploaded to [storage] with the storage's access key "
                 "pair from {access_var} / {secret_var}"
             ).format(
                 access_var=refmode.ENV_STORAGE_ACCESS_KEY,
                 secret_var=refmode.ENV_STORAGE_SECRET_KEY,
-            )
+            ),
         )
     token = env.get(refmode.ENV_STORAGE_SESSION_TOKEN, "").strip() or None
     return access, secret, token

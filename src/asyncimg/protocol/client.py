@@ -41,6 +41,7 @@ from asyncimg.protocol.errors import (
     TaskGone,
     classify_business,
     classify_gateway,
+    not_set,
 )
 from asyncimg.protocol.signing import Credentials
 
@@ -121,15 +122,12 @@ def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials:
         if not value
     ]
     if missing:
-        raise ConfigError(
-            (_("{names} is not set") if len(missing) == 1 else _("{names} are not set")).format(
-                names=_(" and ").join(missing)
-            )
-            + ": "
-            + _(
+        raise not_set(
+            missing,
+            _(
                 "export your Volcengine access key as VOLC_ACCESSKEY and secret key as "
                 "VOLC_SECRETKEY"
-            )
+            ),
         )
     token = env.get(constants.ENV_SESSION_TOKEN, "").strip() or None
     return Credentials(ak, sk, token)

@@ -8,7 +8,7 @@ with the same parameters can help). :func:`classify_business` and
 
 from __future__ import annotations
 
-from asyncimg.i18n import N_
+from asyncimg.i18n import N_, _
 
 
 class AsyncImgError(Exception):
@@ -55,6 +55,14 @@ class AsyncImgError(Exception):
 
 class ConfigError(AsyncImgError):
     """Local configuration is missing or wrong (credentials, config file, options)."""
+
+
+def not_set(names: list[str], todo: str) -> ConfigError:
+    """ "A and B are not set: <todo>" (environment variables), in the user's language."""
+    template = (
+        _("{names} is not set: {todo}") if len(names) == 1 else _("{names} are not set: {todo}")
+    )
+    return ConfigError(template.format(names=_(" and ").join(names), todo=todo))
 
 
 class AuthError(AsyncImgError):
