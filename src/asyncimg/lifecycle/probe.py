@@ -330,7 +330,7 @@ def summary_text(rows: Sequence[Row], endpoint: str, retention: str) -> str:
     for row in rows:
         mark = _("same as the emulator") if row.same else _("DIFFERS from the emulator")
         lines += [
-            f"{row.name}: {mark}",
+            _("{check}: {verdict}").format(check=row.name, verdict=mark),
             _("  question: {text}").format(text=_(row.question)),
             _("  live:     {text}").format(text=row.live),
             _("  emulator: {text}").format(text=row.emulator),
