@@ -58,6 +58,8 @@ class Row:
     client: str
     frames: int
     note: str = ""
+    warm: bool = False
+    """Run a previous chapter in the same tasks folder first (not measured)."""
 
 
 # -- the client side (runs in a subprocess) --------------------------------------------------
@@ -72,11 +74,6 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
     from asyncimg.api import Workspace
     from asyncimg.lifecycle.config import config_from_mapping
     from asyncimg.lifecycle.monitor import monitor
-    from asyncimg.lifecycle.schedule import (
-        DEFAULT_POLL_FLOOR_S,
-        DEFAULT_POLL_RATE,
-        DEFAULT_SUBMIT_RATE,
-    )
     from asyncimg.lifecycle.scheduler import WATCH_EVERY_S, Scheduler
     from asyncimg.lifecycle.submit import TaskRequest, build_record, request_fields
     from asyncimg.protocol.client import VisualClient
@@ -88,14 +85,29 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
     scale = float(spec["scale"])
     config = config_from_mapping({})
 
-    def client_factory() -> VisualClient:
-        return VisualClient(Credentials(AK, SK), endpoint=spec["url"])
+    def client_factory(url: str = spec["url"]) -> VisualClient:
+        return VisualClient(Credentials(AK, SK), endpoint=url)
+
+    def chapter(name: str) -> list[Any]:
+        records = []
+        for i in range(int(spec["frames"])):
+            out = root / name / f"{i:03d}.png"
+            request = TaskRequest(f"{name} frame {i}", str(out), size="1024x1024")
+            records.append(build_record(request, config, now=time.time()))
+        return records
 
     workspace = Workspace(TaskStore(root / "tasks"), config, client_factory)
-    records = []
-    for i in range(int(spec["frames"])):
-        request = TaskRequest(f"frame {i}", str(root / "out" / f"{i:03d}.png"), size="1024x1024")
-        records.append(build_record(request, config, now=time.time()))
+    if spec.get("warm_url"):
+        # A previous chapter in the same tasks folder, on another emulator (so that the
+        # measured one sees only this chapter): what it learned is in .scheduler-state.
+        for record in chapter("previous"):
+            workspace.store.save(record)
+        warm = Workspace(
+            TaskStore(root / "tasks"), config, lambda: client_factory(spec["warm_url"])
+        )
+        async with client_factory(spec["warm_url"]) as client:
+            await _scheduler(warm.checker(client), config, scale, WATCH_EVERY_S, Scheduler).run()
+    records = chapter("out")
     kind = spec["client"]
     cpu0, t0 = _cpu(), time.time()
     if kind == "seed":
@@ -108,22 +120,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
         async with client_factory() as client:
             checker = workspace.checker(client)
             if kind == "monitor":
-                d = config.defaults
-                scheduler = Scheduler(
-                    checker,
-                    interval=d.interval / scale,
-                    floor=DEFAULT_POLL_FLOOR_S / scale,
-                    max_in_flight=d.max_in_flight,
-                    submit_rate=(d.submit_rate or DEFAULT_SUBMIT_RATE) * scale
-                    if scale != 1
-                    else d.submit_rate,
-                    poll_rate=(d.poll_rate or DEFAULT_POLL_RATE) * scale
-                    if scale != 1
-                    else d.poll_rate,
-                    backoff_base=1.0 / scale,
-                    backoff_cap=15.0 / scale,
-                    watch_every=WATCH_EVERY_S / scale,
-                )
+                scheduler = _scheduler(checker, config, scale, WATCH_EVERY_S, Scheduler)
                 await scheduler.run()
                 print(
                     f"    scheduler: cap {scheduler.cap}, submits {scheduler.submits}, "
@@ -146,6 +143,28 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
             else _count(r.status.value for r in workspace.store.load_all().records)
         ),
     }
+
+
+def _scheduler(checker: Any, config: Any, scale: float, watch: float, cls: Any) -> Any:
+    """The monitor at its defaults, every time constant divided by the time scale."""
+    from asyncimg.lifecycle.schedule import (
+        DEFAULT_POLL_FLOOR_S,
+        DEFAULT_POLL_RATE,
+        DEFAULT_SUBMIT_RATE,
+    )
+
+    d = config.defaults
+    return cls(
+        checker,
+        interval=d.interval / scale,
+        floor=DEFAULT_POLL_FLOOR_S / scale,
+        max_in_flight=d.max_in_flight,
+        submit_rate=(d.submit_rate or DEFAULT_SUBMIT_RATE) * scale if scale != 1 else d.submit_rate,
+        poll_rate=(d.poll_rate or DEFAULT_POLL_RATE) * scale if scale != 1 else d.poll_rate,
+        backoff_base=1.0 / scale,
+        backoff_cap=15.0 / scale,
+        watch_every=watch / scale,
+    )
 
 
 _SEED_DONE: dict[str, float | None] = {}
@@ -211,10 +230,12 @@ async def run_row(scenario: Scenario, row: Row, interval: float | None) -> dict[
     cfg = dict(scenario.config)
     cfg.update(access_key=AK, secret_key=SK, seed=7)
     emu = Emulator(EmulatorConfig(**cfg))
-    async with emu:
+    earlier = Emulator(EmulatorConfig(**(cfg | {"seed": 8})))
+    async with emu, earlier:
         with tempfile.TemporaryDirectory() as tmp:
             spec = {
                 "url": emu.url,
+                "warm_url": earlier.url if row.warm else None,
                 "root": tmp,
                 "frames": row.frames,
                 "client": row.client,
@@ -342,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     for sc in (a, b):
         rows: list[tuple[str, Row, float | None]] = [
             ("new monitor (defaults)", Row("monitor", sc.frames), None),
+            ("new monitor, next chapter", Row("monitor", sc.frames, warm=True), None),
             ("pass loop, 30 s", Row("pass", sc.frames), 30.0),
             ("pass loop, 1 s", Row("pass", sc.frames), 1.0),
             ("seed loop (sequential, 30 s)", Row("seed", sc.frames), None),

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from asyncimg import constants
-from asyncimg.gallery.frames import frames_of
-from asyncimg.gallery.manifest import MANIFEST_NAME, write_manifest
+from asyncimg.gallery.manifest import write_manifest
+from asyncimg.gallery.source import Chapter
 from asyncimg.i18n import _
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
@@ -579,11 +579,16 @@ class Workspace:
 
     def refresh_manifest(self, report: Callable[[str], None] | None = None) -> Path | None:
         """Rewrite `manifest.jsonl` in the tasks folder from the records as they are now
-        (what `monitor` does when it ends); a write that fails is reported, not raised."""
-        root = self.store.root
-        path = root / MANIFEST_NAME
+        (what `monitor` does when it ends); a write that fails is reported, not raised.
+
+        A shared store has no folder to keep it in: nothing is written (None), and
+        `asyncimg manifest --store URL` writes every machine's frames on demand."""
+        chapter = Chapter.of(self.store)
+        if chapter.folder is None:
+            return None
+        path = chapter.manifest_path()
         try:
-            write_manifest(frames_of(read_records(root), str(root)), path)
+            write_manifest(chapter.frames_of(read_records(chapter.folder)), path)
         except OSError as exc:
             if report is not None:
                 report(

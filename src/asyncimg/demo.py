@@ -21,6 +21,7 @@ from asyncimg.api import Workspace
 from asyncimg.cli.gallery_cmd import write_gallery
 from asyncimg.cli.output import MonitorDisplay, print_summary
 from asyncimg.emulator import Emulator, EmulatorConfig
+from asyncimg.gallery.source import Chapter
 from asyncimg.i18n import _, set_language
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.submit import TaskRequest
@@ -109,7 +110,7 @@ async def run_demo(
         console.print(f"  {record.output_path}", markup=False)
     console.print(_("task records: {folder}/").format(folder=tasks_dir), markup=False)
     gallery = tasks_dir.parent / "gallery.html"
-    write_gallery(tasks_dir, gallery)
+    write_gallery(Chapter.of(workspace.store), gallery)
     console.print(
         _("every frame on one page: {page} (live: asyncimg serve --tasks-dir {folder})").format(
             page=gallery, folder=tasks_dir

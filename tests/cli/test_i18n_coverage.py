@@ -19,7 +19,9 @@ import pytest
 from asyncimg import i18n
 from asyncimg.gallery.live import LiveGallery
 from asyncimg.gallery.page import render_page
+from asyncimg.gallery.source import Chapter
 from asyncimg.gallery.thumbs import Thumbnails
+from asyncimg.store.store import TaskStore
 
 PACKAGE = Path(i18n.__file__).parent
 
@@ -140,7 +142,9 @@ def chinese() -> Iterator[None]:
 
 
 def test_the_live_page_speaks_chinese(tmp_path: Path, chinese: None) -> None:
-    page = LiveGallery(tmp_path, "第一章 — asyncimg").page()
+    tasks = tmp_path / "async_tasks"
+    tasks.mkdir()
+    page = LiveGallery(Chapter.of(TaskStore(tasks, read_only=True))).page()
     assert '<html lang="zh-CN">' in page and "实时：正在连接…" in page
     words = re.search(r"var WORDS = (\{.*?\});", page)
     assert words is not None and "</" not in words[1]

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from asyncimg.gallery.frames import fix_command, frame_id, frames_of
+from asyncimg.gallery.frames import fix_command, folder_option, frame_id, frames_of
 from asyncimg.gallery.live import LiveGallery
 from asyncimg.gallery.page import card_version, file_linker, render_page
+from asyncimg.gallery.source import Chapter
 from asyncimg.gallery.thumbs import Thumbnails
 from asyncimg.lifecycle.config import Config
 from asyncimg.lifecycle.submit import TaskRequest, build_record
@@ -21,6 +22,7 @@ from asyncimg.lifecycle.validate import Line, check_lines
 from asyncimg.protocol.errors import InputRejected, OutputRejected
 from asyncimg.store.record import ErrorInfo, ResultFile, TaskRecord, record_to_json
 from asyncimg.store.states import TaskState, accept, transition
+from asyncimg.store.store import TaskStore
 
 
 @pytest.fixture(autouse=True)
@@ -87,15 +89,20 @@ def test_frame_id_prefers_the_lines_own_id() -> None:
 def test_the_fix_command_for_each_kind_of_trouble() -> None:
     base = record("f/1.png", created=1, prompt="林晓's 'red' umbrella")
     review = failed(base, "42", OutputRejected("Post Img Risk Not Pass", code=50511))
-    assert fix_command(review, "my tasks") == "asyncimg retry 42 --tasks-dir 'my tasks'"
+    assert (
+        fix_command(review, folder_option("my tasks")) == "asyncimg retry 42 --tasks-dir 'my tasks'"
+    )
     refused = failed(base, "43", InputRejected("Pre Text Risk Not Pass", code=50411))
-    command = fix_command(refused, "async_tasks")
+    command = fix_command(refused, folder_option("async_tasks"))
     assert command == (
         "asyncimg retry 43 --prompt '林晓'\"'\"'s '\"'\"'red'\"'\"' umbrella' "
         "--tasks-dir async_tasks"
     )
     unconfirmed = transition(base, TaskState.UNCONFIRMED, now=3)
-    assert fix_command(unconfirmed, "t") == f"asyncimg retry {base.local_id[:8]} --tasks-dir t"
+    assert (
+        fix_command(unconfirmed, "--tasks-dir t")
+        == f"asyncimg retry {base.local_id[:8]} --tasks-dir t"
+    )
     (frame,) = frames_of([unconfirmed], "t")
     assert frame.hint.startswith("the submit's answer was lost")  # not a network hint
     (frame,) = frames_of([review], "t")
@@ -152,7 +159,7 @@ async def test_the_live_page_is_sent_only_cards_that_changed(tmp_path: Path) -> 
     two = record("f/2.png", created=1, batch="b.jsonl", line=2)
     _save(tasks, one)
     _save(tasks, two)
-    live = LiveGallery(tasks, "t")
+    live = LiveGallery(Chapter.of(TaskStore(tasks, read_only=True)))
     shown: dict[str, str] = {}
     first = live.update_event(live.snapshot, shown)
     assert one.local_id in first and two.local_id in first

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncimg.lifecycle import schedule
+from asyncimg.lifecycle.finishes import Finishes, fit
 from asyncimg.lifecycle.schedule import Cap, EtaModel, Rate, bucket_of, next_poll_delay
 
 V40 = "jimeng_t2i_v40"
@@ -27,26 +28,27 @@ def test_the_prior_holds_until_something_is_learned_then_the_folder_wins() -> No
     one = model.observe(PORTRAIT, 4.0)
     blended = one.estimate(PORTRAIT)
     assert 4.0 < blended.mean < model.prior.mean and blended.samples == 1
-    learned = EtaModel.learn([(PORTRAIT, s) for s in (3.0, 4.0, 5.0)])
+    learned = EtaModel.learn([(PORTRAIT, (s, s)) for s in (3.0, 4.0, 5.0)])
     estimate = learned.estimate(PORTRAIT)
     assert estimate.mean == pytest.approx(4.0) and estimate.std == pytest.approx(1.0)
 
 
 def test_another_size_of_the_same_model_borrows_its_figures() -> None:
-    learned = EtaModel.learn([(PORTRAIT, s) for s in (30.0, 40.0, 50.0)])
+    learned = EtaModel.learn([(PORTRAIT, (s, s)) for s in (30.0, 40.0, 50.0)])
     square = learned.estimate(bucket_of(V40, {"width": 2048, "height": 2048}))
     assert square.mean == pytest.approx(40.0)
     assert learned.estimate(("jimeng_t2i_v31", "default")) == learned.prior
 
 
 def test_the_spread_never_collapses_to_zero() -> None:
-    learned = EtaModel.learn([(PORTRAIT, 10.0)] * 5)
+    learned = EtaModel.learn([(PORTRAIT, (10.0, 10.0))] * 5)
     assert learned.estimate(PORTRAIT).std == pytest.approx(1.0)  # a tenth of the mean
 
 
 def test_nonsense_durations_are_ignored() -> None:
     model = EtaModel().observe(PORTRAIT, -1.0).observe(PORTRAIT, float("nan"))
-    assert model.estimate(PORTRAIT) == model.prior
+    model = model.observe_between(PORTRAIT, 5.0, 4.0)  # done before it was seen running
+    assert model.estimate(PORTRAIT) == model.prior and model.finishes(PORTRAIT) is None
 
 
 # -- where the polls go --------------------------------------------------------------------
@@ -73,36 +75,36 @@ def test_plans_spend_few_polls_and_beat_evenly_spaced_ones(k: int) -> None:
     assert polls == pytest.approx((k + 2) / 3)
     assert idle == pytest.approx((2 * k + 1) / (3 * k * (k + 1)))
     # The evenly spaced plan with the most points that spends no more polls idles longer.
-    m = max(n for n in range(1, 20) if _uniform_cost(_even(n))[0] <= polls + 1e-9)
-    assert _uniform_cost(_even(m))[1] > idle
+    m = max(n for n in range(1, 20) if _uniform_cost(_evenly(n))[0] <= polls + 1e-9)
+    assert _uniform_cost(_evenly(m))[1] > idle
 
 
-def _even(n: int) -> tuple[float, ...]:
+def _evenly(n: int) -> tuple[float, ...]:
     return tuple((j + 1) / n for j in range(n))
 
 
-def test_the_finish_window_widens_the_samples_by_their_expected_gap() -> None:
-    assert schedule.finish_window([1.75, 2.5, 3.25]) == pytest.approx((1.0, 4.0))
-    assert schedule.finish_window([10.0]) == (5.0, 15.0)
-    assert schedule.finish_window([0.1, 5.0])[0] == 0.0  # never before the submit
+def _even(lo: float, hi: float, n: int = 20) -> Finishes:
+    """Finishes spread evenly over [lo, hi]: n back-to-back intervals."""
+    step = (hi - lo) / n
+    fitted = fit([(lo + i * step, lo + (i + 1) * step) for i in range(n)])
+    assert fitted is not None
+    return fitted
 
 
-def test_a_plan_puts_its_polls_inside_the_learned_window() -> None:
-    samples = [1.0 + 3.0 * i / 20 for i in range(21)]  # 1-4 s, evenly
-    plan = schedule.poll_plan(samples, 2)
-    lo, hi = schedule.finish_window(samples)
-    assert plan == pytest.approx((lo + (hi - lo) * 2 / 3, hi), rel=0.02)
-    assert schedule.poll_plan([], 3) == ()
+def test_a_plan_puts_its_polls_at_the_learned_quantiles() -> None:
+    plan = schedule.poll_plan(_even(1.0, 4.0), 2)  # 1-4 s, evenly
+    assert plan == pytest.approx((3.0, 4.0))
+    assert schedule.poll_plan(None, 3) == ()
 
 
 def test_plan_size_follows_the_poll_budget() -> None:
-    quick = [1.0 + 3.0 * i / 20 for i in range(21)]  # scenario (b): 8 slots, 1-4 s
+    quick = _even(1.0, 4.0)  # scenario (b): 8 slots, 1-4 s
     assert schedule.plan_size(4.0, 8, quick) == 2  # 3 points would need ~4.3 polls/s
     assert schedule.plan_size(40.0, 8, quick) == schedule.MAX_PLAN_POINTS
     assert schedule.plan_size(0.5, 8, quick) == 1
-    slow = [10.0 + 50.0 * i / 20 for i in range(21)]  # a real account: 1 slot, 10-60 s
+    slow = _even(10.0, 60.0)  # a real account: 1 slot, 10-60 s
     assert schedule.plan_size(2.0, 1, slow) == schedule.MAX_PLAN_POINTS
-    assert schedule.plan_size(2.0, 1, []) == schedule.MAX_PLAN_POINTS
+    assert schedule.plan_size(2.0, 1, None) == schedule.MAX_PLAN_POINTS
 
 
 @pytest.mark.parametrize(
@@ -146,31 +148,32 @@ def test_the_next_poll_is_always_within_floor_and_ceiling(
 # -- what a poll that sees "done" teaches ----------------------------------------------------
 
 
-def test_a_task_first_polled_when_done_is_not_learned_as_half_its_age() -> None:
-    bucket = PORTRAIT
-    model = EtaModel.learn([(bucket, 1.0 + 3.0 * i / 20) for i in range(21)])
-    # Polled only at 3 s, already done: it took 1-3 s (median 2 s), not 1.5 s.
-    learned = model.observe_between(bucket, 0.0, 3.0).samples(bucket)[-1]
-    assert learned == pytest.approx(2.0, abs=0.1)
-    # Before enough is known: the plain midpoint.
-    assert EtaModel().observe_between(bucket, 2.0, 4.0).samples(bucket) == (3.0,)
+def test_a_poll_that_sees_done_teaches_the_interval_it_finished_in() -> None:
+    model = EtaModel().observe_between(PORTRAIT, 2.0, 4.0)
+    finishes = model.finishes(PORTRAIT)
+    assert finishes is not None
+    # Somewhere in 2-4 s, nothing said where: spread evenly, not pinned at 3 s.
+    assert finishes.cdf(2.5) == pytest.approx(0.25) and finishes.quantile(0.75) == 3.5
+    # The ETA shown to the user takes the midpoint, blended with the prior (20 s) at first.
+    assert model.estimate(PORTRAIT).mean == pytest.approx((3.0 + 2 * 20.0) / 3)
 
 
 def test_the_odds_a_task_still_runs_follow_the_learned_durations() -> None:
-    samples = [1.0 + 3.0 * i / 20 for i in range(21)]
-    assert schedule.running_odds(samples, 0.5, 0.0) == 1.0  # before the quickest
-    assert schedule.running_odds(samples, 2.5, 0.0) == pytest.approx(0.5, abs=0.05)
-    assert schedule.running_odds(samples, 10.0, 0.0) == schedule.MIN_ODDS
+    finishes = _even(1.0, 4.0)
+    assert schedule.running_odds(finishes, 0.5, 0.0) == 1.0  # before the quickest
+    assert schedule.running_odds(finishes, 2.5, 0.0) == pytest.approx(0.5)
+    assert schedule.running_odds(finishes, 10.0, 0.0) == schedule.MIN_ODDS
     # Seen running at 3 s: of what is left after 3 s, half is left after 3.5 s.
-    assert schedule.running_odds(samples, 3.5, 3.0) == pytest.approx(0.5, abs=0.1)
-    # Seen running past the window: late, still counted as running.
-    assert schedule.running_odds(samples, 9.0, 8.0) == 1.0
+    assert schedule.running_odds(finishes, 3.5, 3.0) == pytest.approx(0.5)
+    # Seen running past everything learned: late, still counted as running.
+    assert schedule.running_odds(finishes, 9.0, 8.0) == 1.0
     # Too little learned: every task counts as running.
-    assert schedule.running_odds(samples[:3], 10.0, 0.0) == 1.0
+    few = fit([(1.0, 2.0), (2.0, 3.0), (3.0, 4.0)])
+    assert schedule.running_odds(few, 10.0, 0.0) == 1.0
 
 
 def test_a_refusal_is_measured_afterwards_from_when_each_task_finished() -> None:
-    samples = [1.0 + 3.0 * i / 20 for i in range(21)]
+    samples = _even(1.0, 4.0)
     spans = [
         (0.0, 0.0, 1.8),  # never polled before done; 1-4 s tasks cannot be done at 0.5
         (0.0, 1.0, 3.0),  # seen running after the moment
@@ -178,7 +181,7 @@ def test_a_refusal_is_measured_afterwards_from_when_each_task_finished() -> None
     ]
     assert schedule.running_at(0.5, spans, samples) == pytest.approx(2.0, abs=0.01)
     # Before anything is learned: evenly between the two polls.
-    assert schedule.running_at(0.5, [(0.0, 0.0, 1.0)], []) == pytest.approx(0.5)
+    assert schedule.running_at(0.5, [(0.0, 0.0, 1.0)], None) == pytest.approx(0.5)
 
 
 # -- how many in flight ---------------------------------------------------------------------
@@ -201,22 +204,36 @@ def test_once_the_limit_is_known_a_task_likely_finished_frees_its_slot() -> None
     assert not cap.free([1.0] * 8)
     assert cap.free([1.0] * 6 + [0.02] * 4)  # four of ours are almost surely done
     assert not cap.free([1.0] * 7 + [0.5])  # a coin flip is not a free slot
+    # Eight each likely running, but all eight at once is unlikely: 0.6 ** 8 = 0.017.
+    assert cap.free([0.6] * 8) and not cap.free([0.8] * 8)  # 0.8 ** 8 = 0.17
     assert not Cap(limit=1, learned=1).free([0.02])  # one slot: always wait for the poll
+
+
+def test_the_chance_that_every_slot_is_busy_is_the_exact_tail() -> None:
+    assert schedule.chance_all_busy([0.5, 0.5], 2) == pytest.approx(0.25)
+    assert schedule.chance_all_busy([0.5, 0.5, 0.5], 2) == pytest.approx(0.5)  # 4 of 8 cases
+    assert schedule.chance_all_busy([1.0, 0.2, 0.0], 2) == pytest.approx(0.2)
+    assert schedule.chance_all_busy([0.9], 2) == 0.0  # fewer tasks than slots
+    assert schedule.chance_all_busy([], 0) == 1.0
 
 
 def test_a_refused_guess_makes_the_count_more_careful_and_accepted_ones_less() -> None:
     cap = Cap(limit=8, learned=8)
     refused = cap.after_limit_reply([1.0] * 6 + [0.02] * 4)
-    assert refused.limit == 8 and refused.margin == cap.margin + schedule.MARGIN_STEP
+    assert refused.limit == 8 and refused.risk == pytest.approx(cap.risk / 2)
     accepted = refused.after_accept([1.0] * 9)
-    assert accepted.margin == pytest.approx(refused.margin - schedule.MARGIN_DECAY)
+    assert accepted.risk == pytest.approx(refused.risk * schedule.RISK_GROWTH)
+    bold = Cap(limit=8, learned=8, risk=schedule.MAX_RISK).after_accept([1.0] * 9)
+    assert bold.risk == schedule.MAX_RISK
+    careful = Cap(limit=8, learned=8, risk=schedule.MIN_RISK).after_limit_reply([1.0] * 9)
+    assert careful.risk == schedule.MIN_RISK
 
 
 def test_a_measured_refusal_sets_the_limit() -> None:
-    counted = Cap(limit=12, learned=12, margin=3.0)  # a count: ours that finished unseen too
+    counted = Cap(limit=12, learned=12, risk=0.01)  # a count: ours that finished unseen too
     cap = counted.after_measured(9.7)
     assert cap.limit == 10 and cap.learned == 10 and cap.measured
-    assert cap.margin == schedule.START_MARGIN
+    assert cap.risk == schedule.START_RISK
     lowered = cap.after_measured(7.8)  # once measured, one step at a time: it is noisy
     assert lowered.limit == 9 and lowered.learned == 9
     assert lowered.after_measured(8.2).limit == 8
@@ -289,3 +306,46 @@ def test_a_rate_that_holds_nothing_back_does_not_grow() -> None:
 
 def test_limit_backoff_doubles_and_is_capped() -> None:
     assert [schedule.limit_backoff(n) for n in (1, 2, 3, 4, 5, 9)] == [1, 2, 4, 8, 15, 15]
+
+
+def test_what_the_account_was_seen_to_hold_is_a_floor_under_the_limit() -> None:
+    cap = Cap(limit=7, learned=7, measured=True)
+    proven = cap.after_proven(8)  # it took an eighth while seven of ours surely ran
+    assert proven.limit == 8 and proven.learned == 8 and proven.proven == 8
+    assert proven.after_proven(6) == proven  # a smaller count says nothing new
+    # A 50430 measured at 7.4 running cannot take the limit below what was held.
+    assert proven.after_measured(7.4).limit == 8
+    assert Cap(limit=3, learned=3, ceiling=4).after_proven(6).limit == 4  # the ceiling holds
+    dropped = proven.after_limit_reply([1.0] * 3)  # refused with 3 of ours: it dropped
+    assert dropped.limit == 3 and dropped.proven == 0
+    assert dropped.after_measured(3.2).limit == 3
+    slow_start = Cap(limit=5).after_proven(4)  # nothing learned yet: only remembered
+    assert slow_start.limit == 5 and slow_start.learned is None and slow_start.proven == 4
+
+
+def test_gaps_are_capped_by_moving_the_excess_to_the_short_ones() -> None:
+    capped = schedule.cap_gaps([2.0, 0.67, 0.33], 1.5)
+    assert max(capped) == pytest.approx(1.5) and sum(capped) == pytest.approx(3.0)
+    assert capped[1] / capped[2] == pytest.approx(0.67 / 0.33)  # shared in proportion
+    assert schedule.cap_gaps([1.0, 1.0], 1.5) == [1.0, 1.0]  # nothing to do
+
+
+def test_a_plan_notices_quick_finishes_within_the_gap_when_its_points_can_afford_it() -> None:
+    quick = _even(1.0, 4.0)
+    plan = schedule.poll_plan(quick, 2, max_gap=1.5)  # least idle: (3, 4), a 2 s first gap
+    assert plan == pytest.approx((2.5, 4.0))
+    gaps = [b - a for a, b in itertools.pairwise((1.0, *plan))]
+    assert max(gaps) <= 1.5 + 1e-9
+    slow = _even(10.0, 60.0)  # 50 s in 5 points: no plan fits 1.5 s gaps; unchanged
+    assert schedule.poll_plan(slow, 5, max_gap=1.5) == schedule.poll_plan(slow, 5)
+
+
+def test_the_poll_budget_shares_what_is_left_among_the_frames_left() -> None:
+    # 30 frames, nothing spent: 2.9 polls each allows (k + 2) / 3 <= 2.9, k = 6.
+    assert schedule.budget_points(0, 0, 30) == 6
+    # The first five cost 25 polls (learning): 62 left for 25 frames, 2.48 each: k = 5.
+    assert schedule.budget_points(25, 5, 30) == 5
+    # Thrifty so far (a learned folder): 87 - 40 = 47 for 10 frames, 4.7 each: capped.
+    assert schedule.budget_points(40, 20, 30) == schedule.MAX_PLAN_POINTS
+    assert schedule.budget_points(200, 10, 30) == 2  # overspent: the least plan still polls
+    assert schedule.budget_points(0, 0, 0) >= 2  # nothing known: no division by zero

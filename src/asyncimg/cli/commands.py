@@ -32,6 +32,7 @@ from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, tas
 from asyncimg.cli.show import describe, find_record
 from asyncimg.cli.store_option import F, store_option
 from asyncimg.cli.submit_report import replaces_failed, report_submit
+from asyncimg.gallery.source import every_record
 from asyncimg.i18n import _, language
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import Config, load_config
@@ -607,8 +608,8 @@ def list_(
 ) -> None:
     """List task records (long paths and errors are cut to fit the terminal)."""
     workspace = _workspace(tasks_dir, config_path, read_only=True)
-    if as_json:  # whole records: read them all
-        loaded = workspace.store.load_all()
+    if as_json:  # whole records: read them all (every machine's, on a shared store)
+        loaded = every_record(workspace.store)
         for problem in loaded.problems:
             err_console.print(str(problem), markup=False)
         records = [r for r in loaded.records if status is None or r.status.value == status]

@@ -1,8 +1,10 @@
 """`asyncimg gallery | serve | sheet | manifest`: looking at a chapter, and handing it on.
 
-All four only read the tasks folder (records are read as `submit --dry-run` reads them:
-nothing there is created, moved or indexed); they write only the file they are asked for.
-Messages are whole sentences with named placeholders, ready to be wrapped for translation.
+All four read the tasks folder or the shared store (`--store URL` / `$ASYNCIMG_STORE`;
+`--tasks-dir` wins), every machine's records, and only read: a folder's records are read
+through a read-only store (nothing there is created, moved or indexed). They write only
+the file they are asked for: beside the tasks folder by default, in the current folder
+for a shared store (it has no folder of its own).
 """
 
 from __future__ import annotations
@@ -18,19 +20,20 @@ from typing import NoReturn
 import click
 from aiohttp import web
 
-from asyncimg.api import read_records
 from asyncimg.cli.commands import config_option, tasks_dir_option
 from asyncimg.fileio import atomic_write
-from asyncimg.gallery.frames import Frame, frames_of
+from asyncimg.gallery.frames import Frame
 from asyncimg.gallery.live import LiveGallery, start
 from asyncimg.gallery.manifest import MANIFEST_NAME, manifest_text, write_manifest
 from asyncimg.gallery.page import file_linker, render_page
 from asyncimg.gallery.sheet import contact_sheet, write_sheet
+from asyncimg.gallery.source import Chapter, every_record
 from asyncimg.gallery.thumbs import Thumbnails
 from asyncimg.i18n import _
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.monitor import EXIT_INTERRUPTED
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.open import open_store, store_location
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -48,40 +51,40 @@ def _write(target: Path, failed: str, write: Callable[[], object]) -> None:
     click.echo(str(target))
 
 
-def tasks_folder(tasks_dir: Path | None, config_path: Path | None) -> Path:
-    """The tasks folder to read; exit 2 with one line when there is none."""
-    if tasks_dir is None:
-        try:
-            tasks_dir = Path(load_config(config_path).defaults.tasks_dir)
-        except AsyncImgError as exc:
-            _fail(str(exc))
-    if not tasks_dir.is_dir():
-        _fail(
-            _("{folder}: no tasks folder here (submit some frames, or give --tasks-dir)").format(
-                folder=tasks_dir
+def open_chapter(tasks_dir: Path | None, config_path: Path | None) -> Chapter:
+    """The folder or shared store to read; exit 2 with one line when there is none."""
+    try:
+        location = store_location(tasks_dir, load_config(config_path).defaults.tasks_dir)
+        if isinstance(location, Path) and not location.is_dir():
+            _fail(
+                _(
+                    "{folder}: no tasks folder here (submit some frames, or give --tasks-dir)"
+                ).format(folder=location)
             )
-        )
-    return tasks_dir
+        return Chapter.of(open_store(location, read_only=True))
+    except AsyncImgError as exc:
+        _fail(str(exc))
 
 
-def read_frames(root: Path) -> list[Frame]:
-    return frames_of(read_records(root), str(root))
+def read_frames(chapter: Chapter) -> list[Frame]:
+    """Every machine's frames; records that cannot be read are named on stderr, one line
+    each (they are left where they are)."""
+    try:
+        loaded = every_record(chapter.store)
+    except OSError as exc:  # a shared store that stopped answering
+        _fail(str(exc))
+    for problem in loaded.problems:
+        click.echo(str(problem), err=True)
+    return chapter.frames_of(loaded.records)
 
 
-def chapter_title(root: Path) -> str:
-    """The project's folder name: the tasks folder usually lives in it."""
-    project = root.absolute().parent.name or str(root)
-    return f"{project} — asyncimg"
-
-
-def _beside(root: Path, name: str) -> Path:
-    return root.parent / name
-
-
-def write_gallery(root: Path, target: Path) -> None:
-    """The gallery page of the tasks folder `root`, written to `target` (OSError if not)."""
+def write_gallery(chapter: Chapter, target: Path, frames: list[Frame] | None = None) -> None:
+    """The gallery page of `chapter`, written to `target` (OSError if not)."""
     page = render_page(
-        read_frames(root), Thumbnails(), title=chapter_title(root), link=file_linker(target)
+        frames if frames is not None else chapter.frames(),
+        Thumbnails(),
+        title=chapter.title,
+        link=file_linker(target),
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, page.encode("utf-8"), mode=0o644)
@@ -92,7 +95,8 @@ def write_gallery(root: Path, target: Path) -> None:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="The HTML file to write (default: gallery.html beside the tasks folder).",
+    help="The HTML file to write (default: gallery.html beside the tasks folder; in the "
+    "current folder for a shared store).",
 )
 @click.option("--open", "open_it", is_flag=True, help="Open it in the web browser.")
 @tasks_dir_option
@@ -105,10 +109,13 @@ def gallery(
     Thumbnails, prompts, styles, character images and status; failed frames show the
     error and the exact command that retries them.
     """
-    root = tasks_folder(tasks_dir, config_path)
-    target = out if out is not None else _beside(root, "gallery.html")
+    chapter = open_chapter(tasks_dir, config_path)
+    frames = read_frames(chapter)
+    target = out if out is not None else chapter.default_target("gallery.html")
     _write(
-        target, _("{target}: cannot write the gallery ({why})"), lambda: write_gallery(root, target)
+        target,
+        _("{target}: cannot write the gallery ({why})"),
+        lambda: write_gallery(chapter, target, frames),
     )
     if open_it:
         webbrowser.open(target.absolute().as_uri())
@@ -129,7 +136,7 @@ def gallery(
     type=click.FloatRange(min=0.05),
     default=1.0,
     show_default=True,
-    help="Seconds between looks at the tasks folder.",
+    help="Seconds between looks at the tasks folder or store.",
 )
 @click.option(
     "--callbacks",
@@ -152,9 +159,9 @@ def serve(
 
     Listens on 127.0.0.1 only unless --host says otherwise. Ctrl+C stops it (exit 130).
     """
-    root = tasks_folder(tasks_dir, config_path)
+    chapter = open_chapter(tasks_dir, config_path)
     extend = None
-    if with_callbacks:  # the page stays read-only; callbacks complete this folder's tasks
+    if with_callbacks:  # the page stays read-only; callbacks complete this store's tasks
         from asyncimg.cli.callbacks_cmd import mount_callbacks
         from asyncimg.cli.commands import _workspace
 
@@ -175,7 +182,10 @@ def serve(
             ).format(host=host),
             err=True,
         )
-    live = LiveGallery(root, chapter_title(root), watch_interval=interval)
+    try:
+        live = LiveGallery(chapter, watch_interval=interval)
+    except OSError as exc:  # a shared store that stopped answering
+        _fail(str(exc))
 
     async def run() -> None:
         try:
@@ -187,7 +197,9 @@ def serve(
                 )
             )
         click.echo(
-            _("serving {root} at {url} (read-only; Ctrl+C stops)").format(root=root, url=url)
+            _("serving {root} at {url} (read-only; Ctrl+C stops)").format(
+                root=chapter.name, url=url
+            )
         )
         if open_it:
             webbrowser.open(url)
@@ -217,7 +229,8 @@ def _loopback(host: str) -> bool:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="PNG or JPEG to write (default: contact_sheet.jpg beside the tasks folder).",
+    help="PNG or JPEG to write (default: contact_sheet.jpg beside the tasks folder; in the "
+    "current folder for a shared store).",
 )
 @click.option(
     "--columns", type=click.IntRange(1, 50), default=6, show_default=True, help="Frames per row."
@@ -226,11 +239,11 @@ def _loopback(host: str) -> bool:
 @config_option
 def sheet(out: Path | None, columns: int, tasks_dir: Path | None, config_path: Path | None) -> None:
     """Write a contact sheet: every frame in one image, to share in a chat."""
-    root = tasks_folder(tasks_dir, config_path)
-    target = out if out is not None else _beside(root, "contact_sheet.jpg")
+    chapter = open_chapter(tasks_dir, config_path)
+    target = out if out is not None else chapter.default_target("contact_sheet.jpg")
     if target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         _fail(_("{target}: a contact sheet is .png, .jpg or .jpeg").format(target=target))
-    image = contact_sheet(read_frames(root), columns=columns)
+    image = contact_sheet(read_frames(chapter), columns=columns)
     _write(
         target,
         _("{target}: cannot write the contact sheet ({why})"),
@@ -242,19 +255,20 @@ def sheet(out: Path | None, columns: int, tasks_dir: Path | None, config_path: P
 @click.option(
     "--out",
     default=None,
-    help=f"File to write, or - for standard output (default: {MANIFEST_NAME} in the tasks folder).",
+    help=f"File to write, or - for standard output (default: {MANIFEST_NAME} in the tasks "
+    "folder; in the current folder for a shared store).",
 )
 @tasks_dir_option
 @config_option
 def manifest(out: str | None, tasks_dir: Path | None, config_path: Path | None) -> None:
     """Write the manifest: one JSON line per frame (id, output path, status, task id,
     sha256, width, height, prompt, style, characters), in batch order."""
-    root = tasks_folder(tasks_dir, config_path)
-    frames = read_frames(root)
+    chapter = open_chapter(tasks_dir, config_path)
+    frames = read_frames(chapter)
     if out == "-":
         click.echo(manifest_text(frames), nl=False)
         return
-    target = Path(out) if out is not None else root / MANIFEST_NAME
+    target = Path(out) if out is not None else chapter.manifest_path()
     _write(
         target,
         _("{target}: cannot write the manifest ({why})"),

@@ -17,6 +17,7 @@ from asyncimg.lifecycle import download
 from asyncimg.lifecycle.validate import output_key
 from asyncimg.protocol import errors
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.machine import machine_of
 from asyncimg.store.record import TaskRecord
 from asyncimg.store.states import TaskState
 
@@ -48,6 +49,9 @@ class Frame:
     """The image file (resolved) when the frame is completed, whether or not it is there."""
     fix: str | None
     """The exact command that retries (or fixes) a failed or stuck frame."""
+    elsewhere: str | None = None
+    """The machine that wrote a completed frame's image when it is not this one (a shared
+    store): the file is on that machine's disk unless a folder both mount holds it."""
 
     @property
     def key(self) -> str:
@@ -90,10 +94,11 @@ def frame_id(record: TaskRecord) -> str:
 
 
 def latest_per_output(records: Iterable[TaskRecord]) -> list[TaskRecord]:
-    """The latest record (by created_at) for each output file: what a rerun would look at."""
-    latest: dict[str, TaskRecord] = {}
+    """The latest record (by created_at) for each output file: what a rerun would look at.
+    On a shared store the same path on two machines is two files (two frames)."""
+    latest: dict[tuple[str | None, str], TaskRecord] = {}
     for record in sorted(records, key=lambda r: (r.created_at, r.updated_at, r.local_id)):
-        latest[output_key(record)] = record
+        latest[(machine_of(record), output_key(record))] = record
     return list(latest.values())
 
 
@@ -113,8 +118,14 @@ def batch_order(records: Sequence[TaskRecord]) -> list[TaskRecord]:
     return sorted(records, key=key)
 
 
-def fix_command(record: TaskRecord, tasks_dir: str) -> str | None:
-    """The command to run for a failed or unconfirmed frame; None for the others.
+def folder_option(tasks_dir: str) -> str:
+    """How a command names a tasks folder: ``--tasks-dir D`` (quoted for the shell)."""
+    return f"--tasks-dir {shlex.quote(tasks_dir)}"
+
+
+def fix_command(record: TaskRecord, store: str) -> str | None:
+    """The command to run for a failed or unconfirmed frame; None for the others. `store`
+    names the records' store as an option (``--tasks-dir D``, ``--store URL``).
 
     A frame the service refused for its input gets the retry with its prompt filled in,
     to edit; everything else the plain retry (which fetches again without resubmitting
@@ -123,22 +134,27 @@ def fix_command(record: TaskRecord, tasks_dir: str) -> str | None:
     if record.status not in (TaskState.FAILED, TaskState.UNCONFIRMED):
         return None
     who = record.task_id or record.local_id[:8]
-    folder = f" --tasks-dir {shlex.quote(tasks_dir)}"
+    folder = f" {store}"
     kind = record.last_error.kind if record.last_error else ""
     if record.status is TaskState.FAILED and kind in INPUT_KINDS:
         return f"asyncimg retry {who} --prompt {shlex.quote(record.prompt)}{folder}"
     return f"asyncimg retry {who}{folder}"
 
 
-def frames_of(records: Iterable[TaskRecord], tasks_dir: str) -> list[Frame]:
-    """Every frame of the folder, in batch order."""
+def frames_of(records: Iterable[TaskRecord], store: str, *, here: str | None = None) -> list[Frame]:
+    """Every frame of the store, in batch order. `store`: the option that names it (for
+    the fix commands); `here`: this machine's id (frames made elsewhere say where)."""
     frames = []
     for record in batch_order(latest_per_output(records)):
         image = None
+        elsewhere = None
         if record.status is TaskState.COMPLETED:
             image = record.resolve(record.output_path)  # not results[0].path: a moved
             # project's records still name the output as the user gave it
-        frames.append(Frame(record, frame_id(record), image, fix_command(record, tasks_dir)))
+            owner = machine_of(record)
+            elsewhere = owner if owner is not None and owner != here else None
+        fix = fix_command(record, store)
+        frames.append(Frame(record, frame_id(record), image, fix, elsewhere))
     return frames
 
 

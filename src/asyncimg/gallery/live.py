@@ -1,10 +1,11 @@
 """`asyncimg serve`: the gallery page live, over aiohttp, updated by server-sent events.
 
-Read-only: GET only, nothing under the tasks folder is written (records are read the way
-`submit --dry-run` reads them, never through the store, which may quarantine or index).
-A watcher looks at the folder every `watch_interval` seconds (names, sizes and mtimes
-only) and re-reads the records when something changed; each open page then gets one
-`update` event with the cards that changed, the order of all frames and the counts.
+Read-only: GET only, nothing is written (a folder is read through a read-only store, which
+never creates, moves, indexes or quarantines a file). A watcher polls the chapter's feed
+every `watch_interval` seconds (a folder: its names, sizes and mtimes; a shared store: the
+rows written since the last look) and rebuilds the frames when something changed; each
+open page then gets one `update` event with the cards that changed, the order of all
+frames and the counts.
 """
 
 from __future__ import annotations
@@ -12,45 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 
-from asyncimg.api import read_records
-from asyncimg.gallery.frames import Frame, frames_of
+from asyncimg.gallery.frames import Frame
 from asyncimg.gallery.page import card_html, card_version, render_page, summary_html
+from asyncimg.gallery.source import Chapter, Feed, feed
 from asyncimg.gallery.thumbs import Thumbnails
 
-#: Seconds between looks at the tasks folder.
+#: Seconds between looks at the tasks folder or store.
 WATCH_INTERVAL = 1.0
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE = 15.0
 
-Signature = tuple[tuple[str, int, int], ...]
-
-
-def folder_signature(root: Path) -> Signature:
-    """What changes when any record is written, added or removed (cheap: one listdir)."""
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return ()
-    found = []
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith((".json", ".txt")):
-            continue
-        with contextlib.suppress(OSError):
-            stat = entry.stat()
-            found.append((entry.name, stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(found))
-
 
 @dataclass
 class Snapshot:
-    """The frames as of one look at the folder."""
+    """The frames as of one look at the records."""
 
     version: int
     frames: list[Frame]
@@ -60,18 +41,18 @@ class Snapshot:
 
 @dataclass
 class LiveGallery:
-    """The folder's current frames, refreshed by :meth:`watch`, shared by every page."""
+    """The chapter's current frames, refreshed by :meth:`watch`, shared by every page."""
 
-    root: Path
-    title: str
+    chapter: Chapter
     watch_interval: float = WATCH_INTERVAL
     thumbs: Thumbnails = field(default_factory=Thumbnails)
     snapshot: Snapshot = field(init=False)
     _changed: asyncio.Condition = field(init=False, default_factory=asyncio.Condition)
-    _signature: Signature | None = field(init=False, default=None)
+    _feed: Feed = field(init=False)
 
     def __post_init__(self) -> None:
         self.snapshot = Snapshot(0, [], {}, "")
+        self._feed = feed(self.chapter.store)
         self.refresh()
 
     @staticmethod
@@ -79,21 +60,26 @@ class LiveGallery:
         return f"image/{frame.key}" if frame.image is not None else None
 
     def refresh(self) -> bool:
-        """Re-read the records if the folder changed; whether anything did."""
-        signature = folder_signature(self.root)
-        if signature == self._signature:
+        """Rebuild the frames if the records changed; whether anything did."""
+        records = self._feed.poll()
+        if records is None:
             return False
-        self._signature = signature
-        frames = frames_of(read_records(self.root), str(self.root))
+        frames = self.chapter.frames_of(records)
         cards = {f.key: card_html(f, self.thumbs, self.link) for f in frames}
         self.snapshot = Snapshot(self.snapshot.version + 1, frames, cards, summary_html(frames))
         return True
 
     async def watch(self) -> None:
-        """Look at the folder until cancelled; wake every open stream when it changed."""
+        """Look at the records until cancelled; wake every open stream when they changed.
+        A look that fails (a store that stopped answering) is tried again next time; the
+        pages keep what they show, and their "updated" time says how old it is."""
         while True:
             await asyncio.sleep(self.watch_interval)
-            if await asyncio.to_thread(self.refresh):
+            try:
+                changed = await asyncio.to_thread(self.refresh)
+            except OSError:
+                continue
+            if changed:
                 async with self._changed:
                     self._changed.notify_all()
 
@@ -109,7 +95,8 @@ class LiveGallery:
 
     def page(self) -> str:
         snap = self.snapshot
-        return render_page(snap.frames, self.thumbs, title=self.title, link=self.link, live=True)
+        title = self.chapter.title
+        return render_page(snap.frames, self.thumbs, title=title, link=self.link, live=True)
 
     def update_event(self, snap: Snapshot, shown: dict[str, str]) -> str:
         """The SSE `update` for a page that shows `shown` (key → card version); updates it."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from asyncimg.fileio import atomic_write
 from asyncimg.gallery.frames import Frame
+from asyncimg.store.machine import machine_of
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -42,6 +43,9 @@ def manifest_line(frame: Frame) -> dict[str, Any]:
             {"path": r.path, "sha256": r.sha256, "width": r.width, "height": r.height}
             for r in record.results[1:]
         ]
+    machine = machine_of(record)
+    if machine is not None:  # a shared store's frame: whose disk the image is on
+        line["machine"] = machine
     return line
 
 

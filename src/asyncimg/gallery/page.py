@@ -125,6 +125,14 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def placeholder(frame: Frame, say: Callable[[str], str] = _) -> str:
+    """What stands in for a frame's image: where the frame stands, or which machine holds
+    the image of a frame made on another machine of a shared store (`say` translates)."""
+    if frame.elsewhere is not None:
+        return say(N_("image on machine {machine}")).format(machine=frame.elsewhere)
+    return say(_PLACEHOLDER[frame.status])
+
+
 def summary_html(frames: Sequence[Frame]) -> str:
     """The counts line: how many frames, and how many in each state that has any."""
     every = _("{count} frames").format(count=len(frames))
@@ -148,7 +156,7 @@ def card_html(frame: Frame, thumbs: Thumbnails, link: Linker) -> str:
         href = link(frame)
         shot = f'<a href="{_e(href)}">{img}</a>' if href else img
     else:
-        shot = f'<div class="placeholder">{_e(_(_PLACEHOLDER[record.status]))}</div>'
+        shot = f'<div class="placeholder">{_e(placeholder(frame))}</div>'
     chars = []
     for given, path in zip(record.character_images, frame.references, strict=False):
         char_uri = thumbs.uri(path, CHARACTER_BOX)

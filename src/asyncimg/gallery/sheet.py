@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from asyncimg.emulator.render import Font, font_path, prompt_font
 from asyncimg.fileio import atomic_write
 from asyncimg.gallery.frames import Frame
-from asyncimg.i18n import N_, _
+from asyncimg.gallery.page import placeholder
+from asyncimg.i18n import _
 from asyncimg.store.states import TaskState
 
 CELL = 240
@@ -79,7 +80,8 @@ def _draw_cell(
             shown = False
     if not shown:
         draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(230, 226, 218), outline=colour)
-        word = _word(N_("image missing") if status is TaskState.COMPLETED else status.value)
+        word = placeholder(frame, _word) if status is TaskState.COMPLETED else _word(status.value)
+        word = _fit(draw, word, font, cell - 8)
         w = draw.textlength(word, font=font)
         draw.text((x + (cell - w) / 2, y + cell / 2 - 9), word, font=font, fill=colour)
     if status is TaskState.FAILED:

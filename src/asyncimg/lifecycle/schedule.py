@@ -18,10 +18,13 @@ No I/O and no clock reads: time comes in as arguments.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from asyncimg.lifecycle.finishes import Finishes, Interval, clean, fit_clean
 
 # -- how long a task takes ----------------------------------------------------------------
 
@@ -75,45 +78,39 @@ class _Stats:
 class EtaModel:
     """Generation time per (model, size), learned from finished tasks; a prior before that.
 
-    Keeps running figures (mean, spread: for the ETA shown to the user) and the most recent
-    durations (their spread shapes each task's poll plan, :func:`poll_plan`).
+    Keeps running figures (mean, spread: for the ETA shown to the user) and, for the most
+    recent tasks, the interval each was seen to finish in (still running at one poll, done
+    at the next): :func:`~asyncimg.lifecycle.finishes.fit` turns them into the distribution
+    that shapes each task's poll plan (:func:`poll_plan`) and its odds of still running.
     """
 
     stats: Mapping[Bucket, _Stats] = field(default_factory=dict)
-    recent: Mapping[Bucket, tuple[float, ...]] = field(default_factory=dict)
+    recent: Mapping[Bucket, tuple[Interval, ...]] = field(default_factory=dict)
     prior: Estimate = Estimate(PRIOR_MEAN_S, PRIOR_STD_S, 0)
 
     @classmethod
-    def learn(cls, durations: Iterable[tuple[Bucket, float]], **kwargs: Any) -> EtaModel:
+    def learn(cls, finished: Iterable[tuple[Bucket, Interval]], **kwargs: Any) -> EtaModel:
         model = cls(**kwargs)
-        for bucket, seconds in durations:
-            model = model.observe(bucket, seconds)
+        for bucket, (running, done) in finished:
+            model = model.observe_between(bucket, running, done)
         return model
 
     def observe(self, bucket: Bucket, seconds: float) -> EtaModel:
-        if not math.isfinite(seconds) or seconds < 0:
-            return self
-        stats = dict(self.stats)
-        stats[bucket] = stats.get(bucket, _Stats()).add(seconds)
-        recent = dict(self.recent)
-        recent[bucket] = (*recent.get(bucket, ())[-(KEEP_SAMPLES - 1) :], seconds)
-        return replace(self, stats=stats, recent=recent)
+        """A task took exactly `seconds` (as far as is known)."""
+        return self.observe_between(bucket, seconds, seconds)
 
     def observe_between(self, bucket: Bucket, running: float, done: float) -> EtaModel:
-        """A task was seen running `running` s after submit and done `done` s after: it took
-        somewhere in between. Where: the median of what is learned, restricted to that
-        span (the plain midpoint before enough is learned). The midpoint alone runs short:
-        a task first polled when already done was "running" only at its submit."""
-        samples = self.samples(bucket)
-        if len(samples) < ODDS_AFTER or done <= running:
-            return self.observe(bucket, (running + done) / 2)
-        lo, hi = finish_window(samples)
-        ordered = sorted(samples)
-        a, b = _cdf(ordered, lo, hi, running), _cdf(ordered, lo, hi, done)
-        if b <= a:
-            return self.observe(bucket, (running + done) / 2)
-        seconds = _quantile(ordered, lo, hi, (a + b) / 2)
-        return self.observe(bucket, min(max(seconds, running), done))
+        """A task was seen running `running` s after submit and done `done` s after: it
+        took somewhere in between (the whole interval is kept; the running figures take
+        its midpoint)."""
+        if not (math.isfinite(running) and math.isfinite(done)) or running < 0 or done < running:
+            return self
+        stats = dict(self.stats)
+        stats[bucket] = stats.get(bucket, _Stats()).add((running + done) / 2)
+        recent = dict(self.recent)
+        kept = recent.get(bucket, ())[-(KEEP_SAMPLES - 1) :]
+        recent[bucket] = (*kept, clean(running, done))
+        return replace(self, stats=stats, recent=recent)
 
     def _own(self, bucket: Bucket) -> Bucket | None:
         """This bucket if it has figures, else the same model's best-known size."""
@@ -123,10 +120,11 @@ class EtaModel:
         same = [(s.n, b) for b, s in self.stats.items() if b[0] == bucket[0] and s.n]
         return max(same)[1] if same else None
 
-    def samples(self, bucket: Bucket) -> tuple[float, ...]:
-        """Recent durations of this bucket (or of the same model at another size)."""
+    def finishes(self, bucket: Bucket) -> Finishes | None:
+        """When recent tasks of this bucket (or of the same model at another size) finished,
+        as a fitted distribution; None before any has."""
         own = self._own(bucket)
-        return self.recent.get(own, ()) if own is not None else ()
+        return fit_clean(self.recent.get(own, ())) if own is not None else None
 
     def estimate(self, bucket: Bucket) -> Estimate:
         """This bucket's figures; another size of the same model before it has its own; the
@@ -149,24 +147,30 @@ class EtaModel:
 
 #: Never poll one task more often than this (the guide's `--interval` is the longest wait).
 DEFAULT_POLL_FLOOR_S = 1.0
-#: The most poll points in one task's plan: (k + 2) / 3 = 2.3 polls per task, leaving room
-#: under 3 for the first tasks (polled before anything is learned) and late ones.
-MAX_PLAN_POINTS = 5
+#: The most poll points in one task's plan ((k + 2) / 3 = 3.3 polls per task); the poll
+#: budget (:func:`budget_points`) usually allows fewer.
+MAX_PLAN_POINTS = 8
+#: GetResult calls per frame a run aims to stay under, on average (issue 7: at most 3).
+POLLS_PER_TASK = 2.9
+
+
+def budget_points(spent: int, finished: int, total: int, per_task: float = POLLS_PER_TASK) -> int:
+    """The most plan points the poll budget allows for the next task: what is left of
+    `per_task` polls per frame over the run, shared by the frames not yet finished, as
+    (k + 2) / 3 polls each. The first frames are polled before anything is learned (more
+    polls), so later ones get fewer points; a run that starts learned (a previous chapter
+    in the folder) spends the budget on denser plans, where it buys the most."""
+    left = max(1, total - finished)
+    per_left = (per_task * max(total, finished + 1) - spent) / left
+    return max(2, min(MAX_PLAN_POINTS, math.floor(3 * per_left - 2)))
+
+
+#: A finish should be noticed within about this many poll floors (1.5 s by default) where
+#: the plan's points can afford it (:func:`poll_plan`'s `max_gap`): quick tasks on a
+#: roomy account. Slow ones (10-60 s on one slot) cannot at 3 polls a task, and do not try.
+STALE_GAP_FLOORS = 1.5
 #: Plans are sized to use at most this share of the poll rate (the rest: tails, retries).
 POLL_HEADROOM = 0.85
-
-
-def finish_window(samples: Sequence[float]) -> tuple[float, float]:
-    """Between what elapsed times a task of this kind finishes: the samples' range widened
-    by the expected gap beyond each end (range / (n - 1) for n evenly spread samples); one
-    sample gives half to one and a half times itself."""
-    if not samples:
-        raise ValueError("no samples")
-    lo, hi = min(samples), max(samples)
-    if len(samples) == 1:
-        return 0.5 * lo, 1.5 * hi
-    pad = (hi - lo) / (len(samples) - 1)
-    return max(0.0, lo - pad), hi + pad
 
 
 def plan_fractions(k: int) -> tuple[float, ...]:
@@ -188,36 +192,57 @@ def plan_fractions(k: int) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _quantile(ordered: Sequence[float], lo: float, hi: float, q: float) -> float:
-    """The q-quantile of the samples anchored at lo (q = 0) and hi (q = 1), interpolated."""
-    anchors = [lo, *ordered, hi]
-    pos = q * (len(anchors) - 1)
-    i = min(int(pos), len(anchors) - 2)
-    return anchors[i] + (anchors[i + 1] - anchors[i]) * (pos - i)
+def poll_plan(
+    finishes: Finishes | None, k: int, *, max_gap: float | None = None
+) -> tuple[float, ...]:
+    """The elapsed times (since submit) at which a task is polled: k points placed by
+    :func:`plan_fractions` on the learned distribution's quantiles. Empty when nothing is
+    learned yet.
 
-
-def poll_plan(samples: Sequence[float], k: int) -> tuple[float, ...]:
-    """The elapsed times (since submit) at which a task is polled: k points over the finish
-    window, placed by :func:`plan_fractions` on the samples' own distribution. Empty when
-    nothing is learned yet."""
-    if not samples:
+    `max_gap`: when k points can cover the window with no gap longer than this, none is
+    (:func:`cap_gaps`): a finish is then noticed within `max_gap` wherever it falls. The
+    least-idle plan looks sparsely early, so a quick task may wait most of the window."""
+    if finishes is None:
         return ()
-    lo, hi = finish_window(samples)
-    ordered = sorted(samples)
-    return tuple(_quantile(ordered, lo, hi, q) for q in plan_fractions(k))
+    plan = tuple(finishes.quantile(q) for q in plan_fractions(k))
+    if max_gap is None or finishes.hi - finishes.lo > k * max_gap:
+        return plan
+    gaps = [b - a for a, b in itertools.pairwise((finishes.lo, *plan))]
+    out, t = [], finishes.lo
+    for gap in cap_gaps(gaps, max_gap):
+        t += gap
+        out.append(t)
+    return tuple(out)
 
 
-def plan_size(poll_rate: float, slots: int, samples: Sequence[float]) -> int:
+def cap_gaps(gaps: Sequence[float], cap: float) -> list[float]:
+    """The same total split into the same number of gaps, none above `cap`: what the long
+    ones lose goes to the short ones in proportion to their length (water-filling). The
+    total must fit (len(gaps) * cap >= sum(gaps))."""
+    out = list(gaps)
+    for _ in range(len(out)):
+        excess = sum(g - cap for g in out if g > cap)
+        if excess <= 1e-12:
+            break
+        room = [g for g in out if g < cap]
+        total_room = sum(room)
+        out = [
+            cap if g >= cap else g + excess * (g / total_room if total_room else 1 / len(room))
+            for g in out
+        ]
+    return out
+
+
+def plan_size(poll_rate: float, slots: int, finishes: Finishes | None) -> int:
     """The most plan points whose polls fit the poll rate with `slots` tasks in flight.
 
     A slot turns over every mean + idle seconds and spends (k + 2) / 3 polls doing so.
     """
-    if not samples:
+    if finishes is None:
         return MAX_PLAN_POINTS
-    lo, hi = finish_window(samples)
-    mean = sum(samples) / len(samples)
+    width, mean = finishes.hi - finishes.lo, finishes.mean()
     for k in range(MAX_PLAN_POINTS, 1, -1):
-        idle = (hi - lo) * (2 * k + 1) / (3 * k * (k + 1))
+        idle = width * (2 * k + 1) / (3 * k * (k + 1))
         per_second = max(1, slots) * (k + 2) / 3 / max(mean + idle, 1e-3)
         if per_second <= poll_rate * POLL_HEADROOM:
             return k
@@ -245,18 +270,16 @@ def next_poll_delay(
     return min(max(delay, floor), max(ceiling, floor))
 
 
-def running_odds(samples: Sequence[float], elapsed: float, seen_running: float) -> float:
+def running_odds(finishes: Finishes | None, elapsed: float, seen_running: float) -> float:
     """How likely a task is still running `elapsed` s after submit, when a poll saw it
     running `seen_running` s after submit: (1 - F(elapsed)) / (1 - F(seen_running)) over
-    the learned finish window. 1 when nothing is learned; never below `MIN_ODDS`."""
-    if len(samples) < ODDS_AFTER:
+    the learned distribution. 1 until enough is learned; never below `MIN_ODDS`."""
+    if finishes is None or finishes.n < ODDS_AFTER:
         return 1.0
-    lo, hi = finish_window(samples)
-    if seen_running >= hi:
-        return 1.0  # seen running later than the window allows: it is late, not done
-    ordered = sorted(samples)
-    survive_now = 1.0 - _cdf(ordered, lo, hi, elapsed)
-    survive_seen = 1.0 - _cdf(ordered, lo, hi, min(seen_running, elapsed))
+    if seen_running >= finishes.hi:
+        return 1.0  # seen running later than anything learned: it is late, not done
+    survive_now = 1.0 - finishes.cdf(elapsed)
+    survive_seen = 1.0 - finishes.cdf(min(seen_running, elapsed))
     return min(1.0, max(MIN_ODDS, survive_now / survive_seen))
 
 
@@ -267,35 +290,17 @@ MIN_ODDS = 0.02
 ODDS_AFTER = 6
 
 
-def _cdf(ordered: Sequence[float], lo: float, hi: float, t: float) -> float:
-    """The inverse of :func:`_quantile`: the share of finishes before t."""
-    anchors = [lo, *ordered, hi]
-    if t <= anchors[0]:
-        return 0.0
-    if t >= anchors[-1]:
-        return 1.0
-    for i in range(len(anchors) - 1):
-        a, b = anchors[i], anchors[i + 1]
-        if a <= t < b:
-            return (i + (t - a) / (b - a)) / (len(anchors) - 1)
-    return 1.0
-
-
 Span = tuple[float, float, float]
 """A finished task: submitted, last seen running (or submitted), seen done."""
 
 
-def running_at(moment: float, spans: Iterable[Span], samples: Sequence[float]) -> float:
+def running_at(moment: float, spans: Iterable[Span], finishes: Finishes | None) -> float:
     """How many of these tasks were still running at `moment`. Each finished between its
     last poll that saw it running and the one that saw it done; where in between follows
-    the learned durations (evenly, before any are learned)."""
-    window = finish_window(samples) if samples else None
-    ordered = sorted(samples)
+    the learned distribution (evenly, before anything is learned)."""
 
     def cdf(elapsed: float) -> float:
-        if window is None:
-            return elapsed
-        return _cdf(ordered, window[0], window[1], elapsed)
+        return elapsed if finishes is None else finishes.cdf(elapsed)
 
     count = 0.0
     for submitted, running, done in spans:
@@ -314,16 +319,33 @@ def expected_unfinished(odds: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def has_free_slot(odds: Sequence[float], limit: int, margin: float) -> bool:
+def chance_all_busy(odds: Sequence[float], limit: int) -> float:
+    """The chance that at least `limit` of these tasks are still running, each with its
+    own odds (the exact Poisson-binomial tail, by dynamic programming over the tasks)."""
+    if limit <= 0:
+        return 1.0
+    dist = [1.0]  # dist[j]: the chance that j are running (j == limit: at least limit)
+    for p in odds:
+        grown = [0.0] * min(len(dist) + 1, limit + 1)
+        for j, q in enumerate(dist):
+            grown[j] += q * (1.0 - p)
+            grown[min(j + 1, limit)] += q * p
+        dist = grown
+    return dist[limit] if len(dist) > limit else 0.0
+
+
+def has_free_slot(odds: Sequence[float], limit: int, risk: float) -> bool:
     """May one more task go to an account that takes `limit` unfinished tasks, when ours
-    are still running with these odds? Only if even `margin` spreads above the expected
-    count leaves a slot: a task the polls have not yet seen finish may well have, and
-    waiting for the poll would leave its slot idle (on a one-slot account this never
-    submits before the poll: one task's odds never clear the margin)."""
+    are still running with these odds? Only if the chance that every slot is still busy
+    is at most `risk` (a refusal, 50430, costs nothing but the call): a task the polls
+    have not yet seen finish may well have, and waiting for the poll would leave its slot
+    idle. A one-slot account always waits for the poll: one task's odds say little, and
+    its plan polls densely where it is likely to finish."""
     if len(odds) < limit:
         return True
-    mean, spread = expected_unfinished(odds)
-    return mean + margin * spread <= limit - 1
+    if limit <= 1:
+        return False
+    return chance_all_busy(odds, limit) <= risk
 
 
 # -- how many in flight -------------------------------------------------------------------
@@ -333,13 +355,13 @@ def has_free_slot(odds: Sequence[float], limit: int, margin: float) -> bool:
 PROBE_EVERY = 10
 
 
-#: Spreads of safety before a task no poll has seen finish is counted as finished
-#: (:func:`has_free_slot`): raised on each 50430 that counting so caused, lowered slowly by
-#: submits it let through.
-START_MARGIN = 2.0
-MARGIN_STEP = 0.5
-MARGIN_DECAY = 0.01
-MIN_MARGIN = 1.0
+#: The chance of a 50430 a submit on the odds may take (:func:`has_free_slot`): halved on
+#: each 50430 that such a submit drew, raised a little by each one that went through, and
+#: kept within [MIN_RISK, MAX_RISK] so that refusals stay well under 0.1 per frame.
+START_RISK = 0.1
+MAX_RISK = 0.2
+MIN_RISK = 0.005
+RISK_GROWTH = 1.02
 
 
 @dataclass(frozen=True)
@@ -362,9 +384,12 @@ class Cap:
     ceiling: int | None = None
     clean: int = 0
     probe_after: int = PROBE_EVERY
-    margin: float = START_MARGIN
+    risk: float = START_RISK
     measured: bool = False
     """`learned` has been measured (:meth:`after_measured`), not just counted."""
+    proven: int = 0
+    """The most unfinished tasks the account has been seen to hold at once
+    (:meth:`after_proven`): its limit is at least this, whatever a measure says."""
 
     def free(self, odds: Sequence[float]) -> bool:
         """May one more go, with ours in flight still running at these odds?"""
@@ -372,7 +397,7 @@ class Cap:
             return True
         if self.learned is None:
             return False  # finding the limit: count only what is surely ours
-        return has_free_slot(odds, self.limit, self.margin)
+        return has_free_slot(odds, self.limit, self.risk)
 
     def after_limit_reply(self, odds: Sequence[float]) -> Cap:
         """A 50430 while ours were in flight with these odds of still running."""
@@ -382,12 +407,15 @@ class Cap:
             return replace(self, limit=self.learned, clean=0, probe_after=self.probe_after * 2)
         if self.learned is not None and n >= self.limit:
             # Counting a task as finished that was not: count more carefully.
-            return replace(self, margin=self.margin + MARGIN_STEP, clean=0)
+            return replace(self, risk=max(MIN_RISK, self.risk / 2), clean=0)
         # Fewer than the limit of ours were in flight: the account takes fewer (the first
         # limit found, or one that dropped). The account's count is at most ours.
         mean, _ = expected_unfinished(odds)
         limit = max(1, min(n, math.ceil(mean - 1e-9)))
-        return replace(self, limit=limit, learned=limit, clean=0)
+        # Refused with fewer of ours than the account once held: its limit dropped, and
+        # what it held before proves nothing any more.
+        proven = self.proven if n >= self.proven else 0
+        return replace(self, limit=limit, learned=limit, clean=0, proven=proven)
 
     def after_measured(self, running: float) -> Cap:
         """A 50430 came while `running` of ours (measured afterwards, from when each was
@@ -399,15 +427,29 @@ class Cap:
             return self
         if self.limit > self.learned:
             return self  # a refused probe says no more than the known limit
-        target = max(1, round(running))
+        target = max(1, self.proven, round(running))
         if self.ceiling is not None:
             target = min(target, self.ceiling)
         if target == self.learned:
             return replace(self, measured=True)
         step = 1 if target > self.learned else -1
         limit = self.learned + step if self.measured else target
-        margin = START_MARGIN if limit < self.learned else self.margin
-        return replace(self, limit=limit, learned=limit, margin=margin, clean=0, measured=True)
+        risk = START_RISK if limit < self.learned else self.risk
+        return replace(self, limit=limit, learned=limit, risk=risk, clean=0, measured=True)
+
+    def after_proven(self, held: int) -> Cap:
+        """The account held `held` unfinished tasks at once: it accepted a submit while
+        `held - 1` of ours were surely running (a later poll saw each still running). A
+        measure of a 50430 is only an estimate, and it runs low when finishes are placed
+        early; this is a fact, so the known limit never stays below it."""
+        if self.ceiling is not None:
+            held = min(held, self.ceiling)
+        if held <= self.proven:
+            return self
+        if self.learned is None or held <= self.learned:
+            return replace(self, proven=held)
+        limit = max(self.limit, held)
+        return replace(self, proven=held, learned=held, limit=limit)
 
     def after_accept(self, odds: Sequence[float]) -> Cap:
         """A submit was accepted; `odds` for ours in flight now (the new one included)."""
@@ -416,7 +458,7 @@ class Cap:
                 return self
             return self._grow(len(odds) + 1, clean=0)
         if len(odds) > self.limit:  # went on the odds, and they held
-            return replace(self, margin=max(MIN_MARGIN, self.margin - MARGIN_DECAY))
+            return replace(self, risk=min(MAX_RISK, self.risk * RISK_GROWTH))
         return self
 
     def after_completion(self, *, saturated: bool) -> Cap:

@@ -34,6 +34,7 @@ from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.download import remove_output_leftovers
 from asyncimg.lifecycle.events import Event
+from asyncimg.lifecycle.finishes import Finishes, Interval
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.monitor import MonitorOutcome
 from asyncimg.lifecycle.schedule import (
@@ -41,12 +42,14 @@ from asyncimg.lifecycle.schedule import (
     DEFAULT_POLL_RATE,
     DEFAULT_SUBMIT_RATE,
     ODDS_AFTER,
+    STALE_GAP_FLOORS,
     Bucket,
     Cap,
     EtaModel,
     Rate,
     Span,
     bucket_of,
+    budget_points,
     limit_backoff,
     next_poll_delay,
     plan_size,
@@ -122,9 +125,16 @@ class Scheduler:
     """Finished tasks: their bucket, and submitted / last seen running / seen done."""
     _refused: list[tuple[float, frozenset[str]]] = field(default_factory=list)
     """50430s not yet measured: when, and which of ours were in flight then."""
+    _accepted: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+    """Accepted submits not yet settled: when, and which of ours were in flight then."""
     _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
     _summary: PassSummary = field(default_factory=PassSummary)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _polls_made: int = 0
+    _finished: int = 0
+    """Polls this run made, and tasks it saw finish: the poll budget's account."""
+    _unfinished: int = 0
+    _counted_at: float = float("-inf")
     _backoff_until: float = 0.0
     _refusals: int = 0
     _started: float = 0.0
@@ -259,6 +269,8 @@ class Scheduler:
         now = self.clock()
         error = outcome.error
         if outcome.accepted:
+            if self.gate is None and flying:
+                self._accepted = [*self._accepted[-15:], (now, flying)]
             if self.gate is not None:
                 self.gate.may_poll(outcome.record)  # its submitter polls it
             self._refusals = 0
@@ -323,6 +335,7 @@ class Scheduler:
             asked = self.clock()
             waited = asked - before > 1e-3
             in_flight = self._in_flight()
+            self._polls_made += 1
             after = await self.checker.check_task(
                 record, self._summary, on_done=lambda: self._slot_freed(local_id)
             )
@@ -343,6 +356,7 @@ class Scheduler:
                 self._retune(polls=self.polls.after_success(binding=waited))
                 return
             self._due.pop(local_id, None)
+            self._finished += 1
             last_look = self._last_look.pop(local_id, None)
             submitted = after.submit_time if after.submit_time is not None else now
             # It finished between the last poll that saw it running and this one.
@@ -353,6 +367,7 @@ class Scheduler:
                 self.eta = self.eta.observe_between(bucket, since - submitted, seen - submitted)
             self._spans[local_id] = (bucket, (submitted, since, seen))
             self._measure_refusals()
+            self._settle_accepts()
             saturated = in_flight >= self.cap.limit
             self._cap_after(lambda cap: cap.after_completion(saturated=saturated))
         finally:
@@ -365,10 +380,11 @@ class Scheduler:
         open_ = []
         for moment, ids in self._refused:
             finished = [self._spans[i] for i in ids if i in self._spans]
-            samples = self.eta.samples(finished[0][0]) if finished else ()
+            finishes = self.eta.finishes(finished[0][0]) if finished else None
+            learned = finishes is not None and finishes.n >= ODDS_AFTER
             # Measured once all have finished and enough is learned to place each finish.
-            if len(finished) == len(ids) and (not ids or len(samples) >= ODDS_AFTER):
-                measured = running_at(moment, [span for _, span in finished], samples)
+            if len(finished) == len(ids) and (not ids or learned):
+                measured = running_at(moment, [span for _, span in finished], finishes)
 
                 def measure(cap: Cap, running: float = measured) -> Cap:
                     return cap.after_measured(running)
@@ -382,6 +398,42 @@ class Scheduler:
         horizon = min((m for m, _ids in open_), default=self.clock()) - 60.0
         for local_id in [i for i, (_b, span) in self._spans.items() if span[2] < horizon]:
             del self._spans[local_id]
+
+    def _settle_accepts(self) -> None:
+        """An accepted submit proves the account held one more than those of ours a later
+        poll saw still running (every one in flight then has either finished or been seen
+        running since)."""
+        open_ = []
+        for moment, ids in self._accepted:
+            sure, settled = 0, True
+            for local_id in ids:
+                span = self._spans.get(local_id)
+                seen_running = span[1][1] if span else self._last_look.get(local_id)
+                if seen_running is not None and seen_running >= moment:
+                    sure += 1
+                elif span is None and local_id in self.records and _flying(self.records[local_id]):
+                    settled = False  # still in flight, not yet seen since: wait
+            if not settled:
+                open_.append((moment, ids))
+            elif sure:
+
+                def prove(cap: Cap, held: int = sure + 1) -> Cap:
+                    return cap.after_proven(held)
+
+                self._cap_after(prove)
+        self._accepted = open_
+
+    @property
+    def _frames(self) -> int:
+        """Frames this run works on: those it saw finish and those still to finish
+        (counted at most once a second: a folder may hold thousands of finished ones)."""
+        now = self.clock()
+        if now - self._counted_at >= 1.0:
+            self._counted_at = now
+            self._unfinished = sum(
+                r.status is TaskState.PENDING or _flying(r) for r in self.records.values()
+            )
+        return self._finished + self._unfinished
 
     def _holding(self) -> list[str]:
         return [
@@ -400,8 +452,12 @@ class Scheduler:
         if record.local_id in self._done_seen:  # done; its download failed: fresh URLs
             self._due[record.local_id] = now + self.floor
             return
-        samples = self.eta.samples(bucket_of(record.req_key, record.params))
-        plan = poll_plan(samples, plan_size(self.polls.per_second, self.cap.limit, samples))
+        finishes = self.eta.finishes(bucket_of(record.req_key, record.params))
+        k = min(
+            plan_size(self.polls.per_second, self.cap.limit, finishes),
+            budget_points(self._polls_made, self._finished, max(1, self._frames)),
+        )
+        plan = poll_plan(finishes, k, max_gap=self.floor * STALE_GAP_FLOORS)
         elapsed = now - (record.submit_time if record.submit_time is not None else now)
         delay = next_poll_delay(elapsed, plan, floor=self.floor, ceiling=self.interval)
         self._due[record.local_id] = now + delay
@@ -421,14 +477,15 @@ class Scheduler:
         remove_output_leftovers(report.records)
         self._seen = _listing(self.checker.store.root)
         durations = [
-            (bucket_of(r.req_key, r.params), r.completed_time - r.submit_time)
+            (bucket_of(r.req_key, r.params), _exact(r.completed_time - r.submit_time))
             for r in report.records
             if r.status is TaskState.COMPLETED
             and r.completed_time is not None
             and r.submit_time is not None
         ]
-        # Durations this scheduler measured itself (done seen between two polls) are kept
-        # in the state file; records only say when the client noticed, so they come second.
+        # Intervals this scheduler saw tasks finish in (running at one poll, done at the
+        # next) are kept in the state file; records only say when the client noticed, so
+        # they come second.
         self.eta = EtaModel.learn(self._learned_durations or durations)
 
     async def _watcher(self) -> None:
@@ -481,15 +538,19 @@ class Scheduler:
     def _odds(self, now: float) -> list[float]:
         """For each of ours holding a slot, the odds it is still running (schedule)."""
         out = []
+        known: dict[Bucket, Finishes | None] = {}
         for r in self.records.values():
             if not _flying(r) or r.local_id in self._done_seen:
                 continue
             if r.submit_time is None:
                 out.append(1.0)
                 continue
-            samples = self.eta.samples(bucket_of(r.req_key, r.params))
+            bucket = bucket_of(r.req_key, r.params)
+            if bucket not in known:
+                known[bucket] = self.eta.finishes(bucket)
+            finishes = known[bucket]
             seen = self._last_look.get(r.local_id, r.submit_time)
-            out.append(running_odds(samples, now - r.submit_time, seen - r.submit_time))
+            out.append(running_odds(finishes, now - r.submit_time, seen - r.submit_time))
         return out
 
     def _in_flight(self) -> int:
@@ -592,8 +653,8 @@ class Scheduler:
             "probe_after": self.cap.probe_after,
             "submit_rate": round(self.submits.per_second, 3),
             "durations": {
-                f"{key}|{size}": [round(x, 3) for x in samples]
-                for (key, size), samples in self.eta.recent.items()
+                f"{key}|{size}": [[round(lo, 3), round(hi, 3)] for lo, hi in intervals]
+                for (key, size), intervals in self.eta.recent.items()
             },
             "saved_at": time.time(),
         }
@@ -613,21 +674,26 @@ def _numbers(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _durations_from_state(data: dict[str, Any]) -> list[tuple[Bucket, float]]:
+def _durations_from_state(data: dict[str, Any]) -> list[tuple[Bucket, Interval]]:
+    """The state file's finish intervals per bucket ([running, done] pairs; a plain number
+    from an older state file is an exact duration). Anything else in it is ignored."""
     raw = data.get("durations")
     if not isinstance(raw, dict):
         return []
-    out: list[tuple[Bucket, float]] = []
+    out: list[tuple[Bucket, Interval]] = []
     for name, values in raw.items():
         key, _, size = str(name).partition("|")
         if not size or not isinstance(values, list):
             continue
-        out.extend(
-            ((key, size), float(v))
-            for v in values
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        )
+        for value in values:
+            pair = value if isinstance(value, list) and len(value) == 2 else [value, value]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair):
+                out.append(((key, size), (float(pair[0]), float(pair[1]))))
     return out
+
+
+def _exact(seconds: float) -> Interval:
+    return seconds, seconds
 
 
 def _bucket(rate: Rate) -> AsyncLimiter:

@@ -38,7 +38,7 @@ from asyncimg.protocol.errors import ConfigError
 from asyncimg.store.base import StaleRecord
 from asyncimg.store.index import RecordSummary
 from asyncimg.store.locks import ensure_private_dir
-from asyncimg.store.machine import account_id, machine_id
+from asyncimg.store.machine import account_id, machine_id, machine_of
 from asyncimg.store.pg.schema import migrate
 from asyncimg.store.record import TaskRecord, record_to_json
 from asyncimg.store.states import TRANSITIONS, UNFINISHED, IllegalTransition, TaskState
@@ -116,11 +116,6 @@ def priority_of(record: TaskRecord) -> int | None:
     """A priority the record itself carries (None: the batch's, kept in its rows)."""
     extra = (record.model_extra or {}).get("priority")
     return extra if isinstance(extra, int) and not isinstance(extra, bool) else None
-
-
-def machine_of(record: TaskRecord) -> str | None:
-    extra = (record.model_extra or {}).get("machine")
-    return extra if isinstance(extra, str) and extra else None
 
 
 def paths_of(record: TaskRecord) -> list[Path]:
@@ -367,9 +362,12 @@ class PgStore:
         ).fetchone()
         return None if row is None else self._path(str(row[0]))
 
-    def changed_since(self, seq: int) -> tuple[list[TaskRecord], int]:
-        """Records this machine works on written after `seq`, and the newest seq seen: how a
-        monitor picks up what other processes and machines did."""
+    def changed_since(
+        self, seq: int, *, every_machine: bool = False
+    ) -> tuple[list[TaskRecord], int]:
+        """Records this machine works on (``every_machine``: every record) written after
+        `seq`, and the newest seq seen: how a monitor picks up what other processes and
+        machines did, and how `serve` keeps its page current."""
         cur = self._run(
             "SELECT record, version, seq FROM tasks WHERE seq > %s ORDER BY seq", (seq,)
         )
@@ -377,9 +375,15 @@ class PgStore:
         for data, version, row_seq in cur.fetchall():
             record = self._parse(data, int(version))
             seq = max(seq, int(row_seq))
-            if self.may_work(record):
+            if every_machine or self.may_work(record):
                 out.append(record)
         return out, seq
+
+    def count(self) -> int:
+        """How many records the store holds (every machine's): with `changed_since`, how a
+        reader notices records removed (`clean`, `migrate`), which leave no seq behind."""
+        row = self._run("SELECT count(*) FROM tasks").fetchone()
+        return int(row[0]) if row is not None else 0
 
     def set_priority(self, batch: str, priority: int) -> int:
         """Give every frame of `batch` `priority` (frames added to it later inherit it); the
