@@ -25,6 +25,7 @@ from asyncimg.i18n import _
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.lifecycle.config import Config, load_config
 from asyncimg.lifecycle.decide import is_poll_setup_problem
+from asyncimg.lifecycle.explain import message_of, plain
 from asyncimg.lifecycle.kept import FrameBucket, open_bucket
 from asyncimg.lifecycle.monitor import MonitorOutcome, monitor
 from asyncimg.lifecycle.ref_upload import ReferenceSender
@@ -107,11 +108,21 @@ def rerun_rule(previous: TaskRecord | None, *, image_exists: bool, force: bool) 
         return RerunCheck(Rerun.NEW)
     status = previous.status
     if status is TaskState.FAILED:
-        return RerunCheck(Rerun.REPLACE, previous, f"replaces failed {_name(previous)}")
+        return RerunCheck(
+            Rerun.REPLACE, previous, _("replaces failed {name}").format(name=_name(previous))
+        )
     if status is TaskState.COMPLETED and not image_exists:
-        return RerunCheck(Rerun.NEW, previous, f"{_name(previous)} completed but its image is gone")
+        return RerunCheck(
+            Rerun.NEW,
+            previous,
+            _("{name} completed but its image is gone").format(name=_name(previous)),
+        )
     if force:
-        return RerunCheck(Rerun.NEW, previous, f"--force: {_name(previous)} is {status.value}")
+        return RerunCheck(
+            Rerun.NEW,
+            previous,
+            _("--force: {name} is {status}").format(name=_name(previous), status=_(status.value)),
+        )
     if status is TaskState.PENDING:
         reason = _("already queued locally (pending; `asyncimg check` submits it)")
     elif status is TaskState.UNCONFIRMED:
@@ -127,7 +138,9 @@ def rerun_rule(previous: TaskRecord | None, *, image_exists: bool, force: bool) 
 
 
 def _name(record: TaskRecord) -> str:
-    return f"task {record.task_id}" if record.task_id else f"local task {record.local_id[:8]}"
+    if record.task_id:
+        return _("task {id}").format(id=record.task_id)
+    return _("local task {id}").format(id=record.local_id[:8])
 
 
 class OutputIndex:
@@ -234,7 +247,7 @@ class RetryInvalid(AsyncImgError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        super().__init__("nothing was retried: " + "; ".join(self.problems))
+        super().__init__(_("nothing was retried: {problems}").format(problems="; ".join(problems)))
 
 
 @dataclass
@@ -297,12 +310,12 @@ def can_refetch(record: TaskRecord, now: float) -> bool:
 def output_problem(path: Path) -> str | None:
     """Why an image could not be written at `path` (resolved), or None."""
     if path.is_dir():
-        return "is a folder"
+        return _("is a folder")
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        return f"{ancestor} is a file, so the folder cannot be created"
+        return _("{path} is a file, so the folder cannot be created").format(path=ancestor)
     try:
         name_max = os.pathconf(ancestor, "PC_NAME_MAX")
     except (OSError, ValueError):
@@ -310,7 +323,9 @@ def output_problem(path: Path) -> str | None:
     size = len(os.fsencode(path.name))
     if size + _EXTRA_NAME_BYTES > name_max:
         fits = name_max - _EXTRA_NAME_BYTES
-        return f"the file name is too long ({size} bytes; at most {fits} fit)"
+        return _("the file name is too long ({size} bytes; at most {fits} fit)").format(
+            size=size, fits=fits
+        )
     return None
 
 
@@ -532,7 +547,7 @@ class Workspace:
             elif check.action is Rerun.SKIP and check.previous is not None:
                 reason = check.reason
                 if any(r.local_id == check.previous.local_id for r in records):
-                    reason = "same output as an earlier frame of this submit"
+                    reason = _("same output as an earlier frame of this submit")
                 report.skipped.append(Skipped(request, check.previous, reason))
                 continue
             else:
@@ -576,9 +591,13 @@ class Workspace:
         with self.store.lock(failed) as held:
             current = self.store.reload(failed) if held else None
             if current is None:
-                return f"its failed {_name(failed)} is busy in another process; run again"
+                return _("its failed {name} is busy in another process; run again").format(
+                    name=_name(failed)
+                )
             if current.status is not TaskState.FAILED:
-                return f"{_name(current)} was just moved on by another process ({current.status})"
+                return _("{name} was just moved on by another process ({status})").format(
+                    name=_name(current), status=_(current.status.value)
+                )
             again = retry_record(
                 current,
                 now=self.clock(),
@@ -661,7 +680,11 @@ class Workspace:
             write_manifest(chapter.frames_of(read_records(chapter.folder)), path)
         except OSError as exc:
             if report is not None:
-                report(f"manifest not written: {path}: {exc.strerror or exc}")
+                report(
+                    _("manifest not written: {path}: {why}").format(
+                        path=path, why=exc.strerror or exc
+                    )
+                )
             return None
         return path
 
@@ -743,11 +766,13 @@ class Workspace:
         several = all_failed or all_unconfirmed or len(targets) > 1
         if several and prompt is not None:
             raise InvalidInput(
-                "prompt", prompt, "a new prompt is for one frame: name a single task to change it"
+                "prompt",
+                prompt,
+                _("a new prompt is for one frame: name a single task to change it"),
             )
         if several and output is not None:
             raise InvalidInput(
-                "output", output, "a new output path is for one frame: name a single task"
+                "output", output, _("a new output path is for one frame: name a single task")
             )
         check_fixes(self.config, style=style, size=size, req_key=req_key)  # before any write
         fixes = _Fixes(
@@ -830,7 +855,7 @@ class Workspace:
             raise InvalidInput(
                 "prompt",
                 record.prompt,
-                "asyncimg never saw this adopted task's prompt; give it with --prompt",
+                _("asyncimg never saw this adopted task's prompt; give it with --prompt"),
             )
         characters = fixes.characters
         if characters is not None:
@@ -861,9 +886,9 @@ class Workspace:
         """
         task_id = task_id.strip()
         if not task_id:
-            raise InvalidInput("task_id", task_id, "a task id is required")
+            raise InvalidInput("task_id", task_id, _("a task id is required"))
         if not str(output_path).strip():
-            raise InvalidInput("output_path", output_path, "an output file path is required")
+            raise InvalidInput("output_path", output_path, _("an output file path is required"))
         client = self.client_factory()  # raises ConfigError before anything is asked
         holder, same, key = self._adoption(task_id, output_path, req_key)
         async with client:
@@ -872,13 +897,19 @@ class Workspace:
             except AsyncImgError as exc:
                 if is_poll_setup_problem(exc) or exc.retryable:
                     raise  # could not ask: setup, network or server
-                raise Refused(f"task {task_id}: {exc}") from exc
+                raise Refused(
+                    _("task {task_id}: {error}").format(task_id=task_id, error=plain(exc))
+                ) from exc
         gone = result.error()
         if gone is not None:
             raise Refused(
-                f"task {task_id}: {gone.message} (for model {key}; is --req-key right?)"
+                _("task {task_id}: {error} (for model {model}; is --req-key right?)").format(
+                    task_id=task_id, error=message_of(gone.code, gone.kind, gone.message), model=key
+                )
                 if result.status is TaskStatus.NOT_FOUND
-                else f"task {task_id}: {gone.message}"
+                else _("task {task_id}: {error}").format(
+                    task_id=task_id, error=message_of(gone.code, gone.kind, gone.message)
+                )
             )
         now = self.clock()
         if holder is not None:
@@ -886,7 +917,9 @@ class Workspace:
         else:
             adopted = self._adopt_new(task_id, output_path, key, now)
         warnings = [
-            f"{output_path} is also the output of task {_task_name(r)} ({r.status.value})"
+            _("{output} is also the output of task {task} ({status})").format(
+                output=output_path, task=_task_name(r), status=_(r.status.value)
+            )
             for r in same
             if r.local_id != adopted.local_id and r.status not in _ADOPTABLE
         ]
@@ -926,13 +959,19 @@ class Workspace:
         with self.store.lock(holder) as held:
             if not held:
                 raise Refused(
-                    f"the record for {holder.output_path} is busy (another asyncimg is "
-                    "submitting it); run adopt again once it has finished"
+                    _(
+                        "the record for {output} is busy (another asyncimg is "
+                        "submitting it); run adopt again once it has finished"
+                    ).format(output=holder.output_path)
                 )
             current = self.store.reload(holder)
             if current is None or current.status not in _ADOPTABLE:
-                state = current.status.value if current is not None else "gone"
-                raise Refused(f"the record for {holder.output_path} is now {state}")
+                state = _(current.status.value) if current is not None else _("gone")
+                raise Refused(
+                    _("the record for {output} is now {state}").format(
+                        output=holder.output_path, state=state
+                    )
+                )
             self._refuse_a_held_id(task_id, current.local_id)
             adopted = accept(current, task_id, now=now, req_key=req_key)
             self.store.save(adopted)
@@ -962,7 +1001,11 @@ class Workspace:
         """Refused if another record got `task_id` meanwhile (say, a second adopt)."""
         owner = self.store.task_id_owner(task_id, local_id)
         if owner is not None:
-            raise Refused(f"task {task_id} is already in the folder ({owner.name})")
+            raise Refused(
+                _("task {task_id} is already in the folder ({owner})").format(
+                    task_id=task_id, owner=owner.name
+                )
+            )
 
 
 def _plain(error: AsyncImgError) -> str:
@@ -978,8 +1021,15 @@ def _retry_problems(plan: _Plan, references: ReferenceSender | None = None) -> l
     problem = output_problem(record.resolve(record.output_path).absolute())
     if problem is not None:
         problems.append(
-            f"{where}: output_path={record.output_path!r}: {problem} (fix it, or save it "
-            f"elsewhere: asyncimg retry {_task_name(plan.original)} --output NEWPATH)"
+            _(
+                "{where}: output_path={output!r}: {problem} (fix it, or save it "
+                "elsewhere: asyncimg retry {task} --output NEWPATH)"
+            ).format(
+                where=where,
+                output=record.output_path,
+                problem=problem,
+                task=_task_name(plan.original),
+            )
         )
     if not plan.refetch:
         try:
@@ -1056,16 +1106,19 @@ def generate_image_with_character(
 def outcome_line(outcome: SubmitOutcome) -> str:
     record = outcome.record
     if outcome.accepted:
-        return f"{record.filename}: submitted as {record.task_id}"
+        return _("{name}: submitted as {task_id}").format(
+            name=record.filename, task_id=record.task_id
+        )
     if outcome.queued:
         why = f" ({record.last_error.message})" if record.last_error else ""
-        return f"{record.filename}: queued locally{why}"
+        return _("{name}: queued locally{why}").format(name=record.filename, why=why)
+    error = plain(outcome.error) if outcome.error is not None else ""
     if outcome.unconfirmed:
-        return (
-            f"{record.filename}: unconfirmed — {outcome.error}; the service may have created "
+        return _(
+            "{name}: unconfirmed — {error}; the service may have created "
             "(and billed) it; `asyncimg check` resubmits it at most once"
-        )
-    return f"{record.filename}: rejected — {outcome.error}"
+        ).format(name=record.filename, error=error)
+    return _("{name}: rejected — {error}").format(name=record.filename, error=error)
 
 
 def _where(store: Store) -> str:

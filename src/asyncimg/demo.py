@@ -22,6 +22,7 @@ from asyncimg.cli.gallery_cmd import write_gallery
 from asyncimg.cli.output import MonitorDisplay, print_summary
 from asyncimg.emulator import Emulator, EmulatorConfig
 from asyncimg.gallery.source import Chapter
+from asyncimg.i18n import _, set_language
 from asyncimg.lifecycle.config import load_config
 from asyncimg.lifecycle.submit import TaskRequest
 from asyncimg.protocol.client import VisualClient
@@ -52,8 +53,11 @@ async def run_demo(
     )
     async with Emulator(config) as emulator:
         console.print(
-            f"emulator on {emulator.url} (account concurrency {concurrency}, "
-            f"{gen_seconds[0]:g}-{gen_seconds[1]:g} s a frame)",
+            _(
+                "emulator on {url} (account concurrency {concurrency}, {low:g}-{high:g} s a frame)"
+            ).format(
+                url=emulator.url, concurrency=concurrency, low=gen_seconds[0], high=gen_seconds[1]
+            ),
             markup=False,
         )
 
@@ -68,8 +72,15 @@ async def run_demo(
         started = time.monotonic()
         report = await workspace.submit(requests)
         console.print(
-            f"batch of {len(requests)}: {report.submitted} submitted, "
-            f"{report.queued} queued locally (emulator said 50430), {report.rejected} rejected",
+            _(
+                "batch of {n}: {submitted} submitted, {queued} queued locally "
+                "(emulator said 50430), {rejected} rejected"
+            ).format(
+                n=len(requests),
+                submitted=report.submitted,
+                queued=report.queued,
+                rejected=report.rejected,
+            ),
             markup=False,
         )
         display = MonitorDisplay(console)
@@ -84,17 +95,26 @@ async def run_demo(
     records = workspace.store.load_all().records
     done = [r for r in records if r.status is TaskState.COMPLETED]
     console.print(
-        f"{len(done)}/{len(records)} frames on disk in {elapsed:.1f} s; "
-        f"emulator saw peak {stats.get('peak_unfinished', '?')} unfinished tasks",
+        _(
+            "{done}/{total} frames on disk in {seconds:.1f} s; "
+            "emulator saw peak {peak} unfinished tasks"
+        ).format(
+            done=len(done),
+            total=len(records),
+            seconds=elapsed,
+            peak=stats.get("peak_unfinished", "?"),
+        ),
         markup=False,
     )
     for record in sorted(done, key=lambda r: r.output_path):
         console.print(f"  {record.output_path}", markup=False)
-    console.print(f"task records: {tasks_dir}/", markup=False)
+    console.print(_("task records: {folder}/").format(folder=tasks_dir), markup=False)
     gallery = tasks_dir.parent / "gallery.html"
     write_gallery(Chapter.of(workspace.store), gallery)
     console.print(
-        f"every frame on one page: {gallery} (live: asyncimg serve --tasks-dir {tasks_dir})",
+        _("every frame on one page: {page} (live: asyncimg serve --tasks-dir {folder})").format(
+            page=gallery, folder=tasks_dir
+        ),
         markup=False,
     )
     return 0 if len(done) == len(records) else 1
@@ -106,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep an earlier demo's output")
+    parser.add_argument("--lang", default=None, help="language of messages: zh or en")
     args = parser.parse_args(argv)
+    set_language(args.lang)
     out = Path(args.out)
     if out.exists() and not args.keep:
         shutil.rmtree(out)

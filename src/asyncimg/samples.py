@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from asyncimg.i18n import _, set_language
 from asyncimg.lifecycle.submit import TaskRequest
 
 CHARACTERS = {
@@ -78,7 +79,9 @@ def run_sample_submission(argv: Sequence[str]) -> int:
     parser.add_argument("--emulator", action="store_true", help="use an in-process emulator")
     parser.add_argument("--tasks-dir", default="async_tasks")
     parser.add_argument("--out", default="test_async_output")
+    parser.add_argument("--lang", default=None, help="language of messages: zh or en")
     args = parser.parse_args(list(argv))
+    set_language(args.lang)
     requests = storyboard(Path(args.out), frames=3)
     if args.emulator:
         from asyncimg.demo import run_demo
@@ -97,5 +100,9 @@ def run_sample_submission(argv: Sequence[str]) -> int:
             size=r.size,
             **r.params,
         )
-    print(f"{ok}/{len(requests)} tasks submitted; next: python check_async_tasks.py --monitor")
+    print(
+        _("{ok}/{total} tasks submitted; next: python check_async_tasks.py --monitor").format(
+            ok=ok, total=len(requests)
+        )
+    )
     return 0 if ok == len(requests) else 1

@@ -78,9 +78,10 @@ def callbacks(
             await site.start()
             bound = runner.addresses[0][1]
             say(
-                f"receiving callbacks at http://{host}:{bound}{path} for the tasks in "
-                f"{workspace.store.root}; give the public address that forwards here as "
-                "callback_url. Ctrl+C stops."
+                _(
+                    "receiving callbacks at {url} for the tasks in {root}; give the public "
+                    "address that forwards here as callback_url. Ctrl+C stops."
+                ).format(url=f"http://{host}:{bound}{path}", root=workspace.store.root)
             )
             with StopOnSignals():
                 await asyncio.Event().wait()
@@ -96,5 +97,5 @@ def callbacks(
             ),
             2,
         )
-    say("stopped receiving callbacks")
+    say(_("stopped receiving callbacks"))
     sys.exit(EXIT_INTERRUPTED)

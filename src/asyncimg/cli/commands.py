@@ -107,11 +107,13 @@ def read_batch(path: Path) -> tuple[list[Line], list[Problem]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return [], [Problem(source, "(file)", f"cannot read: {exc.strerror or exc}")]
+        why = exc.strerror or exc
+        return [], [Problem(source, "(file)", _("cannot read: {why}").format(why=why))]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return [], [Problem(source, "(file)", f"not UTF-8 text (bad byte at offset {exc.start})")]
+        bad = _("not UTF-8 text (bad byte at offset {offset})").format(offset=exc.start)
+        return [], [Problem(source, "(file)", bad)]
     if path.suffix.lower() == ".csv":
         lines, problems = _csv_lines(source, text)
     else:
@@ -119,7 +121,7 @@ def read_batch(path: Path) -> tuple[list[Line], list[Problem]]:
     base = os.path.normpath(path.absolute().parent)  # relative paths in a batch are its own
     lines = [dataclasses.replace(line, base=base) for line in lines]
     if not lines and not problems:
-        problems.append(Problem(source, "(file)", "no frames in it"))
+        problems.append(Problem(source, "(file)", _("no frames in it")))
     return lines, problems
 
 
@@ -135,14 +137,20 @@ def _jsonl_lines(source: str, text: str) -> tuple[list[Line], list[Problem]]:
             row = json.loads(raw, parse_constant=reject_json_constant)
         except json.JSONDecodeError as exc:
             problems.append(
-                Problem(where, "(line)", f"not valid JSON: {exc.msg} (column {exc.colno})")
+                Problem(
+                    where,
+                    "(line)",
+                    _("not valid JSON: {why} (column {column})").format(
+                        why=exc.msg, column=exc.colno
+                    ),
+                )
             )
             continue
         except (ValueError, RecursionError) as exc:
-            problems.append(Problem(where, "(line)", f"not valid JSON: {exc}"))
+            problems.append(Problem(where, "(line)", _("not valid JSON: {why}").format(why=exc)))
             continue
         if not isinstance(row, dict):
-            problems.append(Problem(where, "(line)", "each line must be a JSON object {...}"))
+            problems.append(Problem(where, "(line)", _("each line must be a JSON object {...}")))
             continue
         lines.append(Line(source, number, row))
     return lines, problems
@@ -158,7 +166,7 @@ def _csv_lines(source: str, text: str) -> tuple[list[Line], list[Problem]]:
         seen: set[str] = set()
         for name in header:
             if name in seen:
-                problems.append(Problem(f"{source}:1", name, "this column appears twice"))
+                problems.append(Problem(f"{source}:1", name, _("this column appears twice")))
             seen.add(name)
         for row in reader:
             start, end = end + 1, reader.line_num
@@ -169,7 +177,9 @@ def _csv_lines(source: str, text: str) -> tuple[list[Line], list[Problem]]:
                     Problem(
                         f"{source}:{start}",
                         "(line)",
-                        f"{len(row)} cells, but the header has {len(header)} columns",
+                        _("{cells} cells, but the header has {columns} columns").format(
+                            cells=len(row), columns=len(header)
+                        ),
                     )
                 )
                 continue
@@ -177,7 +187,11 @@ def _csv_lines(source: str, text: str) -> tuple[list[Line], list[Problem]]:
     except StopIteration:
         pass
     except csv.Error as exc:
-        problems.append(Problem(f"{source}:{reader.line_num}", "(line)", f"not valid CSV: {exc}"))
+        problems.append(
+            Problem(
+                f"{source}:{reader.line_num}", "(line)", _("not valid CSV: {why}").format(why=exc)
+            )
+        )
     return lines, problems
 
 
@@ -201,7 +215,7 @@ def command_line(
     fields.update({k: v for k, v in optional.items() if v})
     if size is not None:
         fields["size"] = size
-    return Line("command line", None, fields)
+    return Line(_("command line"), None, fields)
 
 
 async def _until_signal(work: Coroutine[Any, Any, T]) -> T | None:
@@ -230,7 +244,9 @@ def print_plan(
         plan["output_path"] = record.output_path
         if check.action is Rerun.SKIP:
             skipped += 1
-            text = f"{frame.line.where}  {record.output_path}  skipped — {check.reason}"
+            text = _("{where}  {output}  skipped — {reason}").format(
+                where=frame.line.where, output=record.output_path, reason=check.reason
+            )
             plan.update(action="skip", reason=check.reason, message=text)
             _say_plan(plan, as_json)
             continue
@@ -244,10 +260,13 @@ def print_plan(
             any(looks_like_url(p) for p in record.character_images)
             or (references is not None and references.sends(record.req_key) == "url")
         )
+        characters = (
+            _("{n} character").format(n=refs) if refs == 1 else _("{n} characters").format(n=refs)
+        ) + (_(" as URLs") if as_urls else "")
+        images = _("1 image") if billed == 1 else _("up to {n} images").format(n=billed)
         text = (
             f"{frame.line.where}  {record.output_path}  {record.req_key}  {shown_size}  "
-            f"{refs} character{'s' if refs != 1 else ''}{' as URLs' if as_urls else ''}  "
-            f"{'1 image' if billed == 1 else f'up to {billed} images'}{note}"
+            f"{characters}  {images}{note}"
         )
         plan.update(
             action="submit",

@@ -15,6 +15,7 @@ from asyncimg import constants
 from asyncimg.emulator import Emulator, EmulatorConfig, run_forever
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, PROFILES
 from asyncimg.emulator.faults import DEFAULT_KINDS, FaultKind
+from asyncimg.i18n import _
 from asyncimg.protocol.models import PROFILES as MODEL_PROFILES
 
 
@@ -24,9 +25,9 @@ def _parse_gen_seconds(value: str) -> tuple[float, float]:
         low = float(lo)
         high = float(hi) if sep else low
     except ValueError:
-        raise click.BadParameter("expected MIN-MAX or one number of seconds") from None
+        raise click.BadParameter(_("expected MIN-MAX or one number of seconds")) from None
     if low < 0 or high < low:
-        raise click.BadParameter("expected 0 <= MIN <= MAX")
+        raise click.BadParameter(_("expected 0 <= MIN <= MAX"))
     return low, high
 
 
@@ -39,7 +40,9 @@ def _parse_fault_kinds(value: str | None) -> frozenset[FaultKind]:
             kinds.add(FaultKind(name.strip()))
         except ValueError:
             known = ", ".join(k.value for k in FaultKind)
-            raise click.BadParameter(f"{name.strip()!r} is not a fault kind ({known})") from None
+            raise click.BadParameter(
+                _("{name!r} is not a fault kind ({known})").format(name=name.strip(), known=known)
+            ) from None
     return frozenset(kinds)
 
 
@@ -47,9 +50,9 @@ def _parse_retry_seconds(value: str) -> tuple[float, ...]:
     try:
         delays = tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter("expected seconds separated by commas, e.g. 1,5,30") from None
+        raise click.BadParameter(_("expected seconds separated by commas, e.g. 1,5,30")) from None
     if any(d < 0 for d in delays):
-        raise click.BadParameter("delays must not be negative")
+        raise click.BadParameter(_("delays must not be negative"))
     return delays
 
 
@@ -57,7 +60,9 @@ def _check_models(names: tuple[str, ...]) -> frozenset[str]:
     for name in names:
         if name not in MODEL_PROFILES:
             known = ", ".join(sorted(MODEL_PROFILES))
-            raise click.BadParameter(f"{name!r} is not a model ({known})")
+            raise click.BadParameter(
+                _("{name!r} is not a model ({known})").format(name=name, known=known)
+            )
     return frozenset(names)
 
 
@@ -177,13 +182,13 @@ def emulator(
         raise click.UsageError(str(exc)) from None
 
     def ready(emu: Emulator) -> None:
-        click.echo(f"asyncimg emulator listening on {emu.url}")
+        click.echo(_("asyncimg emulator listening on {url}").format(url=emu.url))
         # Only the public demo keys are ever shown; keys from flags or the environment are not.
         if access_key is None:
-            click.echo(f"demo access key: {DEMO_ACCESS_KEY}")
+            click.echo(_("demo access key: {key}").format(key=DEMO_ACCESS_KEY))
         if secret_key is None:
-            click.echo(f"demo secret key: {DEMO_SECRET_KEY}")
-        click.echo("Ctrl+C stops it.")
+            click.echo(_("demo secret key: {key}").format(key=DEMO_SECRET_KEY))
+        click.echo(_("Ctrl+C stops it."))
         sys.stdout.flush()
 
     try:
@@ -193,9 +198,12 @@ def emulator(
         if exc.errno != errno.EADDRINUSE:
             raise
         click.echo(
-            f"asyncimg: port {port} on {host} is already in use: stop what listens there, "
-            "or give another --port",
+            "asyncimg: "
+            + _(
+                "port {port} on {host} is already in use: stop what listens there, "
+                "or give another --port"
+            ).format(port=port, host=host),
             err=True,
         )
         sys.exit(2)
-    click.echo("asyncimg emulator stopped")
+    click.echo(_("asyncimg emulator stopped"))

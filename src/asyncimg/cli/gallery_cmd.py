@@ -176,8 +176,10 @@ def serve(
 
     if not _loopback(host):
         click.echo(
-            f"asyncimg: warning: listening on {host}: anyone who can reach it sees every "
-            "prompt and image",
+            "asyncimg: "
+            + _(
+                "warning: listening on {host}: anyone who can reach it sees every prompt and image"
+            ).format(host=host),
             err=True,
         )
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from asyncimg.i18n import _
 from asyncimg.lifecycle import provenance
 
 
@@ -18,7 +19,7 @@ def show_image(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     if not fields:
-        click.echo(f"{path}: no asyncimg provenance in this image")
+        click.echo(_("{path}: no asyncimg provenance in this image").format(path=path))
         return True
     width = max(len(k) for k in fields)
     click.echo(f"{path}:")

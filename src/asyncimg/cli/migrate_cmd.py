@@ -46,14 +46,18 @@ def migrate(source: str, dest: str, all_machines: bool) -> None:
         err_console.print(problem, markup=False)
     shown_from = redact(source) if is_pg_url(source) else source
     shown_to = redact(dest) if is_pg_url(dest) else dest
-    line = f"moved {report.moved} records from {shown_from} to {shown_to}"
+    line = _("moved {n} records from {source} to {dest}").format(
+        n=report.moved, source=shown_from, dest=shown_to
+    )
     if report.already_there:
-        line += f" ({report.already_there} were there already)"
+        line += _(" ({n} were there already)").format(n=report.already_there)
     out_console.print(line, markup=False)
     if report.busy:
         err_console.print(
-            f"{len(report.busy)} busy in another process, left in {shown_from}: "
-            f"{', '.join(report.busy[:5])}; run migrate again when it is idle",
+            _(
+                "{n} busy in another process, left in {source}: {names}; "
+                "run migrate again when it is idle"
+            ).format(n=len(report.busy), source=shown_from, names=", ".join(report.busy[:5])),
             markup=False,
         )
         sys.exit(1)

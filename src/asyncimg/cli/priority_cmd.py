@@ -29,8 +29,11 @@ def priority(folder: Path, priority: int) -> None:
         store = open_store(url) if url else None
         if not isinstance(store, PgStore):
             err_console.print(
-                "asyncimg: priority needs a shared store: --store postgresql://… "
-                "(a folder's monitor always sends oldest first)",
+                "asyncimg: "
+                + _(
+                    "priority needs a shared store: --store postgresql://… "
+                    "(a folder's monitor always sends oldest first)"
+                ),
                 markup=False,
             )
             sys.exit(2)

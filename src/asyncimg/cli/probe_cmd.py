@@ -21,8 +21,10 @@ from asyncimg.cli.emit import err_console, out_console
 from asyncimg.emulator import Emulator, EmulatorConfig
 from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
 from asyncimg.fileio import atomic_write
+from asyncimg.i18n import _
 from asyncimg.lifecycle import probe as probing
 from asyncimg.lifecycle.config import load_config
+from asyncimg.lifecycle.explain import plain
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.protocol.signing import Credentials
@@ -66,18 +68,22 @@ def probe(
     folder = tasks_dir if tasks_dir is not None else Path(config.defaults.tasks_dir)
     checks = probing.plan()
     billed = sum(c.billed for c in checks)
-    out_console.print(f"asyncimg probe will send to {client.endpoint}:", markup=False)
+    out_console.print(
+        _("asyncimg probe will send to {endpoint}:").format(endpoint=client.endpoint), markup=False
+    )
     for check in checks:
-        out_console.print(f"  {check.name}: {check.question}", markup=False)
+        out_console.print(f"  {check.name}: {_(check.question)}", markup=False)
         for line in check.shown():
             out_console.print(f"    {line}", markup=False)
     out_console.print(
-        f"At most {billed} images can be billed ({billed} tasks of one 1024x1024 image on "
-        f"{probing.V40}); polls and the made-up task id cost nothing.",
+        _(
+            "At most {billed} images can be billed ({billed} tasks of one 1024x1024 image on "
+            "{model}); polls and the made-up task id cost nothing."
+        ).format(billed=billed, model=probing.V40),
         markup=False,
     )
-    if not yes and not click.confirm("Send them?", default=False, err=True):
-        err_console.print("asyncimg: nothing was sent", markup=False)
+    if not yes and not click.confirm(_("Send them?"), default=False, err=True):
+        err_console.print("asyncimg: " + _("nothing was sent"), markup=False)
         sys.exit(1)
     target = out or Path.cwd() / REPORT_NAME
     candidates = _earlier_tasks(target, folder)
@@ -104,14 +110,17 @@ def probe(
     try:
         report = run_sync(run())
     except AsyncImgError as exc:
-        _fail(f"the probe stopped: {exc}", 2)
+        _fail(_("the probe stopped: {error}").format(error=plain(exc)), 2)
     text = str(report.pop("summary"))
     summary_path = target.with_suffix(".txt")
     body = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
     atomic_write(target, body.encode("utf-8"), mode=0o644)
     atomic_write(summary_path, text.encode("utf-8"), mode=0o644)
     out_console.print(text, markup=False)
-    out_console.print(f"report: {target}\nsummary: {summary_path}", markup=False)
+    out_console.print(
+        _("report: {report}\nsummary: {summary}").format(report=target, summary=summary_path),
+        markup=False,
+    )
 
 
 async def _emulated(checks: list[probing.Check]) -> list[probing.CheckResult]:

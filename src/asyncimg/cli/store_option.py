@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from asyncimg.i18n import _
 from asyncimg.store.open import STORE_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,7 +26,10 @@ def _remember(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 
         if not is_pg_url(value):
             raise click.BadParameter(
-                "expected postgresql://[user@]host[:port]/database (use --tasks-dir for a folder)"
+                _(
+                    "expected postgresql://[user@]host[:port]/database "
+                    "(use --tasks-dir for a folder)"
+                )
             )
         os.environ[STORE_ENV] = value
 

@@ -25,7 +25,11 @@ def replaces_failed(record: TaskRecord) -> str:
     if not record.history or record.history[-1].status is not TaskState.FAILED:
         return ""  # submit sends new records, and failed ones it put back in the queue
     last = record.history[-1]
-    name = f"task {last.task_id}" if last.task_id else f"local task {record.local_id[:8]}"
+    name = (
+        _("task {id}").format(id=last.task_id)
+        if last.task_id
+        else _("local task {id}").format(id=record.local_id[:8])
+    )
     return _(" (replaces failed {name})").format(name=name)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asyncimg.i18n import N_
 from asyncimg.lifecycle import download
 from asyncimg.lifecycle.validate import output_key
 from asyncimg.protocol import errors
@@ -28,7 +29,7 @@ _ERROR_KINDS: dict[str, type[AsyncImgError]] = {
     if isinstance(kind, type) and issubclass(kind, AsyncImgError)
 }
 
-UNCONFIRMED_HINT = (
+UNCONFIRMED_HINT = N_(
     "the submit's answer was lost: the service may have made (and billed) the task; "
     "`asyncimg check` resubmits it within max_unconfirmed_resubmits, `asyncimg adopt "
     "TASK_ID -o PATH` attaches it if you find its task id, the command below pays again"

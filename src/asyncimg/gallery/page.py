@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import os
 import time
 import urllib.parse
@@ -17,18 +18,20 @@ from pathlib import Path
 
 from asyncimg.gallery.frames import Frame, counts
 from asyncimg.gallery.thumbs import CHARACTER_BOX, FRAME_BOX, Thumbnails
+from asyncimg.i18n import N_, _, language
+from asyncimg.lifecycle.explain import message_of
 from asyncimg.store.states import TaskState
 
 #: How a frame's image is linked: a relative file path (static page) or a server URL.
 Linker = Callable[[Frame], str | None]
 
 _PLACEHOLDER = {
-    TaskState.PENDING: "queued",
-    TaskState.UNCONFIRMED: "outcome unknown",
-    TaskState.SUBMITTED: "submitted",
-    TaskState.PROCESSING: "generating…",
-    TaskState.FAILED: "failed",
-    TaskState.COMPLETED: "image missing",
+    TaskState.PENDING: N_("queued"),
+    TaskState.UNCONFIRMED: N_("outcome unknown"),
+    TaskState.SUBMITTED: N_("submitted"),
+    TaskState.PROCESSING: N_("generating…"),
+    TaskState.FAILED: N_("failed"),
+    TaskState.COMPLETED: N_("image missing"),
 }
 
 _SUMMARY_ORDER = (
@@ -110,10 +113,10 @@ _LIVE_SCRIPT = """
       if (!wanted[card.getAttribute("data-key")]) card.remove();
     });
     document.getElementById("summary").innerHTML = update.summary;
-    status.textContent = "live: updated " + new Date().toLocaleTimeString();
+    status.textContent = WORDS.updated.replace("{time}", new Date().toLocaleTimeString());
     document.body.setAttribute("data-version", String(update.version));
   });
-  source.onerror = function () { status.textContent = "live: reconnecting…"; };
+  source.onerror = function () { status.textContent = WORDS.reconnecting; };
 })();
 """
 
@@ -122,21 +125,23 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def placeholder(frame: Frame) -> str:
+def placeholder(frame: Frame, say: Callable[[str], str] = _) -> str:
     """What stands in for a frame's image: where the frame stands, or which machine holds
-    the image of a frame made on another machine of a shared store."""
+    the image of a frame made on another machine of a shared store (`say` translates)."""
     if frame.elsewhere is not None:
-        return f"image on machine {frame.elsewhere}"
-    return _PLACEHOLDER[frame.status]
+        return say(N_("image on machine {machine}")).format(machine=frame.elsewhere)
+    return say(_PLACEHOLDER[frame.status])
 
 
 def summary_html(frames: Sequence[Frame]) -> str:
     """The counts line: how many frames, and how many in each state that has any."""
-    parts = [f'<span class="n-all">{len(frames)} frames</span>']
+    every = _("{count} frames").format(count=len(frames))
+    parts = [f'<span class="n-all">{_e(every)}</span>']
     found = counts(frames)
     for state in _SUMMARY_ORDER:
         if found[state]:
-            parts.append(f'<span class="n-{state.value}">{found[state]} {state.value}</span>')
+            shown = _("{count} {status}").format(count=found[state], status=_(state.value))
+            parts.append(f'<span class="n-{state.value}">{_e(shown)}</span>')
     return "".join(parts)
 
 
@@ -156,27 +161,32 @@ def card_html(frame: Frame, thumbs: Thumbnails, link: Linker) -> str:
     for given, path in zip(record.character_images, frame.references, strict=False):
         char_uri = thumbs.uri(path, CHARACTER_BOX)
         if char_uri is None:
-            chars.append(f'<span class="nochar" title="{_e(given)}">missing: {_e(given)}</span>')
+            missing = _("missing: {name}").format(name=given)
+            chars.append(f'<span class="nochar" title="{_e(given)}">{_e(missing)}</span>')
         else:
             chars.append(f'<img class="char" src="{char_uri}" title="{_e(given)}" alt="">')
     rows = [
         f'<div class="top"><span class="fid">{_e(frame.frame_id)}</span>'
-        f'<span class="badge {status}">{status}</span></div>',
+        f'<span class="badge {status}">{_e(_(status))}</span></div>',
         f'<div class="prompt">{_e(record.prompt)}</div>',
     ]
     if record.style:
-        rows.append(f'<div class="style">style: {_e(record.style)}</div>')
+        style = _("style: {style}").format(style=record.style)
+        rows.append(f'<div class="style">{_e(style)}</div>')
     if chars:
         rows.append(f'<div class="chars">{"".join(chars)}</div>')
     rows.append(f'<div class="path">{_e(record.output_path)}</div>')
     if record.task_id:
-        rows.append(f'<div class="task">task {_e(record.task_id)}</div>')
-    if frame.error and record.status in (TaskState.FAILED, TaskState.UNCONFIRMED):
-        rows.append(f'<div class="error">{_e(frame.error)}</div>')
+        task = _("task {id}").format(id=record.task_id)
+        rows.append(f'<div class="task">{_e(task)}</div>')
+    error = _explained(frame)
+    if error and record.status in (TaskState.FAILED, TaskState.UNCONFIRMED):
+        rows.append(f'<div class="error">{_e(error)}</div>')
         if frame.hint:
-            rows.append(f'<div class="hint">{_e(frame.hint)}</div>')
-    elif frame.error:
-        rows.append(f'<div class="task">last note: {_e(frame.error)}</div>')
+            rows.append(f'<div class="hint">{_e(_(frame.hint))}</div>')
+    elif error:
+        note = _("last note: {error}").format(error=error)
+        rows.append(f'<div class="task">{_e(note)}</div>')
     if frame.fix:
         rows.append(f'<code class="fix">{_e(frame.fix)}</code>')
     body = f'<div class="shot">{shot}</div><div class="meta">{"".join(rows)}</div></article>'
@@ -185,6 +195,14 @@ def card_html(frame: Frame, thumbs: Thumbnails, link: Linker) -> str:
         f'<article class="frame {status}" id="f-{_e(frame.key)}" data-key="{_e(frame.key)}" '
         f'data-status="{status}" data-v="{version}">{body}'
     )
+
+
+def _explained(frame: Frame) -> str | None:
+    """The frame's last error, with a plain explanation first outside English."""
+    error = frame.record.last_error
+    if frame.error is None or error is None:
+        return frame.error
+    return message_of(error.code, error.kind, frame.error)
 
 
 def card_version(card: str) -> str:
@@ -206,19 +224,26 @@ def render_page(
     cards = "\n".join(card_html(f, thumbs, link) for f in frames)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
     footer = (
-        '<span id="live-status">live: connecting…</span>'
+        f'<span id="live-status">{_e(_("live: connecting…"))}</span>'
         if live
-        else f"written {_e(stamp)} by asyncimg gallery"
+        else _e(_("written {time} by asyncimg gallery").format(time=stamp))
     )
-    script = f"<script>{_LIVE_SCRIPT}</script>" if live else ""
+    script = f"<script>{_live_words()}{_LIVE_SCRIPT}</script>" if live else ""
+    lang = "zh-CN" if language() == "zh" else "en"
     return (
-        '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
         f'<body data-version="0"><header><h1>{_e(title)}</h1>'
         f'<div class="summary" id="summary">{summary_html(frames)}</div></header>'
         f"<main>\n{cards}\n</main><footer>{footer}</footer>{script}</body></html>\n"
     )
+
+
+def _live_words() -> str:
+    """The live script's words in the current language (JSON, safe inside <script>)."""
+    words = {"updated": _("live: updated {time}"), "reconnecting": _("live: reconnecting…")}
+    return "var WORDS = " + json.dumps(words).replace("<", "\\u003c") + ";"
 
 
 def file_linker(page: Path) -> Linker:

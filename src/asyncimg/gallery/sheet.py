@@ -9,14 +9,16 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from asyncimg.emulator.render import Font, prompt_font
+from asyncimg.emulator.render import Font, font_path, prompt_font
 from asyncimg.fileio import atomic_write
 from asyncimg.gallery.frames import Frame
 from asyncimg.gallery.page import placeholder
+from asyncimg.i18n import _
 from asyncimg.store.states import TaskState
 
 CELL = 240
@@ -78,14 +80,31 @@ def _draw_cell(
             shown = False
     if not shown:
         draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(230, 226, 218), outline=colour)
-        word = placeholder(frame) if status is TaskState.COMPLETED else status.value
+        word = placeholder(frame, _word) if status is TaskState.COMPLETED else _word(status.value)
         word = _fit(draw, word, font, cell - 8)
         w = draw.textlength(word, font=font)
         draw.text((x + (cell - w) / 2, y + cell / 2 - 9), word, font=font, fill=colour)
     if status is TaskState.FAILED:
         draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline=colour, width=4)
-    label = frame.frame_id if status is TaskState.COMPLETED else f"{frame.frame_id} · {status}"
+    label = (
+        frame.frame_id
+        if status is TaskState.COMPLETED
+        else f"{frame.frame_id} · {_word(status.value)}"
+    )
     draw.text((x + 2, y + cell + 5), _fit(draw, label, font, cell - 4), font=font, fill=colour)
+
+
+def _word(text: str) -> str:
+    """`text` in the current language when the sheet's font can draw it (a CJK font is
+    installed), else as is: a sheet of empty boxes says less than English."""
+    translated = _(text)
+    return translated if translated.isascii() or _draws_cjk() else text
+
+
+@cache
+def _draws_cjk() -> bool:
+    path = font_path()
+    return path is not None and "dejavu" not in path.name.lower()
 
 
 def write_sheet(image: Image.Image, path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from asyncimg.i18n import _
 from asyncimg.lifecycle.check import Checker, PassSummary
 from asyncimg.protocol.client import VisualClient
 from asyncimg.store.base import Store
@@ -80,7 +81,11 @@ class CallbackReceiver:
             known = next((t for t in scanned.tasks if t.task_id == task_id), None)
             if known is not None:  # a retried delivery after we finished it: fine
                 return web.json_response({"task_id": task_id, "status": known.status.value})
-            self.report(f"callback for task {task_id}: not a task of {self.store.root}; ignored")
+            self.report(
+                _("callback for task {task_id}: not a task of {root}; ignored").format(
+                    task_id=task_id, root=self.store.root
+                )
+            )
             return web.json_response(
                 {"error": f"task {task_id} is not a task of this folder"}, status=404
             )
@@ -92,12 +97,22 @@ class CallbackReceiver:
         summary = PassSummary()
         after = await self._checker.check_task(record, summary)
         if summary.halted:
-            self.report(f"{name}: callback received, but the poll stopped: {summary.halted}")
+            self.report(
+                _("{name}: callback received, but the poll stopped: {why}").format(
+                    name=name, why=summary.halted
+                )
+            )
             return web.json_response({"task_id": task_id, "error": summary.halted}, status=503)
         status = after.status.value if after is not None else "busy"
         if summary.completed:
             self.completed += 1
-        self.report(f"{name}: callback for task {task_id} → {status}")
+        self.report(
+            _("{name}: callback for task {task_id} → {status}").format(
+                name=name,
+                task_id=task_id,
+                status=_(status) if after is not None else _("busy"),
+            )
+        )
         return web.json_response({"task_id": task_id, "status": status})
 
 

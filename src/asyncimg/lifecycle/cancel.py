@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from asyncimg.i18n import N_, _
 from asyncimg.lifecycle.decide import is_poll_setup_problem
+from asyncimg.lifecycle.explain import plain
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.base import Store
@@ -24,7 +26,7 @@ class Cancelled(AsyncImgError):
     """The frame was withdrawn at the user's request."""
 
     resubmittable = True
-    hint = "asyncimg retry TASK submits it again (a new, billed task)"
+    hint = N_("asyncimg retry TASK submits it again (a new, billed task)")
 
 
 class Plan(StrEnum):
@@ -85,28 +87,45 @@ async def _cancel_one(
     with store.lock(found) as held:
         record = store.reload(found) if held else None
         if record is None:
-            return Outcome(key, f"{key}: busy (another asyncimg is working on it); try again")
+            return Outcome(
+                key, _("{key}: busy (another asyncimg is working on it); try again").format(key=key)
+            )
         name = f"{record.task_id or record.local_id} ({record.output_path})"
         what = plan(record)
         if what is Plan.FINISHED:
-            return Outcome(key, f"{name}: already {record.status.value}; nothing to cancel")
+            return Outcome(
+                key,
+                _("{name}: already {status}; nothing to cancel").format(
+                    name=name, status=_(record.status.value)
+                ),
+            )
         if what is Plan.UNKNOWN_ID:
             return Outcome(
                 key,
-                f"{name}: unconfirmed, so its task id is unknown and it cannot be cancelled; "
-                "it is not resubmitted while you leave it (see asyncimg adopt)",
+                _(
+                    "{name}: unconfirmed, so its task id is unknown and it cannot be cancelled; "
+                    "it is not resubmitted while you leave it (see asyncimg adopt)"
+                ).format(name=name),
             )
         now = clock()
         if what is Plan.LOCAL:
-            store.save(_withdrawn(record, now, "withdrawn before it was sent"))
-            return Outcome(key, f"{name}: cancelled (it was never sent)", cancelled=True)
+            store.save(_withdrawn(record, now, N_("withdrawn before it was sent")))
+            return Outcome(
+                key, _("{name}: cancelled (it was never sent)").format(name=name), cancelled=True
+            )
         assert record.task_id is not None
         try:
             await client.cancel(record.req_key, record.task_id)
         except AsyncImgError as exc:
             if is_poll_setup_problem(exc) or exc.retryable:
                 # Not the service's answer about this task: nothing to record.
-                return Outcome(key, f"{name}: could not ask the service: {exc}", could_not_ask=True)
+                return Outcome(
+                    key,
+                    _("{name}: could not ask the service: {error}").format(
+                        name=name, error=plain(exc)
+                    ),
+                    could_not_ask=True,
+                )
             info = CancelInfo(
                 time=now,
                 outcome="refused",
@@ -117,15 +136,17 @@ async def _cancel_one(
             store.save(transition(record, record.status, now=now, cancel=info))
             return Outcome(
                 key,
-                f"{name}: the service refused to cancel it ({exc}); a task already "
-                "generating cannot be cancelled, so it keeps running",
+                _(
+                    "{name}: the service refused to cancel it ({error}); a task already "
+                    "generating cannot be cancelled, so it keeps running"
+                ).format(name=name, error=plain(exc)),
             )
-        store.save(_withdrawn(record, now, "CVCancelTask accepted while in_queue"))
-        return Outcome(key, f"{name}: cancelled by the service", cancelled=True)
+        store.save(_withdrawn(record, now, N_("CVCancelTask accepted while in_queue")))
+        return Outcome(key, _("{name}: cancelled by the service").format(name=name), cancelled=True)
 
 
 def _withdrawn(record: TaskRecord, now: float, how: str) -> TaskRecord:
-    error = Cancelled(f"cancelled at your request ({how})", code="cancelled")
+    error = Cancelled(_("cancelled at your request ({how})").format(how=_(how)), code="cancelled")
     return transition(
         record,
         TaskState.FAILED,

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticKnownError
 
 from asyncimg.constants import (
     DEFAULT_INTERVAL_S,
@@ -37,6 +38,7 @@ from asyncimg.constants import (
     MIN_INTERVAL_S,
     SUBMIT_READ_TIMEOUT_S,
 )
+from asyncimg.i18n import N_, _
 from asyncimg.lifecycle.refmode import (
     ENV_STORAGE_ACCESS_KEY,
     ENV_STORAGE_SECRET_KEY,
@@ -79,20 +81,40 @@ _CREDENTIAL_KEYS = frozenset(
 
 # Submit fields that belong to each task, not to the defaults.
 _PER_TASK_PARAMS = {
-    "prompt": "it comes from each task",
-    "req_key": "set defaults.req_key instead",
-    "image_urls": "reference images are given per task (character_images)",
-    "binary_data_base64": "reference images are given per task (character_images)",
-    "width": "set defaults.size = 'WIDTHxHEIGHT' instead",
-    "height": "set defaults.size = 'WIDTHxHEIGHT' instead",
+    "prompt": N_("it comes from each task"),
+    "req_key": N_("set defaults.req_key instead"),
+    "image_urls": N_("reference images are given per task (character_images)"),
+    "binary_data_base64": N_("reference images are given per task (character_images)"),
+    "width": N_("set defaults.size = 'WIDTHxHEIGHT' instead"),
+    "height": N_("set defaults.size = 'WIDTHxHEIGHT' instead"),
 }
+
+#: pydantic's own messages (their templates) that have a translation; others stay English.
+_PYDANTIC_MESSAGES = frozenset(
+    {
+        N_("Input should be greater than or equal to {ge}"),
+        N_("Input should be greater than {gt}"),
+        N_("Input should be less than or equal to {le}"),
+        N_("Input should be less than {lt}"),
+        N_("Input should be a valid integer"),
+        N_("Input should be a valid integer, got a number with a fractional part"),
+        N_("Input should be a valid integer, unable to parse string as an integer"),
+        N_("Input should be a valid number"),
+        N_("Input should be a valid number, unable to parse string as a number"),
+        N_("Input should be a valid string"),
+        N_("Input should be a valid boolean"),
+        N_("Input should be a valid dictionary"),
+        N_("Input should be a valid list"),
+        N_("Input should be a valid dictionary or instance of {class_name}"),
+    }
+)
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """'1440x2560' (also X, ×, *) → (1440, 2560); InvalidInput if it is not WIDTHxHEIGHT."""
     match = _SIZE_RE.match(text)
     if not match or int(match[1]) <= 0 or int(match[2]) <= 0:
-        raise InvalidInput("size", text, "is not WIDTHxHEIGHT", "e.g. 1440x2560")
+        raise InvalidInput("size", text, _("is not WIDTHxHEIGHT"), _("e.g. 1440x2560"))
     return int(match[1]), int(match[2])
 
 
@@ -113,8 +135,11 @@ class StyleConfig(_Strict):
     def _has_placeholder(cls, value: str) -> str:
         if PLACEHOLDER not in value:
             raise ValueError(
-                f"{value!r} has no {PLACEHOLDER} placeholder; "
-                'e.g. "{prompt}, Chinese ink wash painting"'
+                _("{value!r} has no {placeholder} placeholder; e.g. {example}").format(
+                    value=value,
+                    placeholder=PLACEHOLDER,
+                    example='"{prompt}, Chinese ink wash painting"',
+                )
             )
         return value
 
@@ -122,7 +147,7 @@ class StyleConfig(_Strict):
     @classmethod
     def _aliases_not_blank(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and any(not a.strip() for a in value):
-            raise ValueError("an alias is empty")
+            raise ValueError(_("an alias is empty"))
         return value
 
 
@@ -160,12 +185,14 @@ class Defaults(_Strict):
             return None
         try:
             if not isinstance(value, str):
-                raise InvalidInput("size", value, "not text")
+                raise InvalidInput("size", value, _("not text"))
             return sizes.normalise(value)
         except InvalidInput:
             raise ValueError(
-                f"{value!r} is not WIDTHxHEIGHT, e.g. '1440x2560' "
-                "(jimeng_t2i_v40 also takes '2K', '4K', an area in px², or 'auto')"
+                _(
+                    "{value!r} is not WIDTHxHEIGHT, e.g. '1440x2560' "
+                    "(jimeng_t2i_v40 also takes '2K', '4K', an area in px², or 'auto')"
+                ).format(value=value)
             ) from None
 
     @property
@@ -232,7 +259,9 @@ class Config(_Strict):
         style = self.defaults.style
         if style is not None and normalise_name(style) not in known:
             raise ValueError(
-                f"defaults.style: unknown style {style!r}; known: {describe_known(presets)}"
+                _("defaults.style: unknown style {style!r}; known: {known}").format(
+                    style=style, known=describe_known(presets)
+                )
             )
         try:
             get_profile(self.defaults.req_key)
@@ -251,9 +280,13 @@ class Config(_Strict):
         for name in self.styles:
             key = normalise_name(name)
             if not key:
-                raise ValueError("styles: a style name is empty")
+                raise ValueError(_("styles: a style name is empty"))
             if key in seen:
-                raise ValueError(f"styles.{name}: same name as styles.{seen[key]}")
+                raise ValueError(
+                    _("styles.{name}: same name as styles.{other}").format(
+                        name=name, other=seen[key]
+                    )
+                )
             seen[key] = name
         names = {normalise_name(n) for n in BUILTIN_PRESETS} | set(seen)
         for name, style in self.styles.items():
@@ -261,13 +294,19 @@ class Config(_Strict):
                 key = normalise_name(alias)
                 if key in names and key != normalise_name(name):
                     raise ValueError(
-                        f"styles.{name}.aliases: {alias!r} is already the name of a style"
+                        _("styles.{name}.aliases: {alias!r} is already the name of a style").format(
+                            name=name, alias=alias
+                        )
                     )
 
     def _check_params(self) -> None:
         for key in self.defaults.params:
             if key in _PER_TASK_PARAMS:
-                raise ValueError(f"defaults.params.{key}: not a default; {_PER_TASK_PARAMS[key]}")
+                raise ValueError(
+                    _("defaults.params.{key}: not a default; {why}").format(
+                        key=key, why=_(_PER_TASK_PARAMS[key])
+                    )
+                )
         try:
             validate_fields(self.defaults.req_key, {"prompt": "x", **self.submit_fields()})
         except InvalidInput as exc:
@@ -277,7 +316,13 @@ class Config(_Strict):
                 where = f"defaults.params.{exc.field}"
             hint = f"; {exc.suggestion}" if exc.suggestion else ""
             raise ValueError(
-                f"{where}: {exc.value!r}: {exc.rule} (model {self.defaults.req_key}){hint}"
+                _("{where}: {value!r}: {rule} (model {model}){hint}").format(
+                    where=where,
+                    value=exc.value,
+                    rule=exc.rule,
+                    model=self.defaults.req_key,
+                    hint=hint,
+                )
             ) from None
 
 
@@ -312,18 +357,36 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error["type"] == "value_error" and "error" in ctx:
         text = str(ctx["error"])
         return f"{'.'.join(map(str, loc))}: {text}" if loc else text
-    where = ".".join(map(str, loc)) or "(top level)"
+    where = ".".join(map(str, loc)) or _("(top level)")
     if error["type"] == "extra_forbidden":
         model = _schema_at(loc)
         if model is None:
-            return f"{where}: unknown key"
+            return _("{where}: unknown key").format(where=where)
         fields = sorted(model.model_fields)
         close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{where}: unknown key{hint} (known: {', '.join(fields)})"
+        if close:
+            return _("{where}: unknown key; did you mean {name!r}? (known: {known})").format(
+                where=where, name=close[0], known=", ".join(fields)
+            )
+        return _("{where}: unknown key (known: {known})").format(
+            where=where, known=", ".join(fields)
+        )
     if error["type"] == "missing":
-        return f"{where}: required key is missing"
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+        return _("{where}: required key is missing").format(where=where)
+    return _("{where}: {problem} (got {value!r})").format(
+        where=where, problem=_pydantic_message(error), value=error.get("input")
+    )
+
+
+def _pydantic_message(error: Mapping[str, Any]) -> str:
+    """pydantic's message for `error`, translated when its template is in the catalog."""
+    try:
+        template = PydanticKnownError(error["type"], error.get("ctx")).message_template
+        if template in _PYDANTIC_MESSAGES:
+            return _(template).format(**(error.get("ctx") or {}))
+    except (KeyError, TypeError, ValueError):
+        pass
+    return str(error["msg"])
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str | Path = CONFIG_NAME) -> Config:
@@ -334,8 +397,10 @@ def config_from_mapping(data: Mapping[str, Any], source: str | Path = CONFIG_NAM
         if leaked.startswith("storage."):
             names = (ENV_STORAGE_ACCESS_KEY, ENV_STORAGE_SECRET_KEY)
         raise ConfigError(
-            f"{source}: {leaked}: credentials do not belong in the config file; remove it and "
-            f"set {names[0]} and {names[1]} in the environment"
+            _(
+                "{source}: {key}: credentials do not belong in the config file; remove it and "
+                "set {access} and {secret} in the environment"
+            ).format(source=source, key=leaked, access=names[0], secret=names[1])
         )
     try:
         config = Config.model_validate(dict(data))
@@ -354,13 +419,17 @@ def find_config(path: str | Path | None = None) -> Path | None:
     if path is not None:
         explicit = Path(path)
         if not explicit.is_file():
-            raise ConfigError(f"{explicit}: no such config file")
+            raise ConfigError(_("{path}: no such config file").format(path=explicit))
         return explicit
     env = os.environ.get(ENV_CONFIG)
     if env:
         from_env = Path(env)
         if not from_env.is_file():
-            raise ConfigError(f"{from_env}: no such config file (from ${ENV_CONFIG})")
+            raise ConfigError(
+                _("{path}: no such config file (from ${variable})").format(
+                    path=from_env, variable=ENV_CONFIG
+                )
+            )
         return from_env
     local = Path(CONFIG_NAME)
     return local if local.is_file() else None
@@ -374,11 +443,13 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         text = found.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise ConfigError(f"{found}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(
+            _("{path}: cannot read: {why}").format(path=found, why=exc.strerror or exc)
+        ) from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{found}: not UTF-8 text") from None
+        raise ConfigError(_("{path}: not UTF-8 text").format(path=found)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{found}: invalid TOML: {exc}") from None
+        raise ConfigError(_("{path}: invalid TOML: {why}").format(path=found, why=exc)) from None
     return config_from_mapping(data, found)

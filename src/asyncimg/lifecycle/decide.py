@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from asyncimg.i18n import _
 from asyncimg.lifecycle.download import DownloadAbandoned, ImageCheckFailed, SaveFailed
 from asyncimg.protocol.client import Result, TaskStatus
 from asyncimg.protocol.errors import (
@@ -105,7 +106,9 @@ def after_error(error: AsyncImgError) -> Decision:
     if is_poll_setup_problem(error):
         if not is_setup_problem(error):  # 50200: say whose request it was
             error = RequestRefused(
-                f"the service refused asyncimg's poll as malformed: {error.message}",
+                _("the service refused asyncimg's poll as malformed: {message}").format(
+                    message=error.message
+                ),
                 code=error.code,
                 request_id=error.request_id,
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from asyncimg.fileio import atomic_write, remove_orphan_temps
+from asyncimg.i18n import N_
 from asyncimg.lifecycle import provenance
 from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
@@ -35,7 +36,7 @@ class ImageCheckFailed(AsyncImgError):
     """Downloaded bytes are not a complete image (truncated, corrupt, empty)."""
 
     retryable = True
-    hint = "the download was incomplete; the next pass downloads it again"
+    hint = N_("the download was incomplete; the next pass downloads it again")
 
 
 class DownloadAbandoned(AsyncImgError):
@@ -44,14 +45,14 @@ class DownloadAbandoned(AsyncImgError):
     The message ends with the command that resubmits it."""
 
     resubmittable = True
-    hint = "a new task usually gives a whole image; it is billed again"
+    hint = N_("a new task usually gives a whole image; it is billed again")
 
 
 class SaveFailed(AsyncImgError):
     """The image could not be written (a folder at the path, a name too long, permissions,
     disk full). The result is still on the service for about 12 h."""
 
-    hint = (
+    hint = N_(
         "fix the folder, or save it elsewhere: asyncimg retry TASK --output NEWPATH "
         "(fetched again, not resubmitted, while the service keeps it, ~12 h)"
     )

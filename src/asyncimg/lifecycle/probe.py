@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from asyncimg import constants
+from asyncimg.i18n import N_, _
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.errors import AsyncImgError
 
@@ -75,19 +76,19 @@ def plan(rng: random.Random | None = None) -> list[Check]:
     return [
         Check(
             "base64_refs_v40",
-            "Does jimeng_t2i_v40 take a reference image as binary_data_base64?",
+            N_("Does jimeng_t2i_v40 take a reference image as binary_data_base64?"),
             ({**base, "binary_data_base64": [_reference_b64()]},),
-            where_to_fix="src/asyncimg/lifecycle/references.py (reference mode for v40)",
+            where_to_fix=N_("src/asyncimg/lifecycle/references.py (reference mode for v40)"),
         ),
         Check(
             "unknown_field",
-            "Is an undocumented body field ignored or refused (and with which code)?",
+            N_("Is an undocumented body field ignored or refused (and with which code)?"),
             ({**base, "zz_asyncimg_probe": 1},),
-            where_to_fix="src/asyncimg/emulator/server.py (_submit: unknown fields, --strict)",
+            where_to_fix=N_("src/asyncimg/emulator/server.py (_submit: unknown fields, --strict)"),
         ),
         Check(
             "out_of_range_size",
-            "Which code answers an out-of-range size, at submit or at poll time?",
+            N_("Which code answers an out-of-range size, at submit or at poll time?"),
             (
                 {
                     "req_key": V40,
@@ -97,19 +98,19 @@ def plan(rng: random.Random | None = None) -> list[Check]:
                     "force_single": True,
                 },
             ),
-            where_to_fix="src/asyncimg/emulator/server.py (parameter errors: 50215 at submit)",
+            where_to_fix=N_("src/asyncimg/emulator/server.py (parameter errors: 50215 at submit)"),
         ),
         Check(
             "three_quick_submits",
-            "How many tasks may be unfinished at once, and how fast may we submit?",
+            N_("How many tasks may be unfinished at once, and how fast may we submit?"),
             tuple({**base, "prompt": f"{PROMPT} ({n})"} for n in (1, 2, 3)),
-            where_to_fix="src/asyncimg/emulator/config.py (REALISTIC: concurrency, qps)",
+            where_to_fix=N_("src/asyncimg/emulator/config.py (REALISTIC: concurrency, qps)"),
         ),
         Check(
             "fake_task_id",
-            "What does GetResult answer for a task id that never existed?",
+            N_("What does GetResult answer for a task id that never existed?"),
             poll_task_id=fake_id,
-            where_to_fix="src/asyncimg/emulator/server.py (_get_result: unknown task)",
+            where_to_fix=N_("src/asyncimg/emulator/server.py (_get_result: unknown task)"),
         ),
     ]
 
@@ -285,51 +286,61 @@ def advice(result: CheckResult) -> str:
     failed_later = [a for a in result.results if a.code != constants.SUCCESS_CODE]
     if result.name == "base64_refs_v40":
         if refused or failed_later:
-            return (
+            return _(
                 "v40 refused base64 references: character images must go as URLs; set "
-                f"{URL_MODE} (with [storage]) in asyncimg.toml"
-            )
-        return "v40 takes base64 references: the default reference mode works"
+                "{setting} (with [storage]) in asyncimg.toml"
+            ).format(setting=URL_MODE)
+        return _("v40 takes base64 references: the default reference mode works")
     if result.name == "unknown_field":
         if refused:
-            return f"unknown fields are refused ({refused[0].code}): run the emulator with --strict"
-        return "unknown fields are ignored, as the emulator's default profile assumes"
+            return _("unknown fields are refused ({code}): run the emulator with --strict").format(
+                code=refused[0].code
+            )
+        return _("unknown fields are ignored, as the emulator's default profile assumes")
     if result.name == "three_quick_submits":
         limits = [a for a in refused if a.code in (50429, 50430)]
-        return (
-            f"{len(accepted)} of 3 accepted back to back"
-            + (f"; limits hit: {', '.join(str(a.code) for a in limits)}" if limits else "")
-            + "; set [defaults] max_in_flight / submit_rate to match"
-        )
+        hit = ", ".join(str(a.code) for a in limits)
+        if limits:
+            return _(
+                "{accepted} of 3 accepted back to back; limits hit: {codes}; "
+                "set [defaults] max_in_flight / submit_rate to match"
+            ).format(accepted=len(accepted), codes=hit)
+        return _(
+            "{accepted} of 3 accepted back to back; "
+            "set [defaults] max_in_flight / submit_rate to match"
+        ).format(accepted=len(accepted))
     if result.name == "out_of_range_size":
-        when = "at submit" if refused else ("at poll time" if failed_later else "not at all")
-        codes = {a.code for a in [*refused, *failed_later]}
-        return f"refused {when}" + (
-            f" with {', '.join(map(str, sorted(codes, key=str)))}" if codes else ""
-        )
+        codes = ", ".join(map(str, sorted({a.code for a in [*refused, *failed_later]}, key=str)))
+        if refused:
+            return _("refused at submit with {codes}").format(codes=codes)
+        if failed_later:
+            return _("refused at poll time with {codes}").format(codes=codes)
+        return _("refused not at all")
     if result.name == "fake_task_id":
         answer = result.results[0] if result.results else None
-        return f"an unknown task id answers {_short(answer)}" if answer else ""
+        return (
+            _("an unknown task id answers {answer}").format(answer=_short(answer)) if answer else ""
+        )
     return ""
 
 
 def summary_text(rows: Sequence[Row], endpoint: str, retention: str) -> str:
     """The report's text half, for a person."""
-    lines = [f"asyncimg probe of {endpoint}", ""]
+    lines = [_("asyncimg probe of {endpoint}").format(endpoint=endpoint), ""]
     for row in rows:
-        mark = "same as the emulator" if row.same else "DIFFERS from the emulator"
+        mark = _("same as the emulator") if row.same else _("DIFFERS from the emulator")
         lines += [
-            f"{row.name}: {mark}",
-            f"  question: {row.question}",
-            f"  live:     {row.live}",
-            f"  emulator: {row.emulator}",
+            _("{check}: {verdict}").format(check=row.name, verdict=mark),
+            _("  question: {text}").format(text=_(row.question)),
+            _("  live:     {text}").format(text=row.live),
+            _("  emulator: {text}").format(text=row.emulator),
         ]
         if row.advice:
-            lines.append(f"  meaning:  {row.advice}")
+            lines.append(_("  meaning:  {text}").format(text=row.advice))
         if row.where_to_fix:
-            lines.append(f"  to fix:   {row.where_to_fix}")
+            lines.append(_("  to fix:   {text}").format(text=_(row.where_to_fix)))
         lines.append("")
-    lines.append(f"retention: {retention}")
+    lines.append(_("retention: {text}").format(text=retention))
     return "\n".join(lines) + "\n"
 
 
@@ -360,8 +371,10 @@ async def retention_check(
     The emulator (and the model pages) forget results after 12 h; the usage page says 24 h."""
     if not candidates:
         return {
-            "skipped": "no earlier task known; run the probe again after 12 h (it polls the "
-            "tasks this run created, listed in the report)"
+            "skipped": N_(
+                "no earlier task known; run the probe again after 12 h (it polls the "
+                "tasks this run created, listed in the report)"
+            )
         }
     task_id, req_key, submitted = min(candidates, key=lambda c: c[2])
     try:
@@ -374,14 +387,16 @@ async def retention_check(
         "task_id": task_id,
         "age_hours": round(age_h, 2),
         "answer": answer,
-        "emulator": "not_found after 12 h (retention_seconds)",
+        "emulator": N_("not_found after 12 h (retention_seconds)"),
     }
 
 
 def retention_line(retention: dict[str, Any]) -> str:
     if "skipped" in retention:
-        return f"skipped: {retention['skipped']}"
-    return (
-        f"task {retention['task_id']}, {retention['age_hours']} h old, answers "
-        f"{retention['answer']} (emulator: {retention['emulator']})"
+        return _("skipped: {why}").format(why=_(str(retention["skipped"])))
+    return _("task {task_id}, {age} h old, answers {answer} (emulator: {emulator})").format(
+        task_id=retention["task_id"],
+        age=retention["age_hours"],
+        answer=retention["answer"],
+        emulator=_(str(retention["emulator"])),
     )

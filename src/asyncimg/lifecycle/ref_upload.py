@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asyncimg.i18n import _
 from asyncimg.lifecycle import refmode
 from asyncimg.lifecycle.references import PreparedReference, check_count, prepare_reference
-from asyncimg.protocol.errors import ConfigError, ConnectFailed, InvalidInput
+from asyncimg.protocol.errors import ConfigError, ConnectFailed, InvalidInput, not_set
 from asyncimg.protocol.models import ModelProfile
 
 if TYPE_CHECKING:
@@ -60,10 +61,15 @@ def _credentials(env: Mapping[str, str]) -> tuple[str, str, str | None]:
         if not value
     ]
     if missing:
-        raise ConfigError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: [storage] "
-            "(reference uploads, kept images) is used with the storage's access key pair from "
-            f"{refmode.ENV_STORAGE_ACCESS_KEY} / {refmode.ENV_STORAGE_SECRET_KEY}"
+        raise not_set(
+            missing,
+            _(
+                "[storage] (reference uploads, kept images) is used with the storage's "
+                "access key pair from {access_var} / {secret_var}"
+            ).format(
+                access_var=refmode.ENV_STORAGE_ACCESS_KEY,
+                secret_var=refmode.ENV_STORAGE_SECRET_KEY,
+            ),
         )
     token = env.get(refmode.ENV_STORAGE_SESSION_TOKEN, "").strip() or None
     return access, secret, token
@@ -185,15 +191,22 @@ class ObjectStorage:
         self.uploads += 1
 
     def _error(self, what: str, key: str, exc: Exception) -> ConnectFailed | ConfigError:
-        where = f"{self.settings.endpoint} bucket {self.settings.bucket}"
+        template = (
+            _("[storage] {where}: cannot upload {key}: {code}")
+            if what == "upload"
+            else _("[storage] {where}: cannot check {key}: {code}")
+        )
+        where = _("{endpoint} bucket {bucket}").format(
+            endpoint=self.settings.endpoint, bucket=self.settings.bucket
+        )
         code = ""
         if hasattr(exc, "response"):
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"):
-            return ConfigError(f"[storage] {where}: cannot {what} {key}: {code}")
+            return ConfigError(template.format(where=where, key=key, code=code))
         # Nothing reached the visual API (ConnectFailed: "certainly nothing was sent"), so
         # the frame stays queued and goes out on a later pass; never `unconfirmed`.
-        return ConnectFailed(f"[storage] {where}: cannot {what} {key}: {exc}")
+        return ConnectFailed(template.format(where=where, key=key, code=exc))
 
     @contextmanager
     def _folder_lock(self) -> Any:
@@ -266,9 +279,9 @@ class ReferenceSender:
             return {"binary_data_base64": [prepared[i].base64 for i in range(len(entries))]}
         if self.storage is None:
             why = (
-                "mixes URLs and local files (one frame sends one kind)"
+                _("mixes URLs and local files (one frame sends one kind)")
                 if urls
-                else f'[references] mode is "url" for {record.req_key}'
+                else _('[references] mode is "url" for {model}').format(model=record.req_key)
             )
             raise InvalidInput(
                 "character_images",

@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from asyncimg.constants import DEFAULT_REQ_KEY
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import InvalidInput
 from asyncimg.protocol.models import (
     MB,
@@ -82,38 +83,41 @@ def check_count(count: int, profile: ModelProfile) -> None:
         default_max = get_profile(DEFAULT_REQ_KEY).references.max_count
         raise InvalidInput(
             FIELD,
-            f"{count} images",
-            f"{profile.req_key} is text-only and takes no reference images",
-            f"use {DEFAULT_REQ_KEY}, which takes up to {default_max}",
+            _("{n} images").format(n=count),
+            _("{model} is text-only and takes no reference images").format(model=profile.req_key),
+            _("use {model}, which takes up to {n}").format(model=DEFAULT_REQ_KEY, n=default_max),
         )
     if rule.min_count == rule.max_count:
-        takes = f"exactly {rule.min_count}"
+        takes = _("{model} takes exactly {n}").format(model=profile.req_key, n=rule.min_count)
     elif rule.min_count == 0:
-        takes = f"at most {rule.max_count}"
+        takes = _("{model} takes at most {n}").format(model=profile.req_key, n=rule.max_count)
     else:
-        takes = f"{rule.min_count} to {rule.max_count}"
-    raise InvalidInput(FIELD, f"{count} images", f"{profile.req_key} takes {takes}")
+        takes = _("{model} takes {low} to {high}").format(
+            model=profile.req_key, low=rule.min_count, high=rule.max_count
+        )
+    raise InvalidInput(FIELD, _("{n} images").format(n=count), takes)
 
 
 def _read(field: str, path: Path, shown: str) -> bytes:
     if not path.exists():
-        raise InvalidInput(field, shown, "no such file")
+        raise InvalidInput(field, shown, _("no such file"))
     if path.is_dir():
-        raise InvalidInput(field, shown, "is a directory, not an image file")
+        raise InvalidInput(field, shown, _("is a directory, not an image file"))
     if not path.is_file():  # a FIFO or a device: reading it could block for ever
-        raise InvalidInput(field, shown, "not a regular file (a pipe or a device?)")
+        raise InvalidInput(field, shown, _("not a regular file (a pipe or a device?)"))
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InvalidInput(field, shown, f"cannot read: {exc.strerror or exc}") from None
+        why = exc.strerror or exc
+        raise InvalidInput(field, shown, _("cannot read: {why}").format(why=why)) from None
 
 
 def _not_an_image(data: bytes) -> str:
     if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1", b"ftypavif"):
-        return "HEIC/AVIF is not supported here; export it as JPEG or PNG"
+        return _("HEIC/AVIF is not supported here; export it as JPEG or PNG")
     if not data:
-        return "empty file, not an image"
-    return "not an image (or a format that cannot be read)"
+        return _("empty file, not an image")
+    return _("not an image (or a format that cannot be read)")
 
 
 def _prepare_one(field: str, given: str | Path, profile: ModelProfile) -> PreparedReference:
@@ -124,7 +128,9 @@ def _prepare_one(field: str, given: str | Path, profile: ModelProfile) -> Prepar
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return _prepare_unguarded(field, given, profile)
     except Image.DecompressionBombWarning as exc:
-        raise InvalidInput(field, str(given), f"too many pixels to decode safely ({exc})") from None
+        raise InvalidInput(
+            field, str(given), _("too many pixels to decode safely ({why})").format(why=exc)
+        ) from None
 
 
 def _prepare_unguarded(field: str, given: str | Path, profile: ModelProfile) -> PreparedReference:
@@ -158,11 +164,15 @@ def _prepare_unguarded(field: str, given: str | Path, profile: ModelProfile) -> 
     except _CannotFit as exc:
         raise InvalidInput(field, shown, str(exc)) from None
     except (OSError, ValueError) as exc:
-        raise InvalidInput(field, shown, f"damaged or unreadable image ({exc})") from None
+        raise InvalidInput(
+            field, shown, _("damaged or unreadable image ({why})").format(why=exc)
+        ) from None
     info = inspect_image(out)
     problem = reference_problem(profile, info)
     if problem:  # Should not happen: normalising is meant to guarantee a fit.
-        raise InvalidInput(field, shown, f"could not be made to fit: {problem}")
+        raise InvalidInput(
+            field, shown, _("could not be made to fit: {problem}").format(problem=problem)
+        )
     return PreparedReference(
         shown,
         out,
@@ -184,9 +194,13 @@ def _check_aspect(field: str, shown: str, width: int, height: int, profile: Mode
     raise InvalidInput(
         field,
         shown,
-        f"{width}x{height} is {long / short:.2f}:1; {profile.req_key} takes at most {limit:g}:1 "
-        "and cropping automatically could cut the character out",
-        f"crop it to at most {limit:g}:1, e.g. {example}",
+        _(
+            "{width}x{height} is {ratio:.2f}:1; {model} takes at most {limit:g}:1 "
+            "and cropping automatically could cut the character out"
+        ).format(
+            width=width, height=height, ratio=long / short, model=profile.req_key, limit=limit
+        ),
+        _("crop it to at most {limit:g}:1, e.g. {example}").format(limit=limit, example=example),
     )
 
 
@@ -292,7 +306,11 @@ def _shrink(
                 notes.append(f"{what} to stay under {max_bytes / MB:.2f} MB")
                 return data
         if min(current.size) <= _MIN_SIDE:
-            raise _CannotFit(f"{before} cannot be compressed under {max_bytes / MB:.2f} MB")
+            raise _CannotFit(
+                _("{before} cannot be compressed under {mb:.2f} MB").format(
+                    before=before, mb=max_bytes / MB
+                )
+            )
         # Bytes scale roughly with area; aim a little under and never shrink by less than 10%.
         factor = min(0.9, max(0.3, math.sqrt(max_bytes / len(data)) * 0.95))
         target = _fit_side(

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError, InputRejected, InvalidInput
 
 Mode = Literal["base64", "url", "auto"]
@@ -68,7 +69,11 @@ class StorageConfig(_Strict):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not is_url(value):
-            raise ValueError(f"{value!r} is not an http(s) URL, e.g. {EXAMPLE_TOS_ENDPOINT!r}")
+            raise ValueError(
+                _("{value!r} is not an http(s) URL, e.g. {example!r}").format(
+                    value=value, example=EXAMPLE_TOS_ENDPOINT
+                )
+            )
         return value
 
 
@@ -158,8 +163,8 @@ def split_entries(entries: Sequence[str]) -> Split:
                 raise InvalidInput(
                     f"character_images[{i}]",
                     entry,
-                    "is not an http(s) URL the service can fetch",
-                    "give an https:// URL or a local image file",
+                    _("is not an http(s) URL the service can fetch"),
+                    _("give an https:// URL or a local image file"),
                 )
             urls.append((i, entry.strip()))
         else:
@@ -168,23 +173,34 @@ def split_entries(entries: Sequence[str]) -> Split:
 
 
 def needs_storage_message(req_key: str, why: str) -> str:
-    return (
-        f"{why}; local files go as URLs only through your own storage: set [storage] "
-        f'endpoint and bucket in asyncimg.toml (e.g. endpoint = "{EXAMPLE_TOS_ENDPOINT}") or '
-        f"${ENV_STORAGE_ENDPOINT} / ${ENV_STORAGE_BUCKET}, with ${ENV_STORAGE_ACCESS_KEY} / "
-        f"${ENV_STORAGE_SECRET_KEY} in the environment"
+    return _(
+        "{why}; local files go as URLs only through your own storage: set [storage] "
+        'endpoint and bucket in asyncimg.toml (e.g. endpoint = "{example}") or '
+        "${endpoint_var} / ${bucket_var}, with ${access_var} / ${secret_var} in the environment"
+    ).format(
+        why=why,
+        example=EXAMPLE_TOS_ENDPOINT,
+        endpoint_var=ENV_STORAGE_ENDPOINT,
+        bucket_var=ENV_STORAGE_BUCKET,
+        access_var=ENV_STORAGE_ACCESS_KEY,
+        secret_var=ENV_STORAGE_SECRET_KEY,
     )
 
 
 def switch_to_urls_advice(req_key: str) -> str:
     """Exactly how to stop sending base64 references to `req_key`."""
-    return (
-        f"{req_key} may not take base64 reference images (its documentation lists only "
+    return _(
+        "{model} may not take base64 reference images (its documentation lists only "
         "image_urls). To send them as URLs, add to asyncimg.toml: "
-        f'[references] models.{req_key} = "url" (or mode = "url") and [storage] '
-        f'endpoint = "{EXAMPLE_TOS_ENDPOINT}", bucket = "YOUR_BUCKET" (keys in '
-        f"{ENV_STORAGE_ACCESS_KEY} / {ENV_STORAGE_SECRET_KEY}), or give https:// URLs as "
+        '[references] models.{model} = "url" (or mode = "url") and [storage] '
+        'endpoint = "{example}", bucket = "YOUR_BUCKET" (keys in '
+        "{access_var} / {secret_var}), or give https:// URLs as "
         "character_images; then run asyncimg retry --failed"
+    ).format(
+        model=req_key,
+        example=EXAMPLE_TOS_ENDPOINT,
+        access_var=ENV_STORAGE_ACCESS_KEY,
+        secret_var=ENV_STORAGE_SECRET_KEY,
     )
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from asyncimg.i18n import N_, _
 from asyncimg.lifecycle.config import parse_size
 from asyncimg.protocol import models
 from asyncimg.protocol.errors import InvalidInput
 
 AREAS = {"1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 4096 * 4096}
 AUTO = "auto"
-FORMS = "WIDTHxHEIGHT (e.g. 1440x2560), or for jimeng_t2i_v40 an area in px², 2K or 4K; or auto"
+FORMS = N_("WIDTHxHEIGHT (e.g. 1440x2560), or for jimeng_t2i_v40 an area in px², 2K or 4K; or auto")
 _SIZE_FIELDS = ("width", "height", "size")
 
 
@@ -41,7 +42,7 @@ def normalise(value: object) -> str:
             pass
         else:
             return f"{width}x{height}"
-    raise InvalidInput("size", value, f"is not {FORMS}")
+    raise InvalidInput("size", value, _("is not {forms}").format(forms=_(FORMS)))
 
 
 def is_area(text: str) -> bool:
@@ -58,7 +59,9 @@ def size_fields(value: object, req_key: str) -> dict[str, int]:
             raise InvalidInput(
                 "size",
                 value,
-                f"{req_key} takes WIDTHxHEIGHT (or auto); an area, 2K or 4K is for jimeng_t2i_v40",
+                _(
+                    "{model} takes WIDTHxHEIGHT (or auto); an area, 2K or 4K is for jimeng_t2i_v40"
+                ).format(model=req_key),
             )
         return {"size": int(text)}
     width, height = parse_size(text)

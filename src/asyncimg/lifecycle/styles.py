@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import InvalidInput
 
 PLACEHOLDER = "{prompt}"
@@ -29,8 +30,8 @@ class StylePreset:
             raise InvalidInput(
                 f"styles.{self.name}.template",
                 self.template,
-                "has no {prompt} placeholder",
-                'e.g. "{prompt}, Chinese ink wash painting"',
+                _("has no {prompt} placeholder"),
+                _('e.g. "{prompt}, Chinese ink wash painting"'),
             )
 
     def apply(self, prompt: str) -> str:
@@ -108,7 +109,11 @@ def resolve_style(name: str, presets: Mapping[str, StylePreset]) -> StylePreset:
     """The preset called `name` or having it as an alias; InvalidInput listing the known ones."""
     preset = _index(presets).get(normalise_name(name))
     if preset is None:
-        raise InvalidInput("style", name, f"unknown style; known: {describe_known(presets)}")
+        raise InvalidInput(
+            "style",
+            name,
+            _("unknown style; known: {known}").format(known=describe_known(presets)),
+        )
     return preset
 
 

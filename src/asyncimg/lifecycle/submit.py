@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncimg import constants
+from asyncimg.i18n import _
 from asyncimg.lifecycle import sizes
 from asyncimg.lifecycle.config import Config
 from asyncimg.lifecycle.decide import (
@@ -65,7 +66,7 @@ def build_record(request: TaskRequest, config: Config, *, now: float) -> TaskRec
     Raises InvalidInput for what can be judged without the API (style, size, fields).
     """
     if not str(request.output_path).strip():
-        raise InvalidInput("output_path", request.output_path, "an output file path is required")
+        raise InvalidInput("output_path", request.output_path, _("an output file path is required"))
     style = request.style if request.style is not None else config.defaults.style
     full_prompt = compose_full_prompt(request.prompt, style, config.presets)
     req_key = request.req_key or config.defaults.req_key
@@ -119,8 +120,10 @@ def billing_warnings(record: TaskRecord) -> list[str]:
     most = max_billed_images(record)
     if most > 1:
         return [
-            f"{record.filename}: force_single is false, so {record.req_key} may return and "
-            f"bill up to {most} images for this one frame"
+            _(
+                "{name}: force_single is false, so {model} may return and "
+                "bill up to {n} images for this one frame"
+            ).format(name=record.filename, model=record.req_key, n=most)
         ]
     return []
 
@@ -220,9 +223,15 @@ class RecordNotSaved(AsyncImgError):
     def __init__(self, record: TaskRecord, task_id: str, store: Store, cause: OSError) -> None:
         command = adopt_command(task_id, record, store)
         super().__init__(
-            f"the API accepted task {task_id} for {record.output_path}, but its record could "
-            f"not be written ({cause.strerror or cause}); once the folder is writable, keep it "
-            f"with: {command}"
+            _(
+                "the API accepted task {task_id} for {output}, but its record could "
+                "not be written ({why}); once the folder is writable, keep it with: {command}"
+            ).format(
+                task_id=task_id,
+                output=record.output_path,
+                why=cause.strerror or cause,
+                command=command,
+            )
         )
         self.task_id = task_id
         self.record = record
@@ -293,7 +302,7 @@ async def submit_record(
             await sending
         except asyncio.CancelledError:
             note = NetworkError(
-                "interrupted while submitting: the service may have created this task"
+                _("interrupted while submitting: the service may have created this task")
             )
             _save_submit_error(store, marked, note, clock())
         raise
@@ -324,10 +333,10 @@ async def _send(
             await sleep(SAVE_RETRY_DELAY_S * attempt)
     outcome = SubmitOutcome(updated)
     if warning is not None:
-        outcome.warning = (
-            f"the API returned task id {task_id} again (already in {warning.name}); "
-            f"both records are kept apart"
-        )
+        outcome.warning = _(
+            "the API returned task id {task_id} again (already in {name}); "
+            "both records are kept apart"
+        ).format(task_id=task_id, name=warning.name)
     return outcome
 
 
@@ -350,7 +359,7 @@ def _save_submit_error(
 def stale_submit(record: TaskRecord, *, now: float) -> TaskRecord:
     """A pending record found marked mid-submit with nobody holding its lock: its submitter
     died before the answer was written, so the API may have a task for it."""
-    error = NetworkError("the process submitting it stopped before the answer was recorded")
+    error = NetworkError(_("the process submitting it stopped before the answer was recorded"))
     return transition(
         record,
         TaskState.UNCONFIRMED,

@@ -127,7 +127,8 @@ def check_lines(
         if request is not None and request.frame_id is not None:
             first_id = ids.setdefault(request.frame_id, line)
             if first_id is not line:
-                problems.append(_problem(line, "id", f"same id as line {first_id.number}"))
+                same = _("same id as line {number}").format(number=first_id.number)
+                problems.append(_problem(line, "id", same))
         output = _output_of(line)
         if output is not None:
             for message in output_problems(output, base):
@@ -342,7 +343,13 @@ def _frame_id(line: Line, problems: list[Problem]) -> str | None:
         return str(value)
     if not isinstance(value, str):
         problems.append(
-            _problem(line, "id", f"{_shown(value)} is {_kind(value)}; it must be text or a number")
+            _problem(
+                line,
+                "id",
+                _("{value} is {kind}; it must be text or a number").format(
+                    value=_shown(value), kind=_kind(value)
+                ),
+            )
         )
         return None
     return value.strip()
@@ -393,9 +400,10 @@ def _references(line: Line, problems: list[Problem]) -> list[str]:
         _problem(
             line,
             "character_images",
-            f"{_shown(value)} is not a list of image files; "
-            'write e.g. "character_images": ["chars/lin.png"]'
-            + (' (or "chars/lin.png;chars/chen.png" in CSV)' if line.from_csv else ""),
+            _(
+                '{value} is not a list of image files; write e.g. "character_images": {example}'
+            ).format(value=_shown(value), example='["chars/lin.png"]')
+            + (_(' (or "chars/lin.png;chars/chen.png" in CSV)') if line.from_csv else ""),
         )
     )
     return []
@@ -413,7 +421,7 @@ def _size(line: Line, problems: list[Problem]) -> str | None:
                 _problem(
                     line,
                     "size",
-                    _("{value} is not {forms}").format(value=_shown(value), forms=sizes.FORMS),
+                    _("{value} is not {forms}").format(value=_shown(value), forms=_(sizes.FORMS)),
                 )
             )
             return None
@@ -481,22 +489,28 @@ def _output_key(path: str, base: Path) -> str | None:
 def output_problems(path: str, base: Path) -> list[str]:
     """Why the image could not be written at `path` (relative to `base`); [] if it can."""
     if "\0" in path:
-        return ["contains a NUL character"]
+        return [_("contains a NUL character")]
     if path.endswith(("/", os.sep)):
-        return ["ends with '/': name the image file, e.g. frames/001.png"]
+        return [_("ends with '/': name the image file, e.g. frames/001.png")]
     try:
         target = _resolve(path, base)
     except RuntimeError as exc:  # "~nobody/…": no such user
-        return [f"cannot expand '~' ({exc})"]
+        return [_("cannot expand '~' ({why})").format(why=exc)]
     for part in Path(path).parts[:-1]:
         if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
-            return [f"folder name {part[:40]!r}... is over {NAME_MAX} bytes"]
+            return [
+                _("folder name {name!r}... is over {limit} bytes").format(
+                    name=part[:40], limit=NAME_MAX
+                )
+            ]
     name = target.name
     size = len(name.encode("utf-8", "surrogateescape"))
     if size > MAX_OUTPUT_NAME_BYTES:
         return [
-            f"file name is {size} bytes in UTF-8; at most {MAX_OUTPUT_NAME_BYTES} "
-            f"(the {NAME_MAX}-byte limit less room for a numbered extra image, _15)"
+            _(
+                "file name is {size} bytes in UTF-8; at most {most} "
+                "(the {limit}-byte limit less room for a numbered extra image, _15)"
+            ).format(size=size, most=MAX_OUTPUT_NAME_BYTES, limit=NAME_MAX)
         ]
     try:
         if target.is_dir():
@@ -511,12 +525,19 @@ def output_problems(path: str, base: Path) -> list[str]:
             missing.append(folder.name)
             folder = folder.parent
         if not folder.is_dir():
-            return [f"{folder} is a file, so the folder {target.parent} cannot be created"]
+            return [
+                _("{file} is a file, so the folder {folder} cannot be created").format(
+                    file=folder, folder=target.parent
+                )
+            ]
         if not os.access(folder, os.W_OK | os.X_OK):
-            what = "write in" if not missing else "create folders in"
-            return [f"cannot {what} {folder} (permission denied)"]
+            if missing:
+                return [
+                    _("cannot create folders in {folder} (permission denied)").format(folder=folder)
+                ]
+            return [_("cannot write in {folder} (permission denied)").format(folder=folder)]
     except OSError as exc:
-        return [f"cannot check the folder ({exc.strerror or exc})"]
+        return [_("cannot check the folder ({why})").format(why=exc.strerror or exc)]
     return []
 
 

@@ -41,6 +41,7 @@ from asyncimg.protocol.errors import (
     TaskGone,
     classify_business,
     classify_gateway,
+    not_set,
 )
 from asyncimg.protocol.signing import Credentials
 
@@ -121,12 +122,12 @@ def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials:
         if not value
     ]
     if missing:
-        raise ConfigError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
-            + _(
+        raise not_set(
+            missing,
+            _(
                 "export your Volcengine access key as VOLC_ACCESSKEY and secret key as "
                 "VOLC_SECRETKEY"
-            )
+            ),
         )
     token = env.get(constants.ENV_SESSION_TOKEN, "").strip() or None
     return Credentials(ak, sk, token)
@@ -165,7 +166,9 @@ class VisualClient:
     ) -> None:
         url = URL(endpoint)
         if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError(f"endpoint {endpoint!r} is not an http(s) URL")
+            raise ConfigError(
+                _("endpoint {endpoint!r} is not an http(s) URL").format(endpoint=endpoint)
+            )
         self._credentials = credentials
         self._endpoint = url.with_path("/").with_query(None)
         self._timeout = aiohttp.ClientTimeout(

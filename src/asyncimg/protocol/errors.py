@@ -8,6 +8,8 @@ with the same parameters can help). :func:`classify_business` and
 
 from __future__ import annotations
 
+from asyncimg.i18n import N_, _
+
 
 class AsyncImgError(Exception):
     """Base of every error asyncimg raises on purpose."""
@@ -55,16 +57,24 @@ class ConfigError(AsyncImgError):
     """Local configuration is missing or wrong (credentials, config file, options)."""
 
 
+def not_set(names: list[str], todo: str) -> ConfigError:
+    """ "A and B are not set: <todo>" (environment variables), in the user's language."""
+    template = (
+        _("{names} is not set: {todo}") if len(names) == 1 else _("{names} are not set: {todo}")
+    )
+    return ConfigError(template.format(names=_(" and ").join(names), todo=todo))
+
+
 class AuthError(AsyncImgError):
     """Credentials, signature, clock or permission: fix the setup, then try again."""
 
-    hint = "check VOLC_ACCESSKEY / VOLC_SECRETKEY, the system clock and the model's activation"
+    hint = N_("check VOLC_ACCESSKEY / VOLC_SECRETKEY, the system clock and the model's activation")
 
 
 class InputRejected(AsyncImgError):
     """The request's input was refused (validation or content review): change it first."""
 
-    hint = "fix the prompt, parameters or reference images, then retry"
+    hint = N_("fix the prompt, parameters or reference images, then retry")
 
 
 class InvalidInput(InputRejected):
@@ -98,35 +108,35 @@ class OutputRejected(AsyncImgError):
     """The generated image failed review (50511/50519): a new submission may pass."""
 
     resubmittable = True
-    hint = "resubmit (asyncimg retry); rephrase the prompt if it keeps failing"
+    hint = N_("resubmit (asyncimg retry); rephrase the prompt if it keeps failing")
 
 
 class RateLimited(AsyncImgError):
     """Too many requests per second (50429 or the gateway's FlowLimitExceeded)."""
 
     retryable = True
-    hint = "back off and try again"
+    hint = N_("back off and try again")
 
 
 class ConcurrencyLimited(AsyncImgError):
     """Too many unfinished tasks on the account (50430): wait for capacity."""
 
     retryable = True
-    hint = "queued locally; it is submitted when running tasks finish"
+    hint = N_("queued locally; it is submitted when running tasks finish")
 
 
 class RequestRefused(AsyncImgError):
     """The gateway refused our request itself (missing parameter, unknown action, a poll
     body it cannot read): a client bug or something in the way, never one task's fault."""
 
-    hint = "asyncimg's request was refused as malformed; check ASYNCIMG_ENDPOINT and any proxy"
+    hint = N_("asyncimg's request was refused as malformed; check ASYNCIMG_ENDPOINT and any proxy")
 
 
 class ServerError(AsyncImgError):
     """The service failed internally (50500/50501, gateway 5xx)."""
 
     retryable = True
-    hint = "temporary server problem; the next pass tries again"
+    hint = N_("temporary server problem; the next pass tries again")
 
 
 class ReplyUnreadable(ServerError):
@@ -138,7 +148,7 @@ class NetworkError(AsyncImgError):
     """The request did not complete: connection dropped, timeout after sending."""
 
     retryable = True
-    hint = "network problem; the next pass tries again"
+    hint = N_("network problem; the next pass tries again")
 
 
 class ConnectFailed(NetworkError):
@@ -150,21 +160,21 @@ class NoProgress(AsyncImgError):
     an image that would not download)."""
 
     resubmittable = True
-    hint = "asyncimg retry polls it again (no new submission while the service keeps it, ~12 h)"
+    hint = N_("asyncimg retry polls it again (no new submission while the service keeps it, ~12 h)")
 
 
 class TaskGone(AsyncImgError):
     """The service no longer knows the task (`not_found`) or its result expired."""
 
     resubmittable = True
-    hint = "the result is gone; resubmit with asyncimg retry"
+    hint = N_("the result is gone; resubmit with asyncimg retry")
 
 
 class EmptyResult(AsyncImgError):
     """The task reported `done` with no image in the reply."""
 
     resubmittable = True
-    hint = "resubmit with asyncimg retry"
+    hint = N_("resubmit with asyncimg retry")
 
 
 _BUSINESS: dict[int, tuple[type[AsyncImgError], str]] = {

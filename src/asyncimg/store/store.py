@@ -129,6 +129,14 @@ class TasksFolderError(ConfigError, OSError):
     (``RecordNotSaved``) still sees it as one."""
 
 
+def ambiguous(key: str, matches: list[tuple[str | None, str]]) -> str:
+    """The message for a key that matches several tasks ((task_id, local_id) of each)."""
+    shown = ", ".join(task_id or _("local {id}").format(id=local) for task_id, local in matches[:5])
+    if len(matches) > 5:
+        shown += _(" and {n} more").format(n=len(matches) - 5)
+    return _("{key!r} matches {n} tasks: {shown}").format(key=key, n=len(matches), shown=shown)
+
+
 def folder_error(root: Path, exc: OSError) -> TasksFolderError:
     """One line naming the tasks folder, what is wrong and what to do."""
     if isinstance(exc, TasksFolderError):
@@ -136,17 +144,21 @@ def folder_error(root: Path, exc: OSError) -> TasksFolderError:
     if isinstance(exc, FileExistsError | NotADirectoryError) or (
         root.exists() and not root.is_dir()
     ):
-        what = "is a file, not a folder"
+        what = _("is a file, not a folder")
         if not root.exists() or root.is_dir():
-            what = f"cannot be created ({exc.strerror or exc}: {exc.filename})"
-        todo = "move that file away, or give another folder with --tasks-dir"
+            what = _("cannot be created ({why}: {path})").format(
+                why=exc.strerror or exc, path=exc.filename
+            )
+        todo = _("move that file away, or give another folder with --tasks-dir")
     elif isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
-        what = exc.strerror.lower() if exc.strerror else "permission denied"
-        todo = "make it readable and writable for you (chmod u+rwx), or use --tasks-dir"
+        what = exc.strerror.lower() if exc.strerror else _("permission denied")
+        todo = _("make it readable and writable for you (chmod u+rwx), or use --tasks-dir")
     else:
         what = exc.strerror or str(exc)
-        todo = "fix the folder, or give another one with --tasks-dir"
-    return TasksFolderError(f"tasks folder {root}: {what}; {todo}")
+        todo = _("fix the folder, or give another one with --tasks-dir")
+    return TasksFolderError(
+        _("tasks folder {root}: {what}; {todo}").format(root=root, what=what, todo=todo)
+    )
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,9 @@ class Problem:
     def __str__(self) -> str:
         if self.moved_to is None:
             return f"{self.path}: {self.reason}"
-        return f"{self.path}: {self.reason}; moved to {self.moved_to.parent}/"
+        return _("{path}: {reason}; moved to {folder}/").format(
+            path=self.path, reason=self.reason, folder=self.moved_to.parent
+        )
 
 
 @dataclass
@@ -421,7 +435,8 @@ class TaskStore:
                     continue  # renamed by another process while we listed
                 except OSError as exc:
                     if own:
-                        problems.append(Problem(path, f"cannot read it ({exc.strerror or exc})"))
+                        why = exc.strerror or exc
+                        problems.append(Problem(path, _("cannot read it ({why})").format(why=why)))
                     continue
                 reads += 1
                 if not own and isinstance(outcome, str):
@@ -489,7 +504,12 @@ class TaskStore:
             if seen in self._left_alone:
                 return None
             self._left_alone.add(seen)
-            return Problem(path, f"{reason}; changed in the last {RECENT_S:g} s, left alone")
+            return Problem(
+                path,
+                _("{reason}; changed in the last {seconds:g} s, left alone").format(
+                    reason=reason, seconds=RECENT_S
+                ),
+            )
         return self._quarantine(path, reason)
 
     def _reconcile(
@@ -582,7 +602,7 @@ class TaskStore:
         """
         key = key.strip()
         if not key:
-            raise TaskNotFound("no task key given")
+            raise TaskNotFound(_("no task key given"))
         tasks = self.scan().tasks
         exact = [t for t in tasks if key in (t.task_id, t.local_id)]
         if len(exact) > 1:  # the API gave this id to more than one of our tasks
@@ -595,10 +615,10 @@ class TaskStore:
         if len(matches) == 1:
             return self._read_task(matches[0])
         if not matches:
-            raise TaskNotFound(f"no task matches {key!r} in {self.root}")
-        shown = ", ".join(t.task_id or f"local {t.local_id}" for t in matches[:5])
-        more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
-        raise AmbiguousTaskKey(f"{key!r} matches {len(matches)} tasks: {shown}{more}")
+            raise TaskNotFound(
+                _("no task matches {key!r} in {root}").format(key=key, root=self.root)
+            )
+        raise AmbiguousTaskKey(ambiguous(key, [(t.task_id, t.local_id) for t in matches]))
 
     def _read_task(self, task: RecordSummary) -> TaskRecord:
         """The full record of a task a scan just found (another process may have moved it
@@ -607,7 +627,11 @@ class TaskStore:
         if not found:
             found = self._read_matching(self._listed(), task.local_id)
         if not found:
-            raise TaskNotFound(f"task {task.task_id or task.local_id} is gone from {self.root}")
+            raise TaskNotFound(
+                _("task {task} is gone from {root}").format(
+                    task=task.task_id or task.local_id, root=self.root
+                )
+            )
         best = max(found, key=lambda c: record_progress(c.record))
         self._names[task.local_id] = best.path.name
         return best.record
@@ -716,7 +740,9 @@ class TaskStore:
             fsync_dir(self.root)
             log.info("removed %s: superseded by %s", stale.path, best.path.name)
             return None
-        return self._quarantine(stale.path, f"another copy of the task in {best.path.name}")
+        return self._quarantine(
+            stale.path, _("another copy of the task in {name}").format(name=best.path.name)
+        )
 
     def _quarantine(self, path: Path, reason: str) -> Problem:
         """Move an unusable file to ``.quarantine/`` with ``<name>.reason.txt`` beside it."""
@@ -730,7 +756,9 @@ class TaskStore:
             return Problem(path, reason, qdir / path.name)  # another process moved it
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
-            return Problem(path, f"{reason}; could not move it aside ({why})")
+            return Problem(
+                path, _("{reason}; could not move it aside ({why})").format(reason=reason, why=why)
+            )
         stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")
         note = f"{path}: {reason} (set aside {stamp})\n"
         try:
@@ -815,23 +843,25 @@ def _read_record_keyed(path: Path) -> tuple[TaskRecord | str, FileKey]:
 def _parse_record(data: bytes, folder: Path) -> TaskRecord | str:
     """The record in a file's bytes, or a one-line reason it is unusable."""
     if not data.strip():
-        return "empty file"
+        return _("empty file")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return f"not UTF-8 text (bad byte at offset {exc.start})"
+        return _("not UTF-8 text (bad byte at offset {offset})").format(offset=exc.start)
     try:
         obj = json.loads(text, parse_constant=reject_json_constant)
     except json.JSONDecodeError as exc:
-        return f"not valid JSON (line {exc.lineno}, column {exc.colno})"
+        return _("not valid JSON (line {line}, column {column})").format(
+            line=exc.lineno, column=exc.colno
+        )
     except (ValueError, RecursionError) as exc:
-        return _one_line(f"not valid JSON ({exc})")
+        return _one_line(_("not valid JSON ({why})").format(why=exc))
     if not isinstance(obj, dict):
-        return f"not a JSON object (found {_json_type(obj)})"
+        return _("not a JSON object (found {found})").format(found=_json_type(obj))
     try:
         return TaskRecord.model_validate(anchor_working_dir(obj, folder))
     except ValidationError as exc:
-        return _one_line("invalid task record: " + _summarise(exc))
+        return _one_line(_("invalid task record: {problems}").format(problems=_summarise(exc)))
 
 
 def _summarise(exc: ValidationError) -> str:
@@ -840,7 +870,7 @@ def _summarise(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"])
         parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
     if exc.error_count() > 3:
-        parts.append(f"{exc.error_count() - 3} more")
+        parts.append(_("{n} more").format(n=exc.error_count() - 3))
     return "; ".join(parts)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import ConfigError
 
 # Any constant: the advisory lock that serialises migrations on one database.
@@ -58,8 +59,10 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
         have = current_version(conn)
         if have > newest:
             raise ConfigError(
-                f"the store's schema is version {have}, newer than this asyncimg knows "
-                f"({newest}): upgrade asyncimg"
+                _(
+                    "the store's schema is version {have}, newer than this asyncimg knows "
+                    "({newest}): upgrade asyncimg"
+                ).format(have=have, newest=newest)
             )
         for version, name, sql in shipped:
             if version <= have:

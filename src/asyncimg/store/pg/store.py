@@ -38,6 +38,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from asyncimg.fileio import atomic_write
+from asyncimg.i18n import _
 from asyncimg.protocol.errors import ConfigError
 from asyncimg.store.base import StaleRecord
 from asyncimg.store.index import RecordSummary
@@ -51,6 +52,7 @@ from asyncimg.store.store import (
     LoadReport,
     ScanReport,
     TaskNotFound,
+    ambiguous,
     held_twice,
 )
 
@@ -104,9 +106,15 @@ def lease_from_env() -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{LEASE_ENV}: {raw!r} is not a number of seconds") from None
+        raise ConfigError(
+            _("{name}: {value!r} is not a number of seconds").format(name=LEASE_ENV, value=raw)
+        ) from None
     if not 0 < value < 86400:
-        raise ConfigError(f"{LEASE_ENV}: {raw!r} must be between 0 and 86400 seconds")
+        raise ConfigError(
+            _("{name}: {value!r} must be between 0 and 86400 seconds").format(
+                name=LEASE_ENV, value=raw
+            )
+        )
     return value
 
 
@@ -184,12 +192,18 @@ class PgStore:
         try:
             self.conn: psycopg.Connection[Any] = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
-            raise ConfigError(f"cannot open the store {redact(url)}: {_one_line(exc)}") from None
+            raise ConfigError(
+                _("cannot open the store {url}: {why}").format(url=redact(url), why=_one_line(exc))
+            ) from None
         try:
             migrate(self.conn)
         except psycopg.Error as exc:
             self.conn.close()
-            raise ConfigError(f"cannot prepare the store {redact(url)}: {_one_line(exc)}") from None
+            raise ConfigError(
+                _("cannot prepare the store {url}: {why}").format(
+                    url=redact(url), why=_one_line(exc)
+                )
+            ) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -271,7 +285,9 @@ class PgStore:
                         ),
                     )
         except psycopg.Error as exc:
-            raise StoreUnavailable(f"the store refused the write: {_one_line(exc)}") from None
+            raise StoreUnavailable(
+                _("the store refused the write: {why}").format(why=_one_line(exc))
+            ) from None
         self._versions[record.local_id] = version
         return self._path(record.local_id)
 
@@ -360,7 +376,7 @@ class PgStore:
     def get(self, key: str) -> TaskRecord:
         key = key.strip()
         if not key:
-            raise TaskNotFound("no task key given")
+            raise TaskNotFound(_("no task key given"))
         queries = (
             "SELECT record, version FROM tasks WHERE task_id = %s OR local_id = %s",
             "SELECT record, version FROM tasks WHERE starts_with(task_id, %s)"
@@ -377,12 +393,12 @@ class PgStore:
                     key, [(None, r.record.output_path, r.record.local_id) for r in rows]
                 )
             if rows:
-                shown = ", ".join(
-                    r.record.task_id or f"local {r.record.local_id}" for r in rows[:5]
+                raise AmbiguousTaskKey(
+                    ambiguous(key, [(r.record.task_id, r.record.local_id) for r in rows])
                 )
-                more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-                raise AmbiguousTaskKey(f"{key!r} matches {len(rows)} tasks: {shown}{more}")
-        raise TaskNotFound(f"no task matches {key!r} in {redact(self.url)}")
+        raise TaskNotFound(
+            _("no task matches {key!r} in {root}").format(key=key, root=redact(self.url))
+        )
 
     def task_id_owner(self, task_id: str, local_id: str) -> Path | None:
         row = self._run(
@@ -579,7 +595,9 @@ class PgStore:
         try:
             return self.conn.execute(query.encode("utf-8"), params)
         except psycopg.Error as exc:
-            raise StoreUnavailable(f"the store refused a query: {_one_line(exc)}") from None
+            raise StoreUnavailable(
+                _("the store refused a query: {why}").format(why=_one_line(exc))
+            ) from None
 
     def _rows(self, query: str, params: Sequence[Any] = ()) -> list[_Row]:
         rows = [
