@@ -15,6 +15,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a fixed seed per test), so a run on CI
+# never meets a case no earlier run met; no deadline, since a loaded 2-core machine is slow
+# at random. Explore with `--hypothesis-seed=random` or a profile of your own.
+settings.register_profile("asyncimg", derandomize=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "asyncimg"))
 
 # A suite started in the background (`make test &`, some CI runners) inherits SIGINT ignored,
 # and every program it starts would too: the tests that press Ctrl+C on a child would then

@@ -25,6 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+#: Intervals narrower than this count as exact durations (a step in the CDF): a slope of
+#: 1 / width would lose the rest of the CDF to rounding.
+EXACT_BELOW = 1e-9
+
 Interval = tuple[float, float]
 """A finished task: still running `lo` s after its submit, done by `hi` s (lo <= hi; an
 exact duration is (x, x))."""
@@ -89,7 +93,8 @@ def clean(lo: float, hi: float) -> Interval:
     """An interval as the fit takes it: never before the submit, never ending before it
     starts."""
     lo = max(0.0, lo)
-    return lo, max(lo, hi)
+    hi = max(lo, hi)
+    return (hi, hi) if hi - lo < EXACT_BELOW else (lo, hi)
 
 
 @lru_cache(maxsize=64)
