@@ -100,10 +100,6 @@ def clean(lo: float, hi: float) -> Interval:
 @lru_cache(maxsize=64)
 def fit_clean(intervals: tuple[Interval, ...]) -> Finishes | None:
     """:func:`fit` of intervals already passed through :func:`clean`."""
-    return _fit(intervals)
-
-
-def _fit(intervals: tuple[Interval, ...]) -> Finishes | None:
     if not intervals:
         return None
     n = len(intervals)

@@ -312,13 +312,6 @@ def running_at(moment: float, spans: Iterable[Span], finishes: Finishes | None) 
     return count
 
 
-def expected_unfinished(odds: Sequence[float]) -> tuple[float, float]:
-    """How many of these tasks are still running on the account: mean and spread."""
-    mean = sum(odds)
-    var = sum(p * (1 - p) for p in odds)
-    return mean, math.sqrt(var)
-
-
 def chance_all_busy(odds: Sequence[float], limit: int) -> float:
     """The chance that at least `limit` of these tasks are still running, each with its
     own odds (the exact Poisson-binomial tail, by dynamic programming over the tasks)."""
@@ -409,9 +402,9 @@ class Cap:
             # Counting a task as finished that was not: count more carefully.
             return replace(self, risk=max(MIN_RISK, self.risk / 2), clean=0)
         # Fewer than the limit of ours were in flight: the account takes fewer (the first
-        # limit found, or one that dropped). The account's count is at most ours.
-        mean, _ = expected_unfinished(odds)
-        limit = max(1, min(n, math.ceil(mean - 1e-9)))
+        # limit found, or one that dropped). The account's count is at most ours: those
+        # expected still running.
+        limit = max(1, min(n, math.ceil(sum(odds) - 1e-9)))
         # Refused with fewer of ours than the account once held: its limit dropped, and
         # what it held before proves nothing any more.
         proven = self.proven if n >= self.proven else 0

@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -435,12 +435,14 @@ class Scheduler:
             )
         return self._finished + self._unfinished
 
+    def _holders(self) -> Iterator[TaskRecord]:
+        """Ours that hold a slot on the account: in flight, and not yet seen done."""
+        return (
+            r for r in self.records.values() if _flying(r) and r.local_id not in self._done_seen
+        )
+
     def _holding(self) -> list[str]:
-        return [
-            r.local_id
-            for r in self.records.values()
-            if _flying(r) and r.local_id not in self._done_seen
-        ]
+        return [r.local_id for r in self._holders()]
 
     def _slot_freed(self, local_id: str) -> None:
         """The service says this task is done: its slot can take the next frame while the
@@ -478,17 +480,17 @@ class Scheduler:
             self.records[record.local_id] = record
         remove_output_leftovers(report.records)
         self._seen = _listing(self.checker.store.root)
-        durations = [
-            (bucket_of(r.req_key, r.params), _exact(r.completed_time - r.submit_time))
-            for r in report.records
-            if r.status is TaskState.COMPLETED
-            and r.completed_time is not None
-            and r.submit_time is not None
-        ]
         # Intervals this scheduler saw tasks finish in (running at one poll, done at the
         # next) are kept in the state file; records only say when the client noticed, so
-        # they come second.
-        self.eta = EtaModel.learn(self._learned_durations or durations)
+        # they come second (and are read only when the state file has none).
+        self.eta = EtaModel.learn(
+            self._learned_durations
+            or [
+                (bucket_of(r.req_key, r.params), (seconds, seconds))
+                for r in report.records
+                if (seconds := _recorded_duration(r)) is not None
+            ]
+        )
 
     async def _watcher(self) -> None:
         while True:
@@ -526,13 +528,9 @@ class Scheduler:
         """A task another monitor finished teaches this one's ETA too (from its recorded
         times, less sharp than a midpoint between polls, but nine in ten finishes are not
         ours with three monitors)."""
-        if (
-            record.status is TaskState.COMPLETED
-            and record.completed_time is not None
-            and record.submit_time is not None
-        ):
-            bucket = bucket_of(record.req_key, record.params)
-            self.eta = self.eta.observe(bucket, record.completed_time - record.submit_time)
+        seconds = _recorded_duration(record)
+        if seconds is not None:
+            self.eta = self.eta.observe(bucket_of(record.req_key, record.params), seconds)
 
     def _remember(self, record: TaskRecord) -> None:
         self.records[record.local_id] = record
@@ -541,9 +539,7 @@ class Scheduler:
         """For each of ours holding a slot, the odds it is still running (schedule)."""
         out = []
         known: dict[Bucket, Finishes | None] = {}
-        for r in self.records.values():
-            if not _flying(r) or r.local_id in self._done_seen:
-                continue
+        for r in self._holders():
             if r.submit_time is None:
                 out.append(1.0)
                 continue
@@ -559,7 +555,7 @@ class Scheduler:
         """Our tasks that hold a slot on the account (with a shared store: every monitor's)."""
         if self.gate is not None:
             return self.gate.in_flight()
-        return sum(_flying(r) and r.local_id not in self._done_seen for r in self.records.values())
+        return sum(1 for _ in self._holders())
 
     def _cap_after(self, change: Callable[[Cap], Cap]) -> None:
         """One event for the cap: this monitor's own, or the account's shared one."""
@@ -694,8 +690,15 @@ def _durations_from_state(data: dict[str, Any]) -> list[tuple[Bucket, Interval]]
     return out
 
 
-def _exact(seconds: float) -> Interval:
-    return seconds, seconds
+def _recorded_duration(record: TaskRecord) -> float | None:
+    """How long a completed task took as its record says (submit to noticed done)."""
+    if (
+        record.status is TaskState.COMPLETED
+        and record.completed_time is not None
+        and record.submit_time is not None
+    ):
+        return record.completed_time - record.submit_time
+    return None
 
 
 def _bucket(rate: Rate) -> AsyncLimiter:
