@@ -74,7 +74,6 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
     from asyncimg.api import Workspace
     from asyncimg.lifecycle.config import config_from_mapping
     from asyncimg.lifecycle.monitor import monitor
-    from asyncimg.lifecycle.scheduler import WATCH_EVERY_S, Scheduler
     from asyncimg.lifecycle.submit import TaskRequest, build_record, request_fields
     from asyncimg.protocol.client import VisualClient
     from asyncimg.protocol.errors import ConcurrencyLimited, RateLimited
@@ -106,7 +105,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
             TaskStore(root / "tasks"), config, lambda: client_factory(spec["warm_url"])
         )
         async with client_factory(spec["warm_url"]) as client:
-            await _scheduler(warm.checker(client), config, scale, WATCH_EVERY_S, Scheduler).run()
+            await _scheduler(warm.checker(client), config, scale).run()
     records = chapter("out")
     kind = spec["client"]
     cpu0, t0 = _cpu(), time.time()
@@ -120,7 +119,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
         async with client_factory() as client:
             checker = workspace.checker(client)
             if kind == "monitor":
-                scheduler = _scheduler(checker, config, scale, WATCH_EVERY_S, Scheduler)
+                scheduler = _scheduler(checker, config, scale)
                 await scheduler.run()
                 print(
                     f"    scheduler: cap {scheduler.cap}, submits {scheduler.submits}, "
@@ -145,16 +144,17 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _scheduler(checker: Any, config: Any, scale: float, watch: float, cls: Any) -> Any:
+def _scheduler(checker: Any, config: Any, scale: float) -> Any:
     """The monitor at its defaults, every time constant divided by the time scale."""
     from asyncimg.lifecycle.schedule import (
         DEFAULT_POLL_FLOOR_S,
         DEFAULT_POLL_RATE,
         DEFAULT_SUBMIT_RATE,
     )
+    from asyncimg.lifecycle.scheduler import WATCH_EVERY_S, Scheduler
 
     d = config.defaults
-    return cls(
+    return Scheduler(
         checker,
         interval=d.interval / scale,
         floor=DEFAULT_POLL_FLOOR_S / scale,
@@ -163,7 +163,7 @@ def _scheduler(checker: Any, config: Any, scale: float, watch: float, cls: Any) 
         poll_rate=(d.poll_rate or DEFAULT_POLL_RATE) * scale if scale != 1 else d.poll_rate,
         backoff_base=1.0 / scale,
         backoff_cap=15.0 / scale,
-        watch_every=watch / scale,
+        watch_every=WATCH_EVERY_S / scale,
     )
 
 

@@ -208,11 +208,7 @@ def poll_plan(
     if max_gap is None or finishes.hi - finishes.lo > k * max_gap:
         return plan
     gaps = [b - a for a, b in itertools.pairwise((finishes.lo, *plan))]
-    out, t = [], finishes.lo
-    for gap in cap_gaps(gaps, max_gap):
-        t += gap
-        out.append(t)
-    return tuple(out)
+    return tuple(itertools.accumulate(cap_gaps(gaps, max_gap), initial=finishes.lo))[1:]
 
 
 def cap_gaps(gaps: Sequence[float], cap: float) -> list[float]:
