@@ -15,12 +15,11 @@ import sys
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import click
 from aiohttp import web
 
-from asyncimg.cli.commands import config_option, tasks_dir_option
+from asyncimg.cli.commands import _fail, config_option, tasks_dir_option
 from asyncimg.fileio import atomic_write
 from asyncimg.gallery.frames import Frame
 from asyncimg.gallery.live import LiveGallery, start
@@ -36,18 +35,13 @@ from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.open import open_store, store_location
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"asyncimg: {message}", err=True)
-    sys.exit(code)
-
-
 def _write(target: Path, failed: str, write: Callable[[], object]) -> None:
     """Run `write` and print `target`; if it fails, `failed` (with {target} and {why}) as
     one line, exit 2."""
     try:
         write()
     except OSError as exc:
-        _fail(failed.format(target=target, why=exc.strerror or exc))
+        _fail(failed.format(target=target, why=exc.strerror or exc), 2)
     click.echo(str(target))
 
 
@@ -59,11 +53,12 @@ def open_chapter(tasks_dir: Path | None, config_path: Path | None) -> Chapter:
             _fail(
                 _(
                     "{folder}: no tasks folder here (submit some frames, or give --tasks-dir)"
-                ).format(folder=location)
+                ).format(folder=location),
+                2,
             )
         return Chapter.of(open_store(location, read_only=True))
     except AsyncImgError as exc:
-        _fail(str(exc))
+        _fail(str(exc), 2)
 
 
 def read_frames(chapter: Chapter) -> list[Frame]:
@@ -72,7 +67,7 @@ def read_frames(chapter: Chapter) -> list[Frame]:
     try:
         loaded = every_record(chapter.store)
     except OSError as exc:  # a shared store that stopped answering
-        _fail(str(exc))
+        _fail(str(exc), 2)
     for problem in loaded.problems:
         click.echo(str(problem), err=True)
     return chapter.frames_of(loaded.records)
@@ -169,7 +164,7 @@ def serve(
         try:
             workspace.client_factory()  # credentials checked before listening
         except AsyncImgError as exc:
-            _fail(str(exc))
+            _fail(str(exc), 2)
 
         def extend(app: web.Application) -> object:
             return mount_callbacks(app, workspace)
@@ -185,7 +180,7 @@ def serve(
     try:
         live = LiveGallery(chapter, watch_interval=interval)
     except OSError as exc:  # a shared store that stopped answering
-        _fail(str(exc))
+        _fail(str(exc), 2)
 
     async def run() -> None:
         try:
@@ -194,7 +189,8 @@ def serve(
             _fail(
                 _("cannot listen on {host}:{port} ({why})").format(
                     host=host, port=port, why=exc.strerror or exc
-                )
+                ),
+                2,
             )
         click.echo(
             _("serving {root} at {url} (read-only; Ctrl+C stops)").format(
@@ -242,7 +238,7 @@ def sheet(out: Path | None, columns: int, tasks_dir: Path | None, config_path: P
     chapter = open_chapter(tasks_dir, config_path)
     target = out if out is not None else chapter.default_target("contact_sheet.jpg")
     if target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        _fail(_("{target}: a contact sheet is .png, .jpg or .jpeg").format(target=target))
+        _fail(_("{target}: a contact sheet is .png, .jpg or .jpeg").format(target=target), 2)
     image = contact_sheet(read_frames(chapter), columns=columns)
     _write(
         target,
