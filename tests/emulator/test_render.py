@@ -8,7 +8,8 @@ import time
 import pytest
 from PIL import Image, ImageDraw
 
-from asyncimg.emulator.render import _wrap, background, font_path, prompt_font, render
+from asyncimg.emulator.render import _wrap, background, render
+from asyncimg.fonts import font_path, prompt_font
 
 
 @pytest.mark.parametrize(

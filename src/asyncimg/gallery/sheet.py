@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from asyncimg.emulator.render import Font, font_path, prompt_font
 from asyncimg.fileio import atomic_write
+from asyncimg.fonts import Font, font_path, prompt_font
 from asyncimg.gallery.frames import Frame
 from asyncimg.gallery.page import placeholder
 from asyncimg.i18n import _
