@@ -19,7 +19,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from asyncimg.gallery.frames import Frame, folder_option, frames_of
@@ -34,12 +34,9 @@ if TYPE_CHECKING:
 
 
 def every_record(store: Store) -> LoadReport:
-    """Every task of every machine, in full. On a folder that is its `load_all`; a shared
-    store's `load_all` is only this machine's work, so its `load_everything` is used."""
-    everything = getattr(store, "load_everything", None)
-    if callable(everything):
-        return cast(LoadReport, everything())
-    return store.load_all()
+    """Every task of every machine, in full (a shared store's `load_all` is only this
+    machine's work)."""
+    return store.load_everything()
 
 
 def shared(store: Store) -> PgStore | None:

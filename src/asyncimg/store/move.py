@@ -25,8 +25,7 @@ class MoveReport:
 
 def records_to_move(source: Store, *, every_machine: bool) -> tuple[list[TaskRecord], list[str]]:
     """The records `migrate` moves from `source`, and the files it could not read."""
-    loader = getattr(source, "load_everything", None) if every_machine else None
-    report = loader() if callable(loader) else source.load_all()
+    report = source.load_everything() if every_machine else source.load_all()
     return list(report.records), [str(p) for p in report.problems]
 
 

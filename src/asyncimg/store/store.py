@@ -371,6 +371,10 @@ class TaskStore:
             report.records.append(record)
         return report
 
+    def load_everything(self) -> LoadReport:
+        """Every machine's records: a folder holds only this one's (see PgStore)."""
+        return self.load_all()
+
     def scan(self) -> ScanReport:
         """Every task, reading only what may have changed: what idle commands need.
 
