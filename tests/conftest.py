@@ -119,6 +119,12 @@ def s3_server() -> Iterator[str]:
 
 
 @pytest.fixture
+def s3_keys() -> tuple[str, str]:
+    """The access key pair `s3` and `s3_bucket` use (for a test to hand on or look for)."""
+    return S3_KEY, S3_SECRET
+
+
+@pytest.fixture
 def s3(s3_server: str) -> Any:
     """A boto3 client of `s3_server` (to look at and change buckets as a test needs)."""
     import boto3
