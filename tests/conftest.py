@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -94,6 +97,24 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(f"{_SKIP} ({left_out} tests)")
 
 
+def _dead_writer_temp(folder: Path, suffix: str) -> Path:
+    code = (
+        "import sys; from pathlib import Path; from asyncimg.fileio import temp_name\n"
+        f"p = Path(sys.argv[1]) / temp_name({suffix!r}); p.write_bytes(b'half'); print(p)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
+    )
+    return Path(out.stdout.strip())
+
+
+@pytest.fixture
+def dead_writer_temp() -> Callable[[Path, str], Path]:
+    """Makes a temp file (`temp_name(suffix)` in a folder) whose writer has exited since,
+    as after a SIGKILL mid-write; returns its path."""
+    return _dead_writer_temp
+
+
 S3_KEY, S3_SECRET = "kept-s3-access-key", "kept-s3-Secret-never-printed"
 
 
@@ -116,6 +137,12 @@ def s3_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def s3_keys() -> tuple[str, str]:
+    """The access key pair `s3` and `s3_bucket` use (for a test to hand on or look for)."""
+    return S3_KEY, S3_SECRET
 
 
 @pytest.fixture

@@ -233,6 +233,23 @@ class E2E:
         assert_no_secret(ran.output, f"the output of {program} {' '.join(args)}")
         return ran
 
+    def run_in(
+        self, cwd: Path, env: dict[str, str], *args: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `asyncimg ARGS` in another folder (another machine's) with `env`, to the end;
+        no traceback."""
+        done = subprocess.run(
+            self.argv_for("asyncimg", *args),
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
     def asyncimg(self, *args: str, **kwargs: Any) -> Ran:
         return self.run("asyncimg", *args, **kwargs)
 

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -141,23 +142,13 @@ def test_generate_image_with_character_says_the_folder_is_a_file(e2e: E2E) -> No
 # -- no leftovers -----------------------------------------------------------------------------
 
 
-def _dead_writer_temp(folder: Path, suffix: str) -> Path:
-    """A temp file whose writer has exited since, as after a SIGKILL mid-write."""
-    code = (
-        "import sys; from pathlib import Path; from asyncimg.fileio import temp_name\n"
-        f"p = Path(sys.argv[1]) / temp_name({suffix!r}); p.write_bytes(b'half'); print(p)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
-    )
-    return Path(out.stdout.strip())
-
-
-def test_one_pass_removes_what_killed_writers_left(e2e: E2E) -> None:
+def test_one_pass_removes_what_killed_writers_left(
+    e2e: E2E, dead_writer_temp: Callable[[Path, str], Path]
+) -> None:
     e2e.submit_frames(1)
     (e2e.root / "out").mkdir()
-    dead_part = _dead_writer_temp(e2e.root / "out", ".part")
-    dead_tmp = _dead_writer_temp(e2e.tasks, ".tmp")
+    dead_part = dead_writer_temp(e2e.root / "out", ".part")
+    dead_tmp = dead_writer_temp(e2e.tasks, ".tmp")
     live = e2e.root / "out" / temp_name(".part")  # this test process is still running
     live.write_bytes(b"being written")
     e2e.emu.wait_idle(1)

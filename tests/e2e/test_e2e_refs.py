@@ -5,15 +5,8 @@ from a real S3-compatible server (moto's standalone server on 127.0.0.1)."""
 from __future__ import annotations
 
 import hashlib
-import logging
-import socket
-import uuid
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
-
-import boto3
-import pytest
-from moto.server import ThreadedMotoServer
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from asyncimg import constants
 
@@ -21,38 +14,17 @@ if TYPE_CHECKING:
     from conftest import E2E
 
 SUBMIT = constants.ACTION_SUBMIT
-S3_KEY, S3_SECRET = "e2e-s3-access-key", "e2e-s3-Secret-never-printed"
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_local_characters_go_as_urls_end_to_end(e2e: E2E, s3_endpoint: str) -> None:
-    bucket = f"e2e-{uuid.uuid4().hex[:10]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-    )
-    s3.create_bucket(Bucket=bucket)
+def test_local_characters_go_as_urls_end_to_end(
+    e2e: E2E, s3_server: str, s3_bucket: str, s3: Any, s3_keys: tuple[str, str]
+) -> None:
+    s3_key, s3_secret = s3_keys
     (e2e.root / "asyncimg.toml").write_text(
-        f'[storage]\nendpoint = "{s3_endpoint}"\nbucket = "{bucket}"\nprefix = "novel/"\n'
+        f'[storage]\nendpoint = "{s3_server}"\nbucket = "{s3_bucket}"\nprefix = "novel/"\n'
     )
     lin = e2e.character("lin.png")
-    env = e2e.env(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+    env = e2e.env(AWS_ACCESS_KEY_ID=s3_key, AWS_SECRET_ACCESS_KEY=s3_secret)
     for name in ("001", "002"):
         e2e.exits(
             0, "asyncimg", "submit", "林晓回头", "-o", f"out/{name}.png",
@@ -60,23 +32,23 @@ def test_local_characters_go_as_urls_end_to_end(e2e: E2E, s3_endpoint: str) -> N
         )  # fmt: skip
     e2e.exits(0, "asyncimg", "monitor", "--interval", "1", timeout=60, env=env)
     digest = hashlib.sha256(lin.read_bytes()).hexdigest()
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="novel/")["Contents"]
+    listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix="novel/")["Contents"]
     assert [o["Key"] for o in listed] == [f"novel/{digest}.png"]  # once for both frames
-    kept = s3.list_objects_v2(Bucket=bucket, Prefix="asyncimg-frames/")["Contents"]
+    kept = s3.list_objects_v2(Bucket=s3_bucket, Prefix="asyncimg-frames/")["Contents"]
     assert len(kept) == 2  # each finished frame is kept there too ([storage] keep_frames)
     fetches = e2e.emu.stats()["reference_fetches"]
     assert [f["sha256"] for f in fetches] == [digest, digest]
-    assert all(f["url"].startswith(f"{s3_endpoint}/{bucket}/novel/") for f in fetches)
+    assert all(f["url"].startswith(f"{s3_server}/{s3_bucket}/novel/") for f in fetches)
     assert {r["status"] for r in e2e.records()} == {"completed"}
     assert {r["references_sent"] for r in e2e.records()} == {"url"}
     for path in e2e.root.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".toml"):
-            assert S3_SECRET not in path.read_text(errors="replace")
+            assert s3_secret not in path.read_text(errors="replace")
 
 
-def test_storage_keys_missing_is_a_setup_problem(e2e: E2E, s3_endpoint: str) -> None:
+def test_storage_keys_missing_is_a_setup_problem(e2e: E2E, s3_server: str) -> None:
     (e2e.root / "asyncimg.toml").write_text(
-        f'[storage]\nendpoint = "{s3_endpoint}"\nbucket = "nobody"\n'
+        f'[storage]\nendpoint = "{s3_server}"\nbucket = "nobody"\n'
     )
     e2e.character("lin.png")
     env = e2e.env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None)

@@ -52,22 +52,6 @@ def env(e2e: E2E, url: str, machine: str, shared: Path | None) -> dict[str, str]
     )
 
 
-def run(
-    e2e: E2E, cwd: Path, environ: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        e2e.argv_for("asyncimg", *args),
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 def start(e2e: E2E, cwd: Path, environ: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         e2e.argv_for("asyncimg", "monitor", "--interval", "2"),
@@ -98,7 +82,7 @@ def setup(make_e2e: Any, pg_url: str) -> tuple[E2E, dict[str, tuple[Path, dict[s
     for name in ("alpha", "beta"):
         folder, environ = machines[name]
         batch = chapter(e2e, folder, name)
-        done = run(e2e, folder, environ, "submit", "--batch", batch.name)
+        done = e2e.run_in(folder, environ, "submit", "--batch", batch.name)
         assert done.returncode == 0, done.stderr
     machines["gamma"][0].mkdir(parents=True)
     (machines["gamma"][0] / "asyncimg.toml").write_text(CONFIG, encoding="utf-8")

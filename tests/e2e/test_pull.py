@@ -30,16 +30,7 @@ from .conftest import E2E, assert_no_secret
 def run(
     e2e: E2E, cwd: Path, environ: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        e2e.argv_for("asyncimg", *args),
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
+    done = e2e.run_in(cwd, environ, *args)
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
     assert_no_secret(done.stdout + done.stderr, f"asyncimg {' '.join(args)}")
     return done

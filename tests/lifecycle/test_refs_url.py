@@ -5,19 +5,14 @@ http(s) URLs sent as they are; base64 refused by the service → exact advice, n
 from __future__ import annotations
 
 import hashlib
-import logging
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from asyncimg.api import outcome_line
 from asyncimg.constants import ACTION_SUBMIT
@@ -38,7 +33,6 @@ if TYPE_CHECKING:
     from conftest import Env, Start
 
 V40 = "jimeng_t2i_v40"
-S3_KEY, S3_SECRET = "testing-access-key", "testing-secret-key"
 
 
 def _free_port() -> int:
@@ -47,43 +41,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3-compatible server for the whole module (moto's standalone server)."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh bucket, and the storage keys in the environment (the only place they go)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
-    for name in ("AWS_SESSION_TOKEN", "ASYNCIMG_STORAGE_ENDPOINT", "ASYNCIMG_STORAGE_BUCKET"):
-        monkeypatch.delenv(name, raising=False)
-    name = f"refs-{uuid.uuid4().hex[:12]}"
-    _s3(s3_endpoint).create_bucket(Bucket=name)
-    return name
-
-
-def _s3(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-    )
-
-
-def _objects(endpoint: str, bucket: str) -> list[str]:
-    listed = _s3(endpoint).list_objects_v2(Bucket=bucket)
+def _objects(s3: Any, bucket: str) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=bucket)
     return sorted(o["Key"] for o in listed.get("Contents", []))
 
 
@@ -193,9 +152,10 @@ def test_config_sections() -> None:
 
 
 async def test_local_files_go_as_presigned_urls_uploaded_once(
-    start: Start, s3_endpoint: str, bucket: str
+    start: Start, s3_server: str, s3_bucket: str, s3: Any, s3_keys: tuple[str, str]
 ) -> None:
-    env = await start(config=_storage_config(s3_endpoint, bucket))
+    s3_secret = s3_keys[1]
+    env = await start(config=_storage_config(s3_server, s3_bucket))
     lin = env.image("lin.png", color=(10, 200, 10))
     chen = env.image("chen.jpg", color=(10, 10, 200), fmt="JPEG")
     ws = env.workspace()
@@ -207,8 +167,8 @@ async def test_local_files_go_as_presigned_urls_uploaded_once(
     )
     assert report.submitted == 2, [outcome_line(o) for o in report.batch.outcomes]
     expected = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (lin, chen)}
-    assert {Path(k).stem for k in _objects(s3_endpoint, bucket)} == expected
-    assert [k.rsplit(".", 1)[1] for k in _objects(s3_endpoint, bucket)] in (
+    assert {Path(k).stem for k in _objects(s3, s3_bucket)} == expected
+    assert [k.rsplit(".", 1)[1] for k in _objects(s3, s3_bucket)] in (
         ["jpg", "png"],
         ["png", "jpg"],
     )
@@ -221,17 +181,17 @@ async def test_local_files_go_as_presigned_urls_uploaded_once(
     for fetch in fetches:
         query = parse_qs(urlsplit(fetch["url"]).query)
         assert int(query["X-Amz-Expires"][0]) >= 24 * 3600
-        assert S3_SECRET not in fetch["url"]
+        assert s3_secret not in fetch["url"]
     records = env.load_all()
     assert {r.references_sent for r in records} == {"url"}
-    assert all(S3_SECRET not in p.read_text() for p in env.tasks_dir.glob("*.json"))
+    assert all(s3_secret not in p.read_text() for p in env.tasks_dir.glob("*.json"))
     assert ws.references._bucket is not None and ws.references._bucket.uploads == 2
 
     # Another process on the folder: the key is looked up first, nothing is uploaded again.
     again = env.workspace()
     await again.submit([env.request("003", character_images=[str(chen)])])
     assert again.references._bucket is not None and again.references._bucket.uploads == 0
-    assert len(_objects(s3_endpoint, bucket)) == 2
+    assert len(_objects(s3, s3_bucket)) == 2
 
     env.advance(11)
     summary = await env.run_pass()
@@ -239,9 +199,9 @@ async def test_local_files_go_as_presigned_urls_uploaded_once(
 
 
 def test_concurrent_uploads_of_one_file_are_coalesced(
-    s3_endpoint: str, bucket: str, tmp_path: Path
+    s3_server: str, s3_bucket: str, s3: Any, tmp_path: Path
 ) -> None:
-    settings = refmode.StorageSettings(s3_endpoint, bucket, "p/", "us-east-1", "path")
+    settings = refmode.StorageSettings(s3_server, s3_bucket, "p/", "us-east-1", "path")
     heads: list[str] = []
 
     class Slow(ObjectStorage):
@@ -270,29 +230,28 @@ def test_concurrent_uploads_of_one_file_are_coalesced(
         t.join(10)
     assert len(set(keys)) == 1 and len(keys) == 6
     assert storage.uploads == 1 and len(heads) == 1
-    assert _objects(s3_endpoint, bucket) == keys[:1]
+    assert _objects(s3, s3_bucket) == keys[:1]
     assert keys[0] == "p/" + hashlib.sha256(b"\x89PNG same bytes").hexdigest() + ".png"
 
 
 async def test_checks_before_submit_upload_nothing(
-    start: Start, s3_endpoint: str, bucket: str, chdir_tmp: Path
+    start: Start, s3_server: str, s3_bucket: str, s3: Any, chdir_tmp: Path
 ) -> None:
-    env = await start(config=_storage_config(s3_endpoint, bucket))
+    env = await start(config=_storage_config(s3_server, s3_bucket))
     lin = env.image("lin.png")
     line = Line(
         "b.jsonl", 1, {"prompt": "p", "output_path": "o.png", "character_images": [str(lin)]}
     )
     checked = check_lines([line], env.config)
     assert checked.problems == [] and len(checked.frames) == 1
-    assert _objects(s3_endpoint, bucket) == []
+    assert _objects(s3, s3_bucket) == []
 
 
-async def test_urls_given_are_sent_as_they_are(start: Start, s3_endpoint: str, bucket: str) -> None:
+async def test_urls_given_are_sent_as_they_are(start: Start, s3_bucket: str, s3: Any) -> None:
     env = await start()  # no storage configured at all
-    s3 = _s3(s3_endpoint)
     png = env.image("hosted.png").read_bytes()
-    s3.put_object(Bucket=bucket, Key="mine.png", Body=png)
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "mine.png"})
+    s3.put_object(Bucket=s3_bucket, Key="mine.png", Body=png)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": s3_bucket, "Key": "mine.png"})
     report = await env.workspace().submit([env.request("001", character_images=[url])])
     assert report.submitted == 1
     (fetch,) = env.emu.stats()["reference_fetches"]
@@ -327,17 +286,17 @@ async def test_an_unreachable_url_fails_the_frame_once(start: Start) -> None:
 
 
 async def test_missing_storage_keys_stop_before_anything_is_sent(
-    start: Start, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+    start: Start, s3_server: str, s3_bucket: str, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    env = await start(config=_storage_config(s3_endpoint, bucket))
+    env = await start(config=_storage_config(s3_server, s3_bucket))
     lin = env.image("lin.png")
     report = await env.workspace().submit([env.request("001", character_images=[str(lin)])])
     assert report.batch.halted is not None
     assert "AWS_SECRET_ACCESS_KEY is not set" in str(report.batch.halted)
     (record,) = env.load_all()
     assert record.status is TaskState.PENDING
-    assert _submits(env) == 0 and _objects(s3_endpoint, bucket) == []
+    assert _submits(env) == 0 and _objects(s3, s3_bucket) == []
 
 
 # -- the service refuses base64 references -------------------------------------------------
@@ -373,11 +332,11 @@ async def test_base64_refused_says_how_to_switch_and_is_not_resubmitted(start: S
 
 
 async def test_switching_to_urls_after_a_refusal_works(
-    start: Start, s3_endpoint: str, bucket: str
+    start: Start, s3_server: str, s3_bucket: str
 ) -> None:
     env = await start(
         reject_base64_references=frozenset({V40}),
-        config={"references": {"mode": "url"}, **_storage_config(s3_endpoint, bucket)},
+        config={"references": {"mode": "url"}, **_storage_config(s3_server, s3_bucket)},
     )
     lin = env.image("lin.png")
     report = await env.workspace().submit([env.request("001", character_images=[str(lin)])])
@@ -409,10 +368,10 @@ def test_retry_character_url_is_kept_as_typed(
 
 
 async def test_storage_down_keeps_the_frame_queued_not_unconfirmed(
-    start: Start, monkeypatch: pytest.MonkeyPatch
+    start: Start, s3_keys: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_keys[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_keys[1])
     dead = f"http://127.0.0.1:{_free_port()}"
     env = await start(config=_storage_config(dead, "b"))
     lin = env.image("lin.png")

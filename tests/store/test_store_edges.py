@@ -8,9 +8,8 @@ import io
 import json
 import os
 import stat
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -153,18 +152,6 @@ def test_a_file_where_the_folder_should_be_is_one_line(tmp_path: Path) -> None:
 # -- no leftovers ---------------------------------------------------------------------------
 
 
-def _dead_writer_temp(folder: Path, suffix: str) -> Path:
-    """A temp file named by a process that has exited since (as after a SIGKILL)."""
-    code = (
-        "import sys; from pathlib import Path; from asyncimg.fileio import temp_name\n"
-        f"p = Path(sys.argv[1]) / temp_name({suffix!r}); p.write_bytes(b'half'); print(p)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
-    )
-    return Path(out.stdout.strip())
-
-
 def test_temp_names_are_short_and_name_their_writer() -> None:
     name = temp_name(".part")
     assert is_temp_name(name) and len(name) < 50
@@ -172,8 +159,10 @@ def test_temp_names_are_short_and_name_their_writer() -> None:
     assert writer_alive(name)
 
 
-def test_a_pass_removes_temp_files_of_dead_writers_only(tmp_path: Path) -> None:
-    dead = _dead_writer_temp(tmp_path, ".tmp")
+def test_a_pass_removes_temp_files_of_dead_writers_only(
+    tmp_path: Path, dead_writer_temp: Callable[[Path, str], Path]
+) -> None:
+    dead = dead_writer_temp(tmp_path, ".tmp")
     live = tmp_path / temp_name(".tmp")
     live.write_bytes(b"being written")
     other = tmp_path / ".editor.swp.tmp"
@@ -183,20 +172,22 @@ def test_a_pass_removes_temp_files_of_dead_writers_only(tmp_path: Path) -> None:
     assert not dead.exists() and live.exists() and other.exists()
 
 
-def test_a_read_only_scan_removes_nothing(tmp_path: Path) -> None:
+def test_a_read_only_scan_removes_nothing(
+    tmp_path: Path, dead_writer_temp: Callable[[Path, str], Path]
+) -> None:
     TaskStore(tmp_path).save(record(1))
-    dead = _dead_writer_temp(tmp_path, ".tmp")
+    dead = dead_writer_temp(tmp_path, ".tmp")
     TaskStore(tmp_path, read_only=True).scan()
     assert dead.exists()
 
 
 def test_temp_files_beside_the_images_of_unfinished_records_are_removed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dead_writer_temp: Callable[[Path, str], Path]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    dead = _dead_writer_temp(out, ".part")
+    dead = dead_writer_temp(out, ".part")
     old_format = out / ".001.png.0badcafe.part"  # the name before temp names had a writer
     old_format.write_bytes(b"half")
     os.utime(old_format, (1.0, 1.0))
