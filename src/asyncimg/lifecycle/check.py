@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import shlex
 import time
 from collections import Counter
@@ -18,6 +16,7 @@ from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import (
     ImageCheckFailed,
+    fetch_images,
     remove_output_leftovers,
     result_path,
     saver,
@@ -425,16 +424,7 @@ class Checker:
     async def _fetch_and_save(
         self, record: TaskRecord, result: Result
     ) -> tuple[list[bytes], list[ResultFile]]:
-        blobs: list[bytes] = []
-        if result.image_urls:
-            for url in result.image_urls:
-                blobs.append(await self.client.download(url))
-        else:
-            for i, encoded in enumerate(result.images_base64):
-                try:
-                    blobs.append(base64.b64decode(encoded, validate=True))
-                except (binascii.Error, ValueError):
-                    raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
+        blobs = await fetch_images(self.client, result)
         return blobs, await self._save_all(record, blobs)
 
     async def _save_all(self, record: TaskRecord, blobs: list[bytes]) -> list[ResultFile]:

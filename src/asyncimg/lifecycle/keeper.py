@@ -18,8 +18,6 @@ its rate. A keeper stops for the run at a setup problem (credentials, the bucket
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
-from asyncimg.lifecycle.download import ImageCheckFailed, max_pixels_for, verify_image
+from asyncimg.lifecycle.download import fetch_images, max_pixels_for, verify_image
 from asyncimg.lifecycle.events import Event
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.kept import FrameBucket
@@ -159,16 +157,7 @@ class FrameKeeper:
 
     async def _keep(self, record: TaskRecord, result: Result) -> list[KeptImage]:
         """The task's images, downloaded and checked, put in the bucket."""
-        blobs: list[bytes] = []
-        if result.image_urls:
-            for url in result.image_urls:
-                blobs.append(await self.checker.client.download(url))
-        else:
-            for i, encoded in enumerate(result.images_base64):
-                try:
-                    blobs.append(base64.b64decode(encoded, validate=True))
-                except (binascii.Error, ValueError):
-                    raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
+        blobs = await fetch_images(self.checker.client, result)
         bound = max_pixels_for(record.req_key)
         kept: list[KeptImage] = []
         for blob in blobs:
