@@ -56,10 +56,6 @@ def frames_storage(
     return storage_settings(config, os.environ if env is None else env)
 
 
-def is_kept(record: TaskRecord) -> bool:
-    return bool(record.kept)
-
-
 def waits_for_pull(record: TaskRecord) -> bool:
     """Kept in storage and not written on its machine: done at the service but still in
     flight here (its machine's monitor writes it from the service's URL, or from the
