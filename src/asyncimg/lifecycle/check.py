@@ -33,7 +33,7 @@ from asyncimg.protocol.errors import AsyncImgError, ConfigError, TaskGone
 from asyncimg.store.base import Store
 from asyncimg.store.open import describe
 from asyncimg.store.record import ErrorInfo, KeptImage, ResultFile, TaskRecord
-from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
+from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, complete, transition
 from asyncimg.store.store import ScanReport
 
 if TYPE_CHECKING:
@@ -351,19 +351,7 @@ class Checker:
         source: str = "",
     ) -> TaskRecord:
         now = self.clock()
-        done = transition(
-            record,
-            TaskState.COMPLETED,
-            now=now,
-            completed_time=now,
-            results=files,
-            kept=kept,
-            last_error=None,
-            download_failures=0,
-            corrupt_since=None,
-            stalled_passes=0,
-            stalled_since=None,
-        )
+        done = complete(record, now=now, results=files, kept=kept)
         self.store.save(done)
         summary.completed += 1
         text = _("{name}: completed → {output}").format(name=_name(done), output=done.output_path)
