@@ -565,8 +565,8 @@ class PgStore:
             row = self._run("SELECT pg_try_advisory_lock(%s, %s)", (_OUTPUTS_LOCK, slot)).fetchone()
             return slot if row is not None and row[0] else None
 
-        def release(slot: int) -> None:
-            with contextlib.suppress(psycopg.Error):
+        def release(slot: int) -> None:  # a dropped session has freed it already
+            with contextlib.suppress(psycopg.Error, StoreUnavailable):
                 self._run("SELECT pg_advisory_unlock(%s, %s)", (_OUTPUTS_LOCK, slot))
 
         with all_slots(output_slots(keys), self._outputs_held, take, release) as held:
