@@ -21,7 +21,7 @@ from asyncimg.lifecycle.download import (
     result_path,
     saver,
 )
-from asyncimg.lifecycle.events import Event, stuck_reason
+from asyncimg.lifecycle.events import Event, frame_name, stuck_reason
 from asyncimg.lifecycle.explain import reason
 from asyncimg.lifecycle.kept import FrameBucket
 from asyncimg.lifecycle.ref_upload import ReferenceSender
@@ -219,7 +219,7 @@ class Checker:
             self._halt(summary, batch.halted)
         for outcome in batch.outcomes:
             record = outcome.record
-            name = _name(record)
+            name = frame_name(record)
             if outcome.warning:
                 self.tell(Event("warning", f"{name}: {outcome.warning}", record))
             if outcome.accepted:
@@ -354,7 +354,9 @@ class Checker:
         done = complete(record, now=now, results=files, kept=kept)
         self.store.save(done)
         summary.completed += 1
-        text = _("{name}: completed → {output}").format(name=_name(done), output=done.output_path)
+        text = _("{name}: completed → {output}").format(
+            name=frame_name(done), output=done.output_path
+        )
         self.tell(Event("completed", text + source, done))
         return done
 
@@ -374,7 +376,7 @@ class Checker:
                 text = _("not keeping finished images in storage: {reason}").format(reason=exc)
             else:
                 text = _("{name}: not kept in storage — {reason}").format(
-                    name=_name(record), reason=exc
+                    name=frame_name(record), reason=exc
                 )
             self.tell(Event("warning", text, record, exc))
             return []
@@ -457,7 +459,7 @@ class Checker:
         if decision.fails and decision.error is not None:
             summary.failed += 1
             text = _("{name}: failed — {reason}").format(
-                name=_name(updated), reason=reason(decision.error)
+                name=frame_name(updated), reason=reason(decision.error)
             )
             self.tell(Event("failed", text, updated, decision.error))
         return updated
@@ -474,7 +476,3 @@ async def _finish_in_thread(
     except asyncio.CancelledError:
         await job
         raise
-
-
-def _name(record: TaskRecord) -> str:
-    return record.filename or record.task_id or record.local_id

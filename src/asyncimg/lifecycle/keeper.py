@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import fetch_images, max_pixels_for, verify_image
-from asyncimg.lifecycle.events import Event
+from asyncimg.lifecycle.events import Event, frame_name
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.kept import FrameBucket
 from asyncimg.lifecycle.monitor import MonitorOutcome
@@ -94,7 +94,7 @@ class FrameKeeper:
             try:
                 done += await self._look(task)
             except (StaleRecord, StoreUnavailable) as exc:  # moved on by its machine: fine
-                self._warn(f"{_name(task)}: {exc}")
+                self._warn(f"{frame_name(task)}: {exc}")
         self.kept += done
         if summary is not None:
             summary.kept += done
@@ -136,7 +136,7 @@ class FrameKeeper:
                 else:
                     self._warn(
                         _("{name}: not kept in storage — {reason}").format(
-                            name=_name(current), reason=exc
+                            name=frame_name(current), reason=exc
                         )
                     )
                 return 0
@@ -148,7 +148,7 @@ class FrameKeeper:
             self.checker.tell(
                 Event(
                     "kept",
-                    text.format(name=_name(saved), machine=machine),
+                    text.format(name=frame_name(saved), machine=machine),
                     saved,
                     fields=(("machine", machine), ("keys", [k.key for k in kept])),
                 )
@@ -232,10 +232,6 @@ class FrameKeeper:
         if outcome.last is not None:
             outcome.last.kept += self.kept
         return outcome
-
-
-def _name(record: TaskRecord) -> str:
-    return record.filename or record.task_id or record.local_id
 
 
 __all__ = ["FrameKeeper"]
