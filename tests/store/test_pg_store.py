@@ -325,3 +325,12 @@ def test_frames_recorded_without_credentials_are_claimed_and_counted_by_the_send
     assert claimed is not None
     assert gate.claim(cap=1, budget=1) is None  # its slot counts for the sender's account
     assert gate.claim(cap=2, budget=1) is not None
+
+
+def test_an_output_lock_whose_connection_dropped_ends_without_an_error(stores: Any) -> None:
+    """The session's advisory locks went with the connection: leaving the lock must not
+    raise StoreUnavailable over whatever the caller was doing."""
+    a = stores()
+    with a.outputs_lock(["/frames/ch1/001.png"]) as held:
+        assert held
+        a.conn.close()

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from asyncimg.store import TaskRecord, TaskState, TaskStore, transition
+from asyncimg.store.locks import all_slots
 
 # Runs in a child process: take the task's lock, say whether we got it, hold it until
 # the parent writes a line (or closes stdin).
@@ -124,3 +125,24 @@ def test_delete_removes_an_unheld_lock_file_but_not_a_held_one(tmp_path: Path) -
         assert lock_file.exists()  # someone holds it: unlinking would orphan them
     store.delete(record)
     assert not lock_file.exists()
+
+
+def test_all_slots_takes_every_slot_or_frees_the_ones_it_took() -> None:
+    busy = {7}
+    released: list[str] = []
+
+    def take(slot: int) -> str | None:
+        return None if slot in busy else f"h{slot}"
+
+    held: set[int] = set()
+    with all_slots([3, 7, 9], held, take, released.append) as got:
+        assert not got and held == set()
+        assert released == []  # freed on the way out, not before
+    assert released == ["h3"]  # the one taken before the busy slot; 9 never tried
+
+    released.clear()
+    with all_slots([3, 9], held, take, released.append) as got:
+        assert got and held == {3, 9}
+        with all_slots([9], held, take, released.append) as again:
+            assert not again  # a slot this caller holds counts as busy
+    assert held == set() and released == ["h3", "h9"]

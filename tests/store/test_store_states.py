@@ -20,7 +20,8 @@ from asyncimg.store import (
     retry_record,
     transition,
 )
-from asyncimg.store.states import refetch_record, resubmit_unconfirmed
+from asyncimg.store.record import ResultFile
+from asyncimg.store.states import complete, refetch_record, resubmit_unconfirmed
 
 P, U, S, R, C, F = (
     TaskState.PENDING,
@@ -154,6 +155,25 @@ def test_completing_fills_completed_time() -> None:
     assert done.completed_time == 50.0
     given_time = transition(make(R), C, now=50.0, completed_time=45.0)
     assert given_time.completed_time == 45.0
+
+
+def test_complete_records_the_files_and_clears_the_download_and_stall_counters() -> None:
+    err = ErrorInfo(kind="ImageCheckFailed", message="truncated", time=20.0, retryable=True)
+    busy = make(
+        R,
+        last_error=err,
+        download_failures=2,
+        corrupt_since=20.0,
+        stalled_passes=3,
+        stalled_since=15.0,
+    )
+    files = [ResultFile(path="out/frame_01.png", sha256="ab" * 32, bytes=10, width=1, height=1)]
+    done = complete(busy, now=50.0, results=files)
+    assert done.status is C and done.completed_time == 50.0 and done.results == files
+    assert done.last_error is None and done.download_failures == 0
+    assert done.corrupt_since is None and done.stalled_passes == 0 and done.stalled_since is None
+    with pytest.raises(IllegalTransition):
+        complete(make(P), now=50.0, results=files)
 
 
 def test_same_state_records_a_new_error() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import shlex
 import time
 from collections import Counter
@@ -18,11 +16,12 @@ from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import (
     ImageCheckFailed,
+    fetch_images,
     remove_output_leftovers,
     result_path,
     saver,
 )
-from asyncimg.lifecycle.events import Event, stuck_reason
+from asyncimg.lifecycle.events import Event, frame_name, stuck_reason
 from asyncimg.lifecycle.explain import reason
 from asyncimg.lifecycle.kept import FrameBucket
 from asyncimg.lifecycle.ref_upload import ReferenceSender
@@ -34,7 +33,7 @@ from asyncimg.protocol.errors import AsyncImgError, ConfigError, TaskGone
 from asyncimg.store.base import Store
 from asyncimg.store.open import describe
 from asyncimg.store.record import ErrorInfo, KeptImage, ResultFile, TaskRecord
-from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, transition
+from asyncimg.store.states import IN_FLIGHT, UNFINISHED, TaskState, complete, transition
 from asyncimg.store.store import ScanReport
 
 if TYPE_CHECKING:
@@ -220,7 +219,7 @@ class Checker:
             self._halt(summary, batch.halted)
         for outcome in batch.outcomes:
             record = outcome.record
-            name = _name(record)
+            name = frame_name(record)
             if outcome.warning:
                 self.tell(Event("warning", f"{name}: {outcome.warning}", record))
             if outcome.accepted:
@@ -352,22 +351,12 @@ class Checker:
         source: str = "",
     ) -> TaskRecord:
         now = self.clock()
-        done = transition(
-            record,
-            TaskState.COMPLETED,
-            now=now,
-            completed_time=now,
-            results=files,
-            kept=kept,
-            last_error=None,
-            download_failures=0,
-            corrupt_since=None,
-            stalled_passes=0,
-            stalled_since=None,
-        )
+        done = complete(record, now=now, results=files, kept=kept)
         self.store.save(done)
         summary.completed += 1
-        text = _("{name}: completed → {output}").format(name=_name(done), output=done.output_path)
+        text = _("{name}: completed → {output}").format(
+            name=frame_name(done), output=done.output_path
+        )
         self.tell(Event("completed", text + source, done))
         return done
 
@@ -387,7 +376,7 @@ class Checker:
                 text = _("not keeping finished images in storage: {reason}").format(reason=exc)
             else:
                 text = _("{name}: not kept in storage — {reason}").format(
-                    name=_name(record), reason=exc
+                    name=frame_name(record), reason=exc
                 )
             self.tell(Event("warning", text, record, exc))
             return []
@@ -425,16 +414,7 @@ class Checker:
     async def _fetch_and_save(
         self, record: TaskRecord, result: Result
     ) -> tuple[list[bytes], list[ResultFile]]:
-        blobs: list[bytes] = []
-        if result.image_urls:
-            for url in result.image_urls:
-                blobs.append(await self.client.download(url))
-        else:
-            for i, encoded in enumerate(result.images_base64):
-                try:
-                    blobs.append(base64.b64decode(encoded, validate=True))
-                except (binascii.Error, ValueError):
-                    raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
+        blobs = await fetch_images(self.client, result)
         return blobs, await self._save_all(record, blobs)
 
     async def _save_all(self, record: TaskRecord, blobs: list[bytes]) -> list[ResultFile]:
@@ -479,7 +459,7 @@ class Checker:
         if decision.fails and decision.error is not None:
             summary.failed += 1
             text = _("{name}: failed — {reason}").format(
-                name=_name(updated), reason=reason(decision.error)
+                name=frame_name(updated), reason=reason(decision.error)
             )
             self.tell(Event("failed", text, updated, decision.error))
         return updated
@@ -496,7 +476,3 @@ async def _finish_in_thread(
     except asyncio.CancelledError:
         await job
         raise
-
-
-def _name(record: TaskRecord) -> str:
-    return record.filename or record.task_id or record.local_id

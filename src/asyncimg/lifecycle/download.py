@@ -6,12 +6,15 @@ path's extension names, written to a temp file beside the target, fsynced, then 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import io
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -22,6 +25,9 @@ from asyncimg.protocol import models
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.record import ResultFile, TaskRecord
 from asyncimg.store.states import UNFINISHED
+
+if TYPE_CHECKING:
+    from asyncimg.protocol.client import Result, VisualClient
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -161,6 +167,20 @@ def save_image(
         width=img.width,
         height=img.height,
     )
+
+
+async def fetch_images(client: VisualClient, result: Result) -> list[bytes]:
+    """A finished task's image bytes as the service gave them: downloaded from its URLs,
+    or decoded from its base64 payload (ImageCheckFailed if that is not valid base64)."""
+    if result.image_urls:
+        return [await client.download(url) for url in result.image_urls]
+    blobs: list[bytes] = []
+    for i, encoded in enumerate(result.images_base64):
+        try:
+            blobs.append(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):
+            raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
+    return blobs
 
 
 def max_pixels_for(req_key: str) -> int:

@@ -65,6 +65,11 @@ class Event:
         return out
 
 
+def frame_name(record: TaskRecord) -> str:
+    """How an event's text names a frame: its file, else its task id, else its local id."""
+    return record.filename or record.task_id or record.local_id
+
+
 def frame_fields(record: TaskRecord) -> dict[str, Any]:
     """What identifies a frame in every event: its output file, task id, local id, status."""
     return {

@@ -18,8 +18,6 @@ its rate. A keeper stops for the run at a setup problem (credentials, the bucket
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -27,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
-from asyncimg.lifecycle.download import ImageCheckFailed, max_pixels_for, verify_image
-from asyncimg.lifecycle.events import Event
+from asyncimg.lifecycle.download import fetch_images, max_pixels_for, verify_image
+from asyncimg.lifecycle.events import Event, frame_name
 from asyncimg.lifecycle.interrupt import StopOnSignals
 from asyncimg.lifecycle.kept import FrameBucket
 from asyncimg.lifecycle.monitor import MonitorOutcome
@@ -96,7 +94,7 @@ class FrameKeeper:
             try:
                 done += await self._look(task)
             except (StaleRecord, StoreUnavailable) as exc:  # moved on by its machine: fine
-                self._warn(f"{_name(task)}: {exc}")
+                self._warn(f"{frame_name(task)}: {exc}")
         self.kept += done
         if summary is not None:
             summary.kept += done
@@ -138,7 +136,7 @@ class FrameKeeper:
                 else:
                     self._warn(
                         _("{name}: not kept in storage — {reason}").format(
-                            name=_name(current), reason=exc
+                            name=frame_name(current), reason=exc
                         )
                     )
                 return 0
@@ -150,7 +148,7 @@ class FrameKeeper:
             self.checker.tell(
                 Event(
                     "kept",
-                    text.format(name=_name(saved), machine=machine),
+                    text.format(name=frame_name(saved), machine=machine),
                     saved,
                     fields=(("machine", machine), ("keys", [k.key for k in kept])),
                 )
@@ -159,16 +157,7 @@ class FrameKeeper:
 
     async def _keep(self, record: TaskRecord, result: Result) -> list[KeptImage]:
         """The task's images, downloaded and checked, put in the bucket."""
-        blobs: list[bytes] = []
-        if result.image_urls:
-            for url in result.image_urls:
-                blobs.append(await self.checker.client.download(url))
-        else:
-            for i, encoded in enumerate(result.images_base64):
-                try:
-                    blobs.append(base64.b64decode(encoded, validate=True))
-                except (binascii.Error, ValueError):
-                    raise ImageCheckFailed(f"binary_data_base64[{i}] is not valid base64") from None
+        blobs = await fetch_images(self.checker.client, result)
         bound = max_pixels_for(record.req_key)
         kept: list[KeptImage] = []
         for blob in blobs:
@@ -243,10 +232,6 @@ class FrameKeeper:
         if outcome.last is not None:
             outcome.last.kept += self.kept
         return outcome
-
-
-def _name(record: TaskRecord) -> str:
-    return record.filename or record.task_id or record.local_id
 
 
 __all__ = ["FrameKeeper"]

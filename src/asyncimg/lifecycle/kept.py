@@ -48,18 +48,6 @@ class NotInStorage(AsyncImgError):
     hint = "the kept copy is gone too; resubmit with asyncimg retry"
 
 
-def frames_storage(
-    config: StorageConfig, env: Mapping[str, str] | None = None
-) -> StorageSettings | None:
-    """Where images are kept and pulled from: `[storage]` (with the environment's
-    overrides), or None when no endpoint and bucket are configured."""
-    return storage_settings(config, os.environ if env is None else env)
-
-
-def is_kept(record: TaskRecord) -> bool:
-    return bool(record.kept)
-
-
 def waits_for_pull(record: TaskRecord) -> bool:
     """Kept in storage and not written on its machine: done at the service but still in
     flight here (its machine's monitor writes it from the service's URL, or from the
@@ -194,9 +182,10 @@ def open_bucket(
     clock: Clock = time.time,
     keeping: bool = False,
 ) -> FrameBucket | None:
-    """The bucket images are kept in, or None: no `[storage]`, or (`keeping`) one whose
-    `keep_frames` is off. Nothing is contacted until it is used."""
-    settings = frames_storage(config, env)
+    """The bucket images are kept in (`[storage]`, with the environment's overrides), or
+    None: no endpoint and bucket, or (`keeping`) `keep_frames` off. Nothing is contacted
+    until it is used."""
+    settings = storage_settings(config, os.environ if env is None else env)
     if settings is None or (keeping and not settings.keep_frames):
         return None
     return FrameBucket(settings, env, machine=machine, clock=clock)

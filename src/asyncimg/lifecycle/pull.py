@@ -20,7 +20,7 @@ from asyncimg.lifecycle.kept import FrameBucket, PullPlan, pull_plan, waits_for_
 from asyncimg.protocol.errors import AsyncImgError, ConfigError
 from asyncimg.store.base import Store
 from asyncimg.store.record import ResultFile, TaskRecord
-from asyncimg.store.states import TaskState, refetch_record, transition
+from asyncimg.store.states import TaskState, complete, refetch_record
 
 Clock = Callable[[], float]
 
@@ -123,15 +123,4 @@ def _complete(store: Store, record: TaskRecord, files: list[ResultFile], now: fl
     if record.status is TaskState.FAILED:
         record = refetch_record(record, now=now)
         store.save(record)
-    done = transition(
-        record,
-        TaskState.COMPLETED,
-        now=now,
-        completed_time=now,
-        results=files,
-        last_error=None,
-        download_failures=0,
-        stalled_passes=0,
-        stalled_since=None,
-    )
-    store.save(done)
+    store.save(complete(record, now=now, results=files))

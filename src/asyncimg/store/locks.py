@@ -16,8 +16,9 @@ import fcntl
 import hashlib
 import os
 import stat
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 # A lock file can be unlinked (by delete/archive) between our open() and flock(); then we
 # hold a lock nobody else can see. Re-checking the inode and retrying closes that gap.
@@ -38,6 +39,43 @@ def output_slots(keys: Collection[str]) -> list[int]:
         folder = os.fsencode(Path(key).parent)
         slots.add(int.from_bytes(hashlib.sha256(folder).digest()[:4], "big") % OUTPUT_SLOTS)
     return sorted(slots)
+
+
+Handle = TypeVar("Handle")
+
+
+@contextlib.contextmanager
+def all_slots(
+    slots: list[int],
+    held: set[int],
+    take: Callable[[int], Handle | None],
+    release: Callable[[Handle], None],
+) -> Iterator[bool]:
+    """The output locks of `slots`, all of them or none: what both stores' `outputs_lock`
+    share. `take` tries one slot without blocking (a handle, or None if it is busy),
+    `release` frees a taken one; `held` is the caller's set of slots it holds now (one of
+    them asked again counts as busy). Yields whether all were taken; frees them after."""
+    if any(slot in held for slot in slots):
+        yield False
+        return
+    taken: list[Handle] = []
+    try:
+        for slot in slots:
+            handle = take(slot)
+            if handle is None:
+                break
+            taken.append(handle)
+        complete = len(taken) == len(slots)
+        if complete:
+            held.update(slots)
+        try:
+            yield complete
+        finally:
+            if complete:
+                held.difference_update(slots)
+    finally:
+        for handle in taken:
+            release(handle)
 
 
 def ensure_private_dir(path: Path) -> None:

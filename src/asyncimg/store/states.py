@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from asyncimg.protocol.errors import AsyncImgError
 
 if TYPE_CHECKING:
-    from asyncimg.store.record import TaskRecord
+    from asyncimg.store.record import ResultFile, TaskRecord
 
 
 class TaskState(StrEnum):
@@ -119,6 +119,25 @@ def transition(
     data["status"] = new
     data["updated_at"] = now
     return type(record).model_validate(data)
+
+
+def complete(
+    record: TaskRecord, *, now: float, results: list[ResultFile], **changes: Any
+) -> TaskRecord:
+    """`record` completed at `now` with its images written (`results`): its last error and
+    its download and stall counters cleared. Raises like :func:`transition`."""
+    return transition(
+        record,
+        TaskState.COMPLETED,
+        now=now,
+        results=results,
+        last_error=None,
+        download_failures=0,
+        corrupt_since=None,
+        stalled_passes=0,
+        stalled_since=None,
+        **changes,
+    )
 
 
 def _attempt(record: TaskRecord, now: float, **extra: Any) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from asyncimg.store.index import (
     settled,
 )
 from asyncimg.store.locks import (
+    all_slots,
     ensure_private_dir,
     output_slots,
     remove_lock_file,
@@ -672,30 +673,14 @@ class TaskStore:
         """Try to take the lock on these output files (``.locks/outputs-NN.lock``, one per
         slot of ``locks.output_slots``): all of them or none. Never blocks; False if another
         process, or another caller of this store, holds one of them."""
-        slots = output_slots(keys)
-        if any(slot in self._outputs_held for slot in slots):
-            yield False
-            return
         self.ensure_root()
         ensure_private_dir(self.root / LOCKS_DIR)
-        taken: list[tuple[int, int]] = []
-        try:
-            for slot in slots:
-                fd = try_lock(self.root / LOCKS_DIR / f"outputs-{slot:02d}.lock")
-                if fd is None:
-                    break
-                taken.append((slot, fd))
-            held = len(taken) == len(slots)
-            if held:
-                self._outputs_held.update(slots)
-            try:
-                yield held
-            finally:
-                if held:
-                    self._outputs_held.difference_update(slots)
-        finally:
-            for _slot, fd in taken:
-                unlock(fd)
+
+        def take(slot: int) -> int | None:
+            return try_lock(self.root / LOCKS_DIR / f"outputs-{slot:02d}.lock")
+
+        with all_slots(output_slots(keys), self._outputs_held, take, unlock) as held:
+            yield held
 
     # -- internals ------------------------------------------------------------------------
 

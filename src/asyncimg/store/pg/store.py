@@ -42,7 +42,7 @@ from asyncimg.i18n import _
 from asyncimg.protocol.errors import ConfigError
 from asyncimg.store.base import StaleRecord
 from asyncimg.store.index import RecordSummary
-from asyncimg.store.locks import ensure_private_dir, output_slots
+from asyncimg.store.locks import all_slots, ensure_private_dir, output_slots
 from asyncimg.store.machine import account_id, machine_id, machine_of
 from asyncimg.store.pg.schema import migrate
 from asyncimg.store.record import TaskRecord, record_to_json
@@ -560,31 +560,17 @@ class PgStore:
         """Try to take the lock on these output files: a session advisory lock per slot of
         ``locks.output_slots`` (all or none). Never blocks; False if another connection, or
         another caller of this store, holds one. A dead holder's connection frees them."""
-        slots = output_slots(keys)
-        if any(slot in self._outputs_held for slot in slots):
-            yield False
-            return
-        taken: list[int] = []
-        try:
-            for slot in slots:
-                row = self._run(
-                    "SELECT pg_try_advisory_lock(%s, %s)", (_OUTPUTS_LOCK, slot)
-                ).fetchone()
-                if row is None or not row[0]:
-                    break
-                taken.append(slot)
-            held = len(taken) == len(slots)
-            if held:
-                self._outputs_held.update(slots)
-            try:
-                yield held
-            finally:
-                if held:
-                    self._outputs_held.difference_update(slots)
-        finally:
-            for slot in taken:
-                with contextlib.suppress(psycopg.Error):
-                    self._run("SELECT pg_advisory_unlock(%s, %s)", (_OUTPUTS_LOCK, slot))
+
+        def take(slot: int) -> int | None:
+            row = self._run("SELECT pg_try_advisory_lock(%s, %s)", (_OUTPUTS_LOCK, slot)).fetchone()
+            return slot if row is not None and row[0] else None
+
+        def release(slot: int) -> None:  # a dropped session has freed it already
+            with contextlib.suppress(psycopg.Error, StoreUnavailable):
+                self._run("SELECT pg_advisory_unlock(%s, %s)", (_OUTPUTS_LOCK, slot))
+
+        with all_slots(output_slots(keys), self._outputs_held, take, release) as held:
+            yield held
 
     # -- internals ------------------------------------------------------------------------
 
