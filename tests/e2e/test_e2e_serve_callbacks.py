@@ -26,9 +26,14 @@ def test_serve_with_callbacks_completes_a_frame_without_a_check(e2e: E2E) -> Non
             url + "callbacks",
         )
         image = e2e.root / "out" / "cb.png"
-        wait_for(lambda: image.is_file() or None, 60, "the image the callback brought")
-        [record] = e2e.records()
-        assert record["status"] == "completed" and record["prompt"] == "一只狐狸"
+        # The image lands first and the record says so a moment later (a crash between the
+        # two costs a second download, never a frame), so wait for the record, not the file.
+        [record] = wait_for(
+            lambda: [r for r in e2e.records() if r["status"] == "completed"] or None,
+            60,
+            "the record of the frame the callback brought",
+        )
+        assert record["prompt"] == "一只狐狸" and image.is_file()
         # The emulator marks the delivery once serve has answered the POST.
         wait_for(lambda: e2e.emu.emu.stats()["callbacks"][0]["delivered"] or None, 30, "delivery")
         assert len(e2e.emu.emu.stats()["callbacks"]) == 1
