@@ -316,7 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(asyncio.run(_child(json.loads(args.child)))))
+        profile_to = os.environ.get("ASYNCIMG_BENCH_PROFILE")
+        if profile_to:  # where the client's CPU goes: `python -m pstats FILE`
+            import cProfile
+
+            with cProfile.Profile() as profile:
+                result = asyncio.run(_child(json.loads(args.child)))
+            profile.dump_stats(f"{profile_to}.{os.getpid()}")
+        else:
+            result = asyncio.run(_child(json.loads(args.child)))
+        print(json.dumps(result))
         return 0
 
     scale = args.scale

@@ -9,13 +9,19 @@ that was killed mid-write and remove only the latter's leftovers
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 TEMP_PREFIX = ".aimg-"
 TEMP_SUFFIXES = (".tmp", ".part")
@@ -144,3 +150,15 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+async def finish_in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking write in a worker thread, off the event loop. A cancel (Ctrl+C) waits
+    for the thread to finish first: no temp file is left behind, and no write lands after
+    the caller has let go of the record's lock."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await job
+        raise

@@ -8,10 +8,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asyncimg import constants
+from asyncimg.fileio import finish_in_thread
 from asyncimg.i18n import _
 from asyncimg.lifecycle import decide
 from asyncimg.lifecycle.download import (
@@ -302,7 +302,7 @@ class Checker:
             except AsyncImgError as exc:
                 exc = with_url_advice(exc, current.req_key, current.references_sent)
                 self._stuck(summary, exc)
-                return self._apply(current, decide.after_error(exc), summary)
+                return await self._apply(current, decide.after_error(exc), summary)
             self._stuck(summary, None)
             decision = decide.after_poll(result)
             if isinstance(decision.error, TaskGone) and current.kept:
@@ -311,7 +311,7 @@ class Checker:
                 if on_done is not None:
                     on_done()
                 return await self._download(current, result, summary)
-            return self._apply(current, decision, summary)
+            return await self._apply(current, decision, summary)
 
     def _halt(self, summary: PassSummary, error: AsyncImgError) -> None:
         """Every other task would hit the same wall: stop polling, say it once."""
@@ -336,13 +336,13 @@ class Checker:
             decision = decide.after_download_error(
                 exc, failures, since, now, retry=self._retry_command(record)
             )
-            return self._apply(
+            return await self._apply(
                 record, decision, summary, download_failures=failures, corrupt_since=since
             )
         kept = record.kept or await self._keep(record, blobs)
-        return self._completed(record, files, kept, summary)
+        return await self._completed(record, files, kept, summary)
 
-    def _completed(
+    async def _completed(
         self,
         record: TaskRecord,
         files: list[ResultFile],
@@ -352,7 +352,7 @@ class Checker:
     ) -> TaskRecord:
         now = self.clock()
         done = complete(record, now=now, results=files, kept=kept)
-        self.store.save(done)
+        await self.store.save_async(done)
         summary.completed += 1
         text = _("{name}: completed → {output}").format(
             name=frame_name(done), output=done.output_path
@@ -397,13 +397,13 @@ class Checker:
                 request_id=gone.request_id,
             )
             lost.hint = ""
-            return self._apply(record, decide.Decision(TaskState.FAILED, error=lost), summary)
+            return await self._apply(record, decide.Decision(TaskState.FAILED, error=lost), summary)
         try:
             blobs = [await asyncio.to_thread(frames.fetch, kept) for kept in record.kept]
             files = await self._save_all(record, blobs)
         except AsyncImgError as exc:
-            return self._apply(record, decide.after_error(exc), summary)
-        return self._completed(record, files, record.kept, summary, _(" (from storage)"))
+            return await self._apply(record, decide.after_error(exc), summary)
+        return await self._completed(record, files, record.kept, summary, _(" (from storage)"))
 
     def _retry_command(self, record: TaskRecord) -> str:
         """The command that resubmits `record` (a new, billed task)."""
@@ -423,10 +423,10 @@ class Checker:
         save = await asyncio.to_thread(saver, record)  # hashes the references
         for i, blob in enumerate(blobs):
             target = result_path(record.resolve(record.output_path), i)
-            files.append(await _finish_in_thread(save, blob, target))
+            files.append(await finish_in_thread(save, blob, target))
         return files
 
-    def _apply(
+    async def _apply(
         self,
         record: TaskRecord,
         decision: decide.Decision,
@@ -455,7 +455,7 @@ class Checker:
         if target is record.status and all(getattr(record, k) == v for k, v in changes.items()):
             return record
         updated = transition(record, target, now=now, **changes)
-        self.store.save(updated)
+        await self.store.save_async(updated)
         if decision.fails and decision.error is not None:
             summary.failed += 1
             text = _("{name}: failed — {reason}").format(
@@ -463,16 +463,3 @@ class Checker:
             )
             self.tell(Event("failed", text, updated, decision.error))
         return updated
-
-
-async def _finish_in_thread(
-    fn: Callable[[bytes, Path], ResultFile], blob: bytes, target: Path
-) -> ResultFile:
-    """Run a write in a thread; a cancel (Ctrl+C) waits for it to finish, so no temp file
-    is left behind by a thread that was still writing when the pass stopped."""
-    job = asyncio.ensure_future(asyncio.to_thread(fn, blob, target))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        await job
-        raise

@@ -325,7 +325,7 @@ async def _send(
     warning = store.task_id_owner(task_id, updated.local_id)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         try:
-            store.save(updated)
+            await store.save_async(updated)
             break
         except OSError as exc:
             if attempt == SAVE_ATTEMPTS:

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from asyncimg.fileio import atomic_write, fsync_dir, remove_orphan_temps
+from asyncimg.fileio import atomic_write, finish_in_thread, fsync_dir, remove_orphan_temps
 from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError, ConfigError
 from asyncimg.store.index import (
@@ -308,6 +308,11 @@ class TaskStore:
             fsync_dir(self.root)
         self._names[record.local_id] = target.name
         return target
+
+    async def save_async(self, record: TaskRecord) -> Path:
+        """`save` in a worker thread. Safe: one record is saved by the one coroutine that
+        holds its lock, and saves of different records touch different files."""
+        return await finish_in_thread(self.save, record)
 
     def _other_copies(self, record: TaskRecord, keep: Path) -> list[Path]:
         """Files holding an earlier version of this record (other than ``keep``)."""

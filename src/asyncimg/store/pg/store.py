@@ -213,6 +213,10 @@ class PgStore:
 
     # -- writing --------------------------------------------------------------------------
 
+    async def save_async(self, record: TaskRecord) -> Path:
+        """`save` on the event loop's thread: the one connection is used from one thread."""
+        return self.save(record)
+
     def save(self, record: TaskRecord) -> Path:
         known = self._versions.get(record.local_id)
         try:
