@@ -304,6 +304,17 @@ def test_a_rate_that_holds_nothing_back_does_not_grow() -> None:
     assert rate.after_success(binding=True).per_second == 2.0  # at once when it binds
 
 
+def test_a_poll_rate_probes_the_quota_patiently() -> None:
+    polls = Rate(schedule.DEFAULT_POLL_RATE, limited=True, patience=schedule.POLL_PATIENCE)
+    for _ in range(schedule.POLL_PATIENCE - 1):
+        polls = polls.after_success()
+    assert polls.per_second == schedule.DEFAULT_POLL_RATE  # submits would have grown by now
+    polls = polls.after_success()
+    assert polls.per_second == pytest.approx(schedule.DEFAULT_POLL_RATE * 1.25)
+    over = polls.after_limit_reply()  # above the quota: back by a quarter, not halved
+    assert over.per_second == pytest.approx(0.75 * polls.per_second) and over.clean == 0
+
+
 def test_limit_backoff_doubles_and_is_capped() -> None:
     assert [schedule.limit_backoff(n) for n in (1, 2, 3, 4, 5, 9)] == [1, 2, 4, 8, 15, 15]
 

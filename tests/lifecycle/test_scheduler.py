@@ -55,6 +55,21 @@ async def test_a_chapter_finishes_within_the_accounts_limit(start: Start) -> Non
     assert state["limit"] >= 1 and state["learned"] in (None, 1, 2)
 
 
+async def test_the_poll_rate_starts_where_the_last_run_left_it_unless_configured(
+    start: Start,
+) -> None:
+    env = await start(clock=time.time, gen_seconds=FAST, concurrency=1)
+    env.add("f00")
+    state = env.tasks_dir / STATE_FILE
+    state.write_text(json.dumps({"poll_rate": 5.5, "submit_rate": 2.0}))
+    scheduler = _scheduler(env)
+    assert scheduler.polls.per_second == 5.5 and scheduler.polls.ceiling is None
+    configured = _scheduler(env, poll_rate=3.0)  # the user's rate is a ceiling
+    assert configured.polls.per_second == 3.0 and configured.polls.ceiling == 3.0
+    await _run(scheduler)
+    assert json.loads(state.read_text())["poll_rate"] == scheduler.polls.per_second
+
+
 async def test_frames_go_out_strictly_in_batch_order(start: Start) -> None:
     env = await start(clock=time.time, gen_seconds=FAST, concurrency=1)
     records = [env.add(f"f{i:02d}") for i in range(5)]

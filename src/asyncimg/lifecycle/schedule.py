@@ -473,7 +473,9 @@ class Cap:
 
 #: Ordinary accounts: about one submit per second (research §4); polls are cheaper.
 DEFAULT_SUBMIT_RATE = 1.0
-# Polls: public clients keep to 2-5 QPS in total (research §4); start just under 5.
+# Polls: public clients keep to 2-5 QPS in total (research §4); start just under 5, then
+# learn the account's poll quota (growing by a quarter after POLL_PATIENCE clean polls that
+# waited for the rate, backing off by a quarter on each 50429).
 DEFAULT_POLL_RATE = 4.0
 RATE_FLOOR = 0.2
 #: Grow the rate by this fraction after this many calls in a row without a 50429.
@@ -481,6 +483,10 @@ RATE_GROWTH = 0.25
 GROW_AFTER = 5
 #: Before the first 50429 the rate doubles after this many clean calls that waited for it.
 SLOW_START_AFTER = 2
+#: Polls grow more patiently than submits (each probe above the account's poll quota costs
+#: a 50429): a quarter more after this many clean polls that waited for the rate, which at
+#: 4-5 polls/s is one probe every 10-15 s of saturated polling.
+POLL_PATIENCE = 50
 
 
 @dataclass(frozen=True)
@@ -496,6 +502,8 @@ class Rate:
     clean: int = 0
     limited: bool = False
     """A 50429 has been seen: growth is slow from now on."""
+    patience: int = GROW_AFTER * 4
+    """Clean calls that waited for the rate before a limited rate grows by a quarter."""
 
     def after_limit_reply(self) -> Rate:
         """Back off: halved the first time (the limit is somewhere below), by a quarter
@@ -506,7 +514,7 @@ class Rate:
         )
 
     def after_success(self, *, binding: bool = True) -> Rate:
-        needed = GROW_AFTER * 4 if self.limited else SLOW_START_AFTER
+        needed = self.patience if self.limited else SLOW_START_AFTER
         clean = min(self.clean + 1, needed)
         if clean < needed or not binding:
             return replace(self, clean=clean)

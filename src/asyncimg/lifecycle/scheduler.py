@@ -42,6 +42,7 @@ from asyncimg.lifecycle.schedule import (
     DEFAULT_POLL_RATE,
     DEFAULT_SUBMIT_RATE,
     ODDS_AFTER,
+    POLL_PATIENCE,
     STALE_GAP_FLOORS,
     Bucket,
     Cap,
@@ -155,10 +156,14 @@ class Scheduler:
             self.submits = Rate(self.submit_rate, ceiling=self.submit_rate)
         else:
             self.submits = Rate(float(learned.get("submit_rate") or DEFAULT_SUBMIT_RATE))
-        # Polls keep to a rate public clients use (research §4): each task's poll plan is
-        # sized to fit it (schedule.plan_size), so they never need to probe for more.
-        poll_rate = self.poll_rate or DEFAULT_POLL_RATE
-        self.polls = Rate(poll_rate, ceiling=poll_rate, limited=True)
+        # Polls start at a rate public clients use (research §4) and learn the account's
+        # poll quota from there, patiently (schedule.POLL_PATIENCE): each task's poll plan
+        # is sized to fit the rate (schedule.plan_size). A configured rate is a ceiling.
+        if self.poll_rate is not None:
+            self.polls = Rate(self.poll_rate, ceiling=self.poll_rate, limited=True)
+        else:
+            start = float(learned.get("poll_rate") or DEFAULT_POLL_RATE)
+            self.polls = Rate(start, limited=True, patience=POLL_PATIENCE)
         self._submit_bucket = _bucket(self.submits)
         self._poll_bucket = _bucket(self.polls)
         self.eta = EtaModel()
@@ -650,6 +655,7 @@ class Scheduler:
             "learned": self.cap.learned,
             "probe_after": self.cap.probe_after,
             "submit_rate": round(self.submits.per_second, 3),
+            "poll_rate": round(self.polls.per_second, 3),
             "durations": {
                 f"{key}|{size}": [[round(lo, 3), round(hi, 3)] for lo, hi in intervals]
                 for (key, size), intervals in self.eta.recent.items()
@@ -665,7 +671,7 @@ def _numbers(data: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in data.items()
-        if k in ("limit", "learned", "probe_after", "submit_rate")
+        if k in ("limit", "learned", "probe_after", "submit_rate", "poll_rate")
         and isinstance(v, int | float)
         and not isinstance(v, bool)
         and v > 0
