@@ -483,10 +483,11 @@ RATE_GROWTH = 0.25
 GROW_AFTER = 5
 #: Before the first 50429 the rate doubles after this many clean calls that waited for it.
 SLOW_START_AFTER = 2
-#: Polls grow more patiently than submits (each probe above the account's poll quota costs
-#: a 50429): a quarter more after this many clean polls that waited for the rate, which at
-#: 4-5 polls/s is one probe every 10-15 s of saturated polling.
-POLL_PATIENCE = 50
+#: Polls grow more patiently than submits (a rate near the account's poll quota draws
+#: 50429s from network jitter alone): a quarter more after this many clean polls that
+#: waited for the rate, about one probe per 30 s of saturated polling. With 50 the bench's
+#: (b) drew 13-14 poll 50429s a run (0.07 a frame) for no clear gain in makespan.
+POLL_PATIENCE = 150
 
 
 @dataclass(frozen=True)
