@@ -43,12 +43,13 @@ from asyncimg.lifecycle.submit import (
     request_fields,
     submit_records,
 )
-from asyncimg.lifecycle.validate import output_key
+from asyncimg.lifecycle.validate import output_key, path_key
 from asyncimg.protocol import models
 from asyncimg.protocol.client import TaskStatus, VisualClient
 from asyncimg.protocol.errors import AsyncImgError, InvalidInput
 from asyncimg.store.base import Store
 from asyncimg.store.machine import machine_id
+from asyncimg.store.move import MoveReport, move_records, records_to_move
 from asyncimg.store.open import describe, open_store, shared_gate, store_location
 from asyncimg.store.record import TaskRecord, record_from_json
 from asyncimg.store.states import (
@@ -144,23 +145,85 @@ def _name(record: TaskRecord) -> str:
 
 
 class OutputIndex:
-    """The latest record (by created_at) for each output file, as reruns need it."""
+    """The records of each output file, as reruns need them: the latest (by created_at)
+    decides what a new request does; any live one (see `live`) stops a second payment."""
 
     def __init__(self, records: Iterable[TaskRecord] = ()) -> None:
         self._latest: dict[str, TaskRecord] = {}
+        self._of: dict[str, dict[str, TaskRecord]] = {}  # output key -> local_id -> record
+        self._key: dict[str, str] = {}  # local_id -> its output key
         for record in sorted(records, key=lambda r: (r.created_at, r.updated_at)):
             self.add(record)
 
     def add(self, record: TaskRecord) -> None:
-        self._latest[output_key(record)] = record
+        """`record` as it is now saved (a new one, or a known one moved on or elsewhere)."""
+        key = output_key(record)
+        before = self._key.get(record.local_id)
+        if before is not None:
+            self._of[before].pop(record.local_id, None)
+        self._key[record.local_id] = key
+        self._of.setdefault(key, {})[record.local_id] = record
+        self._latest[key] = record
 
     def check(self, record: TaskRecord, *, force: bool = False) -> RerunCheck:
-        """What `record` (a new one, not yet saved) does, given the records already there."""
+        """What `record` (a new one, not yet saved) does, given the records already there:
+        :func:`rerun_rule` on the latest, but never a second payment while another record
+        of the file is live (without `force`)."""
         previous = self._latest.get(output_key(record))
-        exists = False
-        if previous is not None and previous.status is TaskState.COMPLETED:
-            exists = previous.resolve(previous.output_path).is_file()
-        return rerun_rule(previous, image_exists=exists, force=force)
+        check = rerun_rule(previous, image_exists=_image_exists(previous), force=force)
+        if check.action is Rerun.SKIP or force:
+            return check
+        live = self.live(record)
+        return check if live is None else rerun_rule(live, image_exists=True, force=False)
+
+    def live(self, record: TaskRecord) -> TaskRecord | None:
+        """Another record (not `record` itself) of the same output file whose frame is paid
+        for or about to be: queued, in flight, of unknown outcome, or done with its image
+        on disk. The check every path that records or revives a frame makes, under the
+        store's `outputs_lock`, before it writes (so the frame is paid for at most once)."""
+        for other in sorted(
+            self._of.get(output_key(record), {}).values(),
+            key=lambda r: (r.created_at, r.updated_at),
+            reverse=True,
+        ):
+            if other.local_id == record.local_id:
+                continue
+            skip = rerun_rule(other, image_exists=_image_exists(other), force=False)
+            if skip.action is Rerun.SKIP:
+                return other
+        return None
+
+
+def _image_exists(record: TaskRecord | None) -> bool:
+    """Whether a completed record's image is on disk (False for any other record)."""
+    if record is None or record.status is not TaskState.COMPLETED:
+        return False
+    return record.resolve(record.output_path).is_file()
+
+
+@contextlib.asynccontextmanager
+async def outputs_held(
+    store: Store, keys: Collection[str], on_wait: Callable[[str], None] | None = None
+) -> AsyncIterator[None]:
+    """Hold the store's lock on these output files, waiting while another process holds
+    it (a second submit of the same batch, a `retry --output`, `adopt` or `migrate` to
+    the same folder); `on_wait` hears it once. Every path that records or revives a frame
+    makes its check (`OutputIndex`) and its first save under it."""
+    told = False
+    while True:
+        with store.outputs_lock(keys) as held:
+            if held:
+                yield
+                return
+        if not told and on_wait is not None:
+            on_wait(
+                _(
+                    "waiting: another asyncimg is recording frames for the same output "
+                    "folder; these are checked against its records once it is done"
+                )
+            )
+        told = True
+        await asyncio.sleep(OUTPUTS_WAIT_S)
 
 
 def read_records(root: Path) -> list[TaskRecord]:
@@ -257,6 +320,27 @@ class RetryReport(SubmitReport):
     bill): the next `check` / `monitor` polls and downloads them."""
     moved_on: list[TaskRecord] = field(default_factory=list)
     """Moved on by another process between reading and locking (as found then)."""
+    taken: list[Taken] = field(default_factory=list)
+    """Not resubmitted: another record of the same output file is live."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A task `retry` left alone because another record of its output file is live (a
+    second submission would pay for the frame twice)."""
+
+    record: TaskRecord
+    """The task as found (unchanged)."""
+    output_path: str
+    """Where it would have been saved (its new output, if one was given)."""
+    other: TaskRecord
+    reason: str
+    """What the other record is doing, as a skipped submit says it ("already queued…")."""
+
+    def line(self) -> str:
+        return _("{name}: skipped — {output} has another record, {reason}").format(
+            name=_name(self.record), output=self.output_path, reason=self.reason
+        )
 
 
 @dataclass
@@ -499,32 +583,10 @@ class Workspace:
             except AsyncImgError as exc:
                 report.invalid.append(Rejected(request, exc))
         keys = {output_key(record) for _, record in built}
-        async with self._outputs_held(keys, on_wait):
+        async with outputs_held(self.store, keys, on_wait):
             records = self._record_new(built, report, force=force)
         report.batch = await self._send(client, records, on_outcome)
         return report
-
-    @contextlib.asynccontextmanager
-    async def _outputs_held(
-        self, keys: Collection[str], on_wait: Callable[[str], None] | None
-    ) -> AsyncIterator[None]:
-        """Hold the store's lock on these output files, waiting while another process
-        (a second submit of the same batch) holds it; `on_wait` hears it once."""
-        told = False
-        while True:
-            with self.store.outputs_lock(keys) as held:
-                if held:
-                    yield
-                    return
-            if not told and on_wait is not None:
-                on_wait(
-                    _(
-                        "waiting: another asyncimg is recording frames for the same output "
-                        "folder; these are checked against its records once it is done"
-                    )
-                )
-            told = True
-            await asyncio.sleep(OUTPUTS_WAIT_S)
 
     def _record_new(
         self, built: Sequence[tuple[TaskRequest, TaskRecord]], report: SubmitReport, *, force: bool
@@ -748,6 +810,7 @@ class Workspace:
         req_key: str | None = None,
         characters: Sequence[str] | None = None,
         output: str | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> RetryReport:
         """Retry failed (and unconfirmed) tasks; earlier attempts stay in `history`.
 
@@ -760,6 +823,11 @@ class Workspace:
         checked first: if any is bad, :class:`RetryInvalid` lists them all and nothing is
         saved. Unconfirmed tasks (the service may already have one) are retried only when
         named or with `all_unconfirmed`: the user chooses to pay again.
+
+        A task whose output file has another live record (queued, in flight, unconfirmed,
+        or done with its image there) is not resubmitted (`taken`): checked and saved
+        under the store's lock on the output files, as a submit does (`on_wait` hears
+        once that another process holds it).
         """
         client = self.client_factory()  # raises ConfigError before anything is written
         targets = self._retry_targets(keys, all_failed, all_unconfirmed)
@@ -798,23 +866,36 @@ class Workspace:
 
         report = RetryReport()
         queued: list[TaskRecord] = []
-        for plan in plans:
-            with self.store.lock(plan.original) as held:
-                # Another retry or checker may have moved it since it was read: re-read
-                # under the lock, or two retries would each submit (and bill) the frame.
-                current = self.store.reload(plan.original) if held else None
-                if (
-                    current is None
-                    or current.status is not plan.original.status
-                    or current.updated_at != plan.original.updated_at
-                ):
-                    report.moved_on.append(current or plan.original)
-                    continue
-                self.store.save(plan.updated)
-            if plan.refetch:
-                report.refetched.append(plan.updated)
-            else:
-                queued.append(plan.updated)
+        # Like a submit: the check "has this output file a live record already?" and the
+        # save under the lock on the output files, so a submit, `adopt` or another retry
+        # of the same file at the same time never also finds it free.
+        outputs = {output_key(plan.updated) for plan in plans}
+        async with outputs_held(self.store, outputs, on_wait):
+            index = OutputIndex(self.store.load_all().records)
+            for plan in plans:
+                with self.store.lock(plan.original) as held:
+                    # Another retry or checker may have moved it since it was read: re-read
+                    # under the lock, or two retries would each submit (and bill) the frame.
+                    current = self.store.reload(plan.original) if held else None
+                    if (
+                        current is None
+                        or current.status is not plan.original.status
+                        or current.updated_at != plan.original.updated_at
+                    ):
+                        report.moved_on.append(current or plan.original)
+                        continue
+                    # A refetch pays nothing (the same task): only a resubmission waits.
+                    live = None if plan.refetch else index.live(plan.updated)
+                    if live is not None:
+                        reason = rerun_rule(live, image_exists=True, force=False).reason
+                        report.taken.append(Taken(current, plan.updated.output_path, live, reason))
+                        continue
+                    self.store.save(plan.updated)
+                index.add(plan.updated)
+                if plan.refetch:
+                    report.refetched.append(plan.updated)
+                else:
+                    queued.append(plan.updated)
         if queued:
             report.batch = await self._send(client, queued)
         return report
@@ -874,7 +955,12 @@ class Workspace:
         return _Plan(record, again, refetch=False)
 
     async def adopt(
-        self, task_id: str, output_path: str, req_key: str | None = None
+        self,
+        task_id: str,
+        output_path: str,
+        req_key: str | None = None,
+        *,
+        on_wait: Callable[[str], None] | None = None,
     ) -> AdoptReport:
         """Attach a task the API already has (a lost reply, a record that could not be
         written, the guide's scripts, a task submitted by hand) to this folder.
@@ -883,6 +969,12 @@ class Workspace:
         API no longer knows it. An unconfirmed or pending record for the same output file
         takes the id; otherwise a new record is created (its prompt is unknown:
         :data:`ADOPTED_PROMPT`). The next `check` polls and downloads it.
+
+        Which record takes the id is decided again after the poll, and saved, under the
+        store's lock on the output file (as a submit does; `on_wait` hears once that
+        another process holds it): a submit of the same file at the same time then
+        either finds the adopted task, or has recorded its frame first and that record
+        takes the id, instead of both ending up with a task for one frame.
         """
         task_id = task_id.strip()
         if not task_id:
@@ -911,11 +1003,13 @@ class Workspace:
                     task_id=task_id, error=message_of(gone.code, gone.kind, gone.message)
                 )
             )
-        now = self.clock()
-        if holder is not None:
-            adopted = self._adopt_into(holder, task_id, key, now)
-        else:
-            adopted = self._adopt_new(task_id, output_path, key, now)
+        async with outputs_held(self.store, [path_key(output_path)], on_wait):
+            holder, same, _key = self._adoption(task_id, output_path, key)  # as it is now
+            now = self.clock()
+            if holder is not None:
+                adopted = self._adopt_into(holder, task_id, key, now)
+            else:
+                adopted = self._adopt_new(task_id, output_path, key, now)
         warnings = [
             _("{output} is also the output of task {task} ({status})").format(
                 output=output_path, task=_task_name(r), status=_(r.status.value)
@@ -1006,6 +1100,45 @@ class Workspace:
                     task_id=task_id, owner=owner.name
                 )
             )
+
+
+#: States a store sends by itself (`check` submits a pending record and resubmits an
+#: unconfirmed one within the budget): `migrate` moves them only to an output file with no
+#: live record in the destination.
+_SENT_BY_ITSELF = frozenset({TaskState.PENDING, TaskState.UNCONFIRMED})
+
+
+async def migrate_records(
+    source: Store,
+    dest: Store,
+    *,
+    every_machine: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> MoveReport:
+    """`asyncimg migrate`: move the records of `source` to `dest` (`store.move`), under
+    the destination's lock on their output files, as a submit to it records frames.
+
+    A pending or unconfirmed record (the destination would send it) whose output file
+    already has a live record in the destination stays in the source (`refused`):
+    moving it would pay for that frame twice. Everything else moves as it is."""
+    records, problems = records_to_move(source, every_machine=every_machine)
+    keys = {output_key(record) for record in records}
+    async with outputs_held(dest, keys, on_wait):
+        index = OutputIndex(dest.load_all().records)
+
+        def admit(record: TaskRecord) -> str | None:
+            live = index.live(record) if record.status in _SENT_BY_ITSELF else None
+            if live is not None:
+                return _("{output} has another record in the destination, {reason}").format(
+                    output=record.output_path,
+                    reason=rerun_rule(live, image_exists=True, force=False).reason,
+                )
+            index.add(record)
+            return None
+
+        report = move_records(source, dest, records, admit=admit)
+    report.problems[:0] = problems
+    return report
 
 
 def _plain(error: AsyncImgError) -> str:

@@ -18,7 +18,7 @@ from asyncimg.store.base import StaleRecord
 from asyncimg.store.pg.gate import SharedGate
 from asyncimg.store.pg.schema import migrate, migrations
 from asyncimg.store.pg.store import PgStore, redact
-from asyncimg.store.states import IllegalTransition, accept
+from asyncimg.store.states import IllegalTransition, accept, retry_record
 
 
 def record(n: int, *, out: str = "/frames", **extra: Any) -> TaskRecord:
@@ -334,3 +334,28 @@ def test_an_output_lock_whose_connection_dropped_ends_without_an_error(stores: A
     with a.outputs_lock(["/frames/ch1/001.png"]) as held:
         assert held
         a.conn.close()
+
+
+def test_a_poll_claim_ends_when_the_task_stops_flying(stores: Any) -> None:
+    """A monitor's claim to poll a task outlived the task: `retry` sent the failed task
+    again and the next monitor waited for the dead monitor's claim to lapse (lease_s)."""
+    first, second = stores(), stores()
+    now = time.time()
+    sent = accept(record(1), "t1", now=now)
+    first.save(sent)
+    assert SharedGate(first).may_poll(sent)
+    assert not SharedGate(second).may_poll(sent)  # the first monitor polls it
+    running = first.reload(sent)
+    assert running is not None
+    first.save(transition(running, TaskState.PROCESSING, now=now))
+    assert not SharedGate(second).may_poll(sent)  # still in flight: still the first's
+    processing = first.reload(sent)
+    assert processing is not None
+    first.save(transition(processing, TaskState.FAILED, now=now))  # its monitor ends
+    failed = second.reload(sent)
+    assert failed is not None
+    second.save(retry_record(failed, now=now))  # `asyncimg retry`
+    again = second.reload(sent)
+    assert again is not None
+    second.save(accept(again, "t2", now=now))
+    assert SharedGate(second).may_poll(sent)  # the next monitor polls it at once

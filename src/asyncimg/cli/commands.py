@@ -443,7 +443,7 @@ def submit(
                     requests,
                     force=force,
                     on_outcome=progress,
-                    on_wait=lambda line: err_console.print(line, markup=False, highlight=False),
+                    on_wait=_say_waiting,
                 )
             )
         )
@@ -454,6 +454,11 @@ def submit(
         sys.exit(EXIT_INTERRUPTED)
     report_submit(report, invalid=bad, said=said, as_json=as_json)
     sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
+
+
+def _say_waiting(line: str) -> None:
+    """A command waiting for another's lock on its output files says so once (stderr)."""
+    err_console.print(line, markup=False, highlight=False)
 
 
 def _known_records(tasks_dir: Path | None, config: Config) -> list[TaskRecord]:
@@ -740,6 +745,7 @@ def retry(
                     req_key=req_key,
                     characters=characters or None,
                     output=output,
+                    on_wait=_say_waiting,
                 )
             )
         )
@@ -767,9 +773,11 @@ def retry(
             ),
             markup=False,
         )
+    for taken in report.taken:
+        out_console.print(taken.line(), markup=False)
     if report.batch.outcomes:
         report_submit(report)
-    elif not report.refetched and not report.moved_on:
+    elif not report.refetched and not report.moved_on and not report.taken:
         kinds = [k for k, on in (("failed", all_failed), ("unconfirmed", all_unconfirmed)) if on]
         out_console.print(
             _("no {kinds} tasks to retry").format(kinds=" / ".join(map(_, kinds)) or _("failed"))
@@ -858,7 +866,9 @@ def adopt(
     """
     workspace = _workspace(tasks_dir, config_path)
     try:
-        report = run_sync(_until_signal(workspace.adopt(task_id, output_path, req_key)))
+        report = run_sync(
+            _until_signal(workspace.adopt(task_id, output_path, req_key, on_wait=_say_waiting))
+        )
     except AsyncImgError as exc:
         _fail(str(exc), _exit_code(exc))
     if report is None:

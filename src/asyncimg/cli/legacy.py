@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asyncimg.api import run_sync
-from asyncimg.cli.commands import _workspace, run_check, run_monitor
+from asyncimg.cli.commands import _say_waiting, _workspace, run_check, run_monitor
 from asyncimg.cli.emit import err_console, out_console
 from asyncimg.cli.interval import interval_seconds
 from asyncimg.constants import DEFAULT_INTERVAL_S
@@ -160,10 +160,12 @@ def _list(tasks_dir: Path | None) -> None:
 def _retry_failed(tasks_dir: Path | None) -> None:
     workspace = _workspace(tasks_dir, None)
     try:
-        report = run_sync(workspace.retry(all_failed=True))
+        report = run_sync(workspace.retry(all_failed=True, on_wait=_say_waiting))
     except AsyncImgError as exc:
         err_console.print(f"asyncimg: {exc}", markup=False)
         return
+    for taken in report.taken:
+        out_console.print(taken.line(), markup=False)
     out_console.print(
         _("{submitted} resubmitted, {queued} queued, {rejected} rejected").format(
             submitted=report.submitted, queued=report.queued, rejected=report.rejected

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
+from asyncimg.api import migrate_records, run_sync
 from asyncimg.cli.emit import err_console, out_console
 from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError
-from asyncimg.store.move import move_records
 from asyncimg.store.open import open_store
 from asyncimg.store.pg.store import is_pg_url, redact
 
@@ -38,7 +38,14 @@ def migrate(source: str, dest: str, all_machines: bool) -> None:
         sys.exit(2)
     try:
         src, dst = open_store(_location(source)), open_store(_location(dest))
-        report = move_records(src, dst, every_machine=all_machines)
+        report = run_sync(
+            migrate_records(
+                src,
+                dst,
+                every_machine=all_machines,
+                on_wait=lambda line: err_console.print(line, markup=False, highlight=False),
+            )
+        )
     except AsyncImgError as exc:
         err_console.print(f"asyncimg: {exc}", markup=False)
         sys.exit(2)
@@ -52,6 +59,13 @@ def migrate(source: str, dest: str, all_machines: bool) -> None:
     if report.already_there:
         line += _(" ({n} were there already)").format(n=report.already_there)
     out_console.print(line, markup=False)
+    for refused in report.refused:
+        err_console.print(
+            _("{refused}; left in {source} (moving it would pay for the frame twice)").format(
+                refused=refused, source=shown_from
+            ),
+            markup=False,
+        )
     if report.busy:
         err_console.print(
             _(
@@ -60,5 +74,4 @@ def migrate(source: str, dest: str, all_machines: bool) -> None:
             ).format(n=len(report.busy), source=shown_from, names=", ".join(report.busy[:5])),
             markup=False,
         )
-        sys.exit(1)
-    sys.exit(0)
+    sys.exit(1 if report.busy or report.refused else 0)

@@ -173,6 +173,12 @@ def output_key(record: TaskRecord) -> str:
         return _normalised(Path(record.output_path))
 
 
+def path_key(path: str) -> str:
+    """`output_key` of a record of this output file made here (relative to the current
+    folder), as `adopt` makes one."""
+    return _normalised(Path(path).expanduser())
+
+
 def _normalised(path: Path) -> str:
     """Absolute, with `.`, `..` and doubled slashes folded; symlinks are left as they are
     (like the paths records resolve to)."""

@@ -46,7 +46,13 @@ from asyncimg.store.locks import all_slots, ensure_private_dir, output_slots
 from asyncimg.store.machine import account_id, machine_id, machine_of
 from asyncimg.store.pg.schema import migrate
 from asyncimg.store.record import TaskRecord, record_to_json
-from asyncimg.store.states import TRANSITIONS, UNFINISHED, IllegalTransition, TaskState
+from asyncimg.store.states import (
+    IN_FLIGHT,
+    TRANSITIONS,
+    UNFINISHED,
+    IllegalTransition,
+    TaskState,
+)
 from asyncimg.store.store import (
     AmbiguousTaskKey,
     LoadReport,
@@ -271,10 +277,16 @@ class PgStore:
                             record.task_id or record.local_id, status, record.status
                         )
                     version += 1
+                    # A monitor's claim to poll the task (gate.may_poll) lasts while it
+                    # flies: a task that finishes, or is sent again (`retry`), has no poller,
+                    # or the next monitor would wait out a claim of one that has ended.
+                    flying = status in IN_FLIGHT and record.status in IN_FLIGHT
                     self.conn.execute(
                         "UPDATE tasks SET task_id = %s, status = %s, batch = %s,"
                         " priority = coalesce(%s, priority),"
                         " req_key = %s, updated_at = %s, version = %s,"
+                        " poll_owner = CASE WHEN %s THEN poll_owner END,"
+                        " poll_until = CASE WHEN %s THEN poll_until END,"
                         " seq = nextval('tasks_seq'), record = %s WHERE local_id = %s",
                         (
                             record.task_id,
@@ -284,6 +296,8 @@ class PgStore:
                             record.req_key,
                             record.updated_at,
                             version,
+                            flying,
+                            flying,
                             Jsonb(data),
                             record.local_id,
                         ),
