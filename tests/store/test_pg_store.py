@@ -18,7 +18,7 @@ from asyncimg.store.base import StaleRecord
 from asyncimg.store.pg.gate import SharedGate
 from asyncimg.store.pg.schema import migrate, migrations
 from asyncimg.store.pg.store import PgStore, redact
-from asyncimg.store.states import IllegalTransition, accept, retry_record
+from asyncimg.store.states import IllegalTransition, accept, refetch_record, retry_record
 
 
 def record(n: int, *, out: str = "/frames", **extra: Any) -> TaskRecord:
@@ -77,6 +77,40 @@ def test_the_row_refuses_a_move_the_state_machine_forbids(stores: Any) -> None:
     back = TaskRecord.model_validate({**current.model_dump(), "status": "submitted"})
     with pytest.raises(IllegalTransition):
         store.save(back)
+
+
+def test_the_row_refuses_a_revival_that_dropped_the_earlier_attempt(stores: Any) -> None:
+    """failed → pending / submitted saves only with the row's attempt kept in history (what
+    retry_record and refetch_record write): a record revived by hand, or by another tool,
+    would hide that the frame was billed before."""
+    store = stores()
+    r = record(1)
+    store.save(r)
+    sent = accept(r, "t-1", now=time.time())
+    store.save(sent)
+    store.save(transition(sent, TaskState.FAILED, now=time.time()))
+    failed = store.reload(r)
+    assert failed is not None
+    data = failed.model_dump()
+    by_hand = [
+        {**data, "status": "pending", "task_id": None},  # no history at all
+        {**data, "status": "submitted"},  # a refetch without its attempt
+        {  # an attempt, but not the row's
+            **data,
+            "status": "pending",
+            "task_id": None,
+            "history": [{"task_id": "t-other", "status": "failed", "retried_at": 1.0}],
+        },
+    ]
+    for revived in by_hand:
+        with pytest.raises(IllegalTransition):
+            store.save(TaskRecord.model_validate(revived))
+    kept = stores().reload(r)
+    assert kept is not None and kept.status is TaskState.FAILED and kept.history == []
+    store.save(refetch_record(failed, now=time.time()))  # the function's own revival saves
+    again = stores().reload(r)
+    assert again is not None and again.status is TaskState.SUBMITTED
+    assert [a.task_id for a in again.history] == ["t-1"]
 
 
 def test_a_dead_holders_lease_expires_and_another_takes_the_task(stores: Any) -> None:

@@ -17,7 +17,12 @@ from asyncimg.store import TaskRecord, TaskState, transition
 from asyncimg.store.base import Store
 from asyncimg.store.locks import output_slots
 from asyncimg.store.pg.store import PgStore
-from asyncimg.store.states import accept, retry_record
+from asyncimg.store.states import (
+    accept,
+    refetch_record,
+    resubmit_unconfirmed,
+    retry_record,
+)
 from asyncimg.store.store import AmbiguousTaskKey, TaskNotFound, TaskStore
 
 Factory = Callable[[], Store]
@@ -115,6 +120,45 @@ def test_get_by_prefix_history_and_errors(make_store: Factory) -> None:
     store.save(failed)
     store.save(retry_record(failed, now=time.time()))
     assert store.get("old-task").local_id == first.local_id  # an earlier task id finds it
+
+
+@pytest.mark.parametrize(
+    ("ended", "revive"),
+    [
+        (TaskState.FAILED, retry_record),
+        (TaskState.UNCONFIRMED, retry_record),
+        (TaskState.UNCONFIRMED, resubmit_unconfirmed),
+        (TaskState.FAILED, refetch_record),
+    ],
+)
+def test_a_revival_saves_and_its_earlier_attempt_is_read_back(
+    make_store: Factory, ended: TaskState, revive: Callable[..., TaskRecord]
+) -> None:
+    """Plain `transition` refuses these moves; the three functions that make them must
+    still save, on the folder and past PostgreSQL's state-machine check."""
+    a, b = make_store(), make_store()
+    r = record(1)
+    a.save(r)
+    now = time.time()
+    if ended is TaskState.FAILED:
+        sent = accept(a.reload(r) or r, "t-old", now=now)
+        a.save(sent)
+        last = transition(sent, ended, now=now)
+    else:
+        last = transition(a.reload(r) or r, ended, now=now)
+    a.save(last)
+    current = b.reload(r)
+    assert current is not None and current.status is ended
+    with b.lock(current) as held:
+        assert held
+        b.save(revive(current, now=now + 1))
+    after = make_store().reload(r)
+    assert after is not None
+    assert after.status is (TaskState.SUBMITTED if revive is refetch_record else TaskState.PENDING)
+    [earlier] = after.history
+    assert earlier.status is ended and earlier.task_id == last.task_id
+    if ended is TaskState.FAILED:  # its task id still finds it
+        assert make_store().get("t-old").local_id == r.local_id
 
 
 def test_get_refuses_a_task_id_two_records_hold(make_store: Factory) -> None:

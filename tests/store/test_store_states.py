@@ -1,8 +1,10 @@
-"""The state machine: the table, the one way to move, and that nothing else moves status."""
+"""The state machine: the table, the one way to move, the three revivals (each keeping the
+earlier attempt in history), and that nothing else moves status."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,7 +23,13 @@ from asyncimg.store import (
     transition,
 )
 from asyncimg.store.record import ResultFile
-from asyncimg.store.states import complete, refetch_record, resubmit_unconfirmed
+from asyncimg.store.states import (
+    REVIVALS,
+    complete,
+    is_revival,
+    refetch_record,
+    resubmit_unconfirmed,
+)
 
 P, U, S, R, C, F = (
     TaskState.PENDING,
@@ -32,14 +40,16 @@ P, U, S, R, C, F = (
     TaskState.FAILED,
 )
 
-# Written out independently of the implementation's table, so a wrong table fails here.
+# Written out independently of the implementation's tables, so a wrong table fails here.
 EXPECTED = {
     (P, P), (P, U), (P, S), (P, R), (P, F),
-    (U, U), (U, P), (U, S), (U, R),
+    (U, U), (U, S), (U, R),
     (S, S), (S, R), (S, C), (S, F),
     (R, S), (R, R), (R, C), (R, F),
-    (F, P), (F, S),
 }  # fmt: skip
+#: Only retry_record / resubmit_unconfirmed (→ pending) and refetch_record (failed →
+#: submitted) make these; plain transition refuses them.
+REVIVED = {(F, P), (U, P), (F, S)}
 ALL_PAIRS = [(a, b) for a in TaskState for b in TaskState]
 
 
@@ -85,6 +95,12 @@ def test_can_transition_matches_the_table(old: TaskState, new: TaskState) -> Non
     assert can_transition(old, new) is ((old, new) in EXPECTED)
 
 
+@pytest.mark.parametrize(("old", "new"), ALL_PAIRS)
+def test_is_revival_matches_the_table(old: TaskState, new: TaskState) -> None:
+    assert is_revival(old, new) is ((old, new) in REVIVED)
+    assert (new in REVIVALS[old]) is ((old, new) in REVIVED)
+
+
 @pytest.mark.parametrize(("old", "new"), sorted(EXPECTED))
 def test_every_allowed_transition_works(old: TaskState, new: TaskState) -> None:
     record = make(old)
@@ -102,12 +118,15 @@ def test_every_allowed_transition_works(old: TaskState, new: TaskState) -> None:
         (C, P),
         (C, S),
         (F, F),
+        (F, P),
+        (F, S),
         (F, U),
         (F, C),
         (P, C),
         (S, P),
         (R, P),
         (S, U),
+        (U, P),
         (U, F),
         (U, C),
     ],
@@ -145,7 +164,7 @@ def test_transition_validates_the_result() -> None:
     with pytest.raises(ValidationError, match="needs a task_id"):
         transition(make(P), S, now=1.0)
     with pytest.raises(ValidationError, match="cannot have a task_id"):
-        transition(make(F), P, now=1.0)
+        transition(make(P), U, now=1.0, task_id="t-1")
     with pytest.raises(ValidationError):
         transition(make(S), R, now=1.0, attempts="many")
 
@@ -240,6 +259,53 @@ def test_refetch_record_polls_the_same_task_again_without_a_new_submission() -> 
         refetch_record(make(F, task_id=None), now=31.0)  # never accepted: nothing to fetch
 
 
+REVIVERS: list[tuple[TaskState, TaskState, Callable[..., TaskRecord]]] = [
+    (F, P, retry_record),
+    (U, P, retry_record),
+    (U, P, resubmit_unconfirmed),
+    (F, S, refetch_record),
+]
+
+
+def test_the_revivers_cover_every_revival() -> None:
+    assert {(old, new) for old, new, _ in REVIVERS} == REVIVED
+
+
+@pytest.mark.parametrize(("old", "new", "revive"), REVIVERS)
+def test_only_the_revival_functions_revive_a_record_and_they_keep_the_attempt(
+    old: TaskState, new: TaskState, revive: Callable[..., TaskRecord]
+) -> None:
+    """A plain transition that revived a record would drop the earlier attempt (its task id
+    and error): the evidence that the frame may have been billed before."""
+    err = ErrorInfo(kind="NetworkError", message="no reply", time=20.0, retryable=True)
+    before = retry_record(make(F, task_id="t-0"), now=5.0).history  # one earlier attempt
+    ended = make(old, last_error=err, submit_time=None if old is U else 11.0)
+    ended = TaskRecord.model_validate({**ended.model_dump(), "history": before})
+    with pytest.raises(IllegalTransition) as info:
+        transition(ended, new, now=30.0, **changes_for(ended, new))
+    assert (info.value.old, info.value.new) == (old, new)
+    assert not can_transition(old, new)
+    revived = revive(ended, now=30.0)
+    assert revived.status is new and revived.updated_at == 30.0
+    assert ended.status is old  # the input is untouched
+    first, last = revived.history
+    assert first == before[0]
+    assert last.task_id == ended.task_id and last.status is old
+    assert last.last_error == err and last.retried_at == 30.0
+    assert last.submit_time == ended.submit_time
+
+
+def test_history_is_written_only_by_a_revival() -> None:
+    """No caller may rewrite or drop the earlier attempts, with or without a move."""
+    retried = retry_record(make(F), now=20.0)
+    with pytest.raises(TypeError, match="history"):
+        transition(retried, P, now=21.0, history=[])
+    with pytest.raises(TypeError, match="history"):
+        retry_record(make(F), now=21.0, history=[])
+    amended = transition(retried, P, now=22.0, prompt="a dog")
+    assert amended.history == retried.history  # a plain move keeps it as it is
+
+
 def test_unconfirmed_records_never_carry_a_task_id() -> None:
     with pytest.raises(ValidationError):
         make(U, task_id="t-1")
@@ -254,17 +320,22 @@ def test_random_sequences_only_move_along_the_table(targets: list[TaskState]) ->
         now += 1.0
         before = record
         try:
-            if target is P and record.status in (F, U):
+            if (record.status, target) == (F, P) or (record.status, target) == (U, P):
                 record = retry_record(record, now=now)
+            elif (record.status, target) == (F, S):
+                record = refetch_record(record, now=now)
             else:
                 record = transition(record, target, now=now, **changes_for(record, target))
         except IllegalTransition:
-            assert (before.status, target) not in EXPECTED
+            never_sent = (before.status, target) == (F, S) and before.task_id is None
+            assert never_sent or (before.status, target) not in EXPECTED | REVIVED
             assert record is before
             continue
-        assert (before.status, target) in EXPECTED
+        assert (before.status, target) in EXPECTED | REVIVED
+        revived = (before.status, target) in REVIVED
+        assert len(record.history) == len(before.history) + revived  # evidence only grows
         seen.append(record.status)
     for a, b in itertools.pairwise(seen):
-        assert (a, b) in EXPECTED
+        assert (a, b) in EXPECTED | REVIVED
     if C in seen:
         assert seen[-1] is C  # completed is final

@@ -14,10 +14,14 @@ from asyncimg.store.record import (
     record_to_json,
 )
 from asyncimg.store.states import (
+    REVIVALS,
     TRANSITIONS,
     IllegalTransition,
     TaskState,
     can_transition,
+    is_revival,
+    refetch_record,
+    resubmit_unconfirmed,
     retry_record,
     transition,
 )
@@ -31,6 +35,7 @@ from asyncimg.store.store import (
 )
 
 __all__ = [
+    "REVIVALS",
     "SCHEMA_VERSION",
     "TRANSITIONS",
     "AmbiguousTaskKey",
@@ -48,9 +53,12 @@ __all__ = [
     "TaskState",
     "TaskStore",
     "can_transition",
+    "is_revival",
     "legacy_local_id",
     "record_from_json",
     "record_to_json",
+    "refetch_record",
+    "resubmit_unconfirmed",
     "retry_record",
     "transition",
 ]

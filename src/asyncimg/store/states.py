@@ -1,9 +1,11 @@
 """The task state machine, written once: states, the allowed moves, and the one way to move.
 
-Every status change in asyncimg goes through :func:`transition` (or :func:`retry_record`,
-which calls it). Records are frozen pydantic models, so ``record.status = ...`` raises;
-``transition`` re-validates the whole record, so a move can never produce a record that
-would not load again. Pure: no I/O, time comes in as ``now``.
+Every status change in asyncimg goes through :func:`transition`, except the three
+revivals (:data:`REVIVALS`), which only :func:`retry_record`, :func:`resubmit_unconfirmed`
+and :func:`refetch_record` make, each keeping the earlier attempt in ``history``. Records
+are frozen pydantic models, so ``record.status = ...`` raises; every move re-validates the
+whole record, so it can never produce a record that would not load again. Pure: no I/O,
+time comes in as ``now``.
 """
 
 from __future__ import annotations
@@ -35,22 +37,38 @@ class TaskState(StrEnum):
     COMPLETED = "completed"
     """Images downloaded and verified. Final."""
     FAILED = "failed"
-    """Gave up; ``last_error`` says why. ``retry_record`` sends it back to pending."""
+    """Gave up; ``last_error`` says why. Final for :func:`transition`: only
+    ``retry_record`` (back to pending) and ``refetch_record`` (the same task polled again)
+    revive it."""
 
 
 _S = TaskState
 
-#: The allowed moves. A same-state entry lets a caller record a new ``last_error``.
-#: processing → submitted exists because the API may report ``in_queue`` again after
-#: ``generating`` (and polls can arrive out of order); completed is final.
-#: unconfirmed → pending is a resubmission (automatic within the budget, or `retry`);
-#: unconfirmed → submitted is `adopt` finding the task; failed → submitted is a refetch of a
-#: result the API still holds (`retry --output`), never a new submission.
+#: The moves :func:`transition` makes. A same-state entry lets a caller record a new
+#: ``last_error``. processing → submitted exists because the API may report ``in_queue``
+#: again after ``generating`` (and polls can arrive out of order); unconfirmed → submitted
+#: is `adopt` finding the task. Completed is final; so is failed, but for :data:`REVIVALS`.
 TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
     _S.PENDING: frozenset({_S.PENDING, _S.UNCONFIRMED, _S.SUBMITTED, _S.PROCESSING, _S.FAILED}),
-    _S.UNCONFIRMED: frozenset({_S.UNCONFIRMED, _S.PENDING, _S.SUBMITTED, _S.PROCESSING}),
+    _S.UNCONFIRMED: frozenset({_S.UNCONFIRMED, _S.SUBMITTED, _S.PROCESSING}),
     _S.SUBMITTED: frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED, _S.FAILED}),
     _S.PROCESSING: frozenset({_S.SUBMITTED, _S.PROCESSING, _S.COMPLETED, _S.FAILED}),
+    _S.FAILED: frozenset(),
+    _S.COMPLETED: frozenset(),
+}
+
+#: The moves that start an ended or unknown attempt again, which :func:`transition`
+#: refuses: failed / unconfirmed → pending is a resubmission (:func:`retry_record`, or
+#: :func:`resubmit_unconfirmed` within the budget), failed → submitted a refetch of a result
+#: the API still holds (:func:`refetch_record`, `retry --output`), never a new submission.
+#: Each keeps the earlier attempt in ``history``: the evidence that a frame may have been
+#: billed before (`list`, `show`, the gallery, manifests and the stores' reconciliation
+#: read it), which a plain move would drop.
+REVIVALS: Mapping[TaskState, frozenset[TaskState]] = {
+    _S.PENDING: frozenset(),
+    _S.UNCONFIRMED: frozenset({_S.PENDING}),
+    _S.SUBMITTED: frozenset(),
+    _S.PROCESSING: frozenset(),
     _S.FAILED: frozenset({_S.PENDING, _S.SUBMITTED}),
     _S.COMPLETED: frozenset(),
 }
@@ -71,8 +89,11 @@ FINISHED: frozenset[TaskState] = frozenset({_S.COMPLETED, _S.FAILED})
 #: (see `lifecycle.decide.waits_for_user`).
 UNFINISHED: frozenset[TaskState] = frozenset(TaskState) - FINISHED
 
-#: Fields only :func:`transition` itself may set (identity and bookkeeping).
-_MANAGED = frozenset({"status", "updated_at", "local_id", "schema_version", "created_at"})
+#: Fields only :func:`transition` itself may set (identity and bookkeeping); ``history``
+#: grows only by a revival, one attempt at a time, and is never rewritten.
+_MANAGED = frozenset(
+    {"status", "updated_at", "local_id", "schema_version", "created_at", "history"}
+)
 
 
 class IllegalTransition(AsyncImgError):
@@ -86,8 +107,13 @@ class IllegalTransition(AsyncImgError):
 
 
 def can_transition(old: TaskState, new: TaskState) -> bool:
-    """Whether the table allows ``old`` → ``new``."""
+    """Whether :func:`transition` allows ``old`` → ``new`` (a revival is not allowed)."""
     return new in TRANSITIONS[old]
+
+
+def is_revival(old: TaskState, new: TaskState) -> bool:
+    """Whether ``old`` → ``new`` is one of the :data:`REVIVALS`."""
+    return new in REVIVALS[old]
 
 
 def transition(
@@ -95,15 +121,29 @@ def transition(
 ) -> TaskRecord:
     """A new record in ``new_state`` with ``changes`` applied and ``updated_at = now``.
 
-    Raises :class:`IllegalTransition` if the table forbids the move, ``TypeError`` for a
-    change to an unknown or managed field (a typo must not become a silent extra field),
-    and pydantic's ``ValidationError`` if the result breaks a record invariant (e.g.
-    ``submitted`` without a task_id). Moving to ``completed`` fills ``completed_time``
-    with ``now`` unless given.
+    Raises :class:`IllegalTransition` if :data:`TRANSITIONS` forbids the move (a revival
+    included: see :data:`REVIVALS`), ``TypeError`` for a change to an unknown or managed
+    field (a typo must not become a silent extra field), and pydantic's
+    ``ValidationError`` if the result breaks a record invariant (e.g. ``submitted``
+    without a task_id). Moving to ``completed`` fills ``completed_time`` with ``now``
+    unless given.
     """
+    return _move(record, TaskState(new_state), now, changes)
+
+
+def _move(
+    record: TaskRecord,
+    new: TaskState,
+    now: float,
+    changes: dict[str, Any],
+    earlier: dict[str, Any] | None = None,
+) -> TaskRecord:
+    """:func:`transition`'s work. Given `earlier` (the attempt being ended, as a
+    ``history`` entry: only the revival functions pass one), the move must be one of
+    :data:`REVIVALS` instead of :data:`TRANSITIONS`, and `earlier` is appended to
+    ``history``: a revival cannot happen without its evidence."""
     old = TaskState(record.status)
-    new = TaskState(new_state)
-    if not can_transition(old, new):
+    if not (can_transition(old, new) if earlier is None else is_revival(old, new)):
         raise IllegalTransition(record.task_id or record.local_id, old, new)
     fields = type(record).model_fields
     unknown = sorted(k for k in changes if k not in fields)
@@ -118,6 +158,8 @@ def transition(
     data.update(changes)
     data["status"] = new
     data["updated_at"] = now
+    if earlier is not None:
+        data["history"] = [*data["history"], earlier]
     return type(record).model_validate(data)
 
 
@@ -200,10 +242,7 @@ def _back_to_pending(
     """`record` (in one of `allowed`) queued again: its attempt kept in ``history``, the
     attempt's own fields cleared, `changes` applied."""
     _require(record, allowed, TaskState.PENDING)
-    history = [*record.history, _attempt(record, now)]
-    return transition(
-        record, TaskState.PENDING, now=now, **{**_FRESH, "history": history, **changes}
-    )
+    return _move(record, TaskState.PENDING, now, {**_FRESH, **changes}, _attempt(record, now))
 
 
 def accept(record: TaskRecord, task_id: str, *, now: float, **changes: Any) -> TaskRecord:
@@ -244,11 +283,8 @@ def refetch_record(record: TaskRecord, *, now: float, output_path: str | None = 
     _require(record, (TaskState.FAILED,), TaskState.SUBMITTED)
     # The same task, not a new one: its id, and its images kept in storage, stay.
     kept = ("task_id", "submit_time", "submit_started_at", "kept")
-    changes: dict[str, Any] = {
-        **{k: v for k, v in _FRESH.items() if k not in kept},
-        "history": [*record.history, _attempt(record, now, refetched=True)],
-    }
+    changes: dict[str, Any] = {k: v for k, v in _FRESH.items() if k not in kept}
     if output_path is not None:
         changes["output_path"] = output_path
         changes["filename"] = Path(output_path).name
-    return transition(record, TaskState.SUBMITTED, now=now, **changes)
+    return _move(record, TaskState.SUBMITTED, now, changes, _attempt(record, now, refetched=True))

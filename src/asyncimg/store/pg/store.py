@@ -5,7 +5,8 @@ columns the queue selects on (status, batch, machine, account, model). Rules:
 
 - every save is one transaction that locks the row, checks that the version this store
   read is still the row's (:class:`StaleRecord` otherwise) and that the state machine
-  allows the move (``states.can_transition``), then writes version + 1;
+  allows the move (``states.can_transition``, or a revival, ``states.REVIVALS``, that
+  kept the row's attempt in ``history``), then writes version + 1;
 - ``lock`` is a *lease*: the row names its holder until a time; a machine that dies
   holding one loses it when it expires, and another monitor takes the task over. While a
   lock is held inside an event loop, a heartbeat renews it every third of the lease, so a
@@ -48,10 +49,11 @@ from asyncimg.store.pg.schema import migrate
 from asyncimg.store.record import TaskRecord, record_to_json
 from asyncimg.store.states import (
     IN_FLIGHT,
-    TRANSITIONS,
     UNFINISHED,
     IllegalTransition,
     TaskState,
+    can_transition,
+    is_revival,
 )
 from asyncimg.store.store import (
     AmbiguousTaskKey,
@@ -228,8 +230,9 @@ class PgStore:
         try:
             with self.conn.transaction():
                 row = self.conn.execute(
-                    "SELECT version, status, machine, lease_owner FROM tasks"
-                    " WHERE local_id = %s FOR UPDATE",
+                    "SELECT version, status, machine, lease_owner, task_id,"
+                    " jsonb_array_length(coalesce(record->'history', '[]'::jsonb))"
+                    " FROM tasks WHERE local_id = %s FOR UPDATE",
                     (record.local_id,),
                 ).fetchone()
                 if row is not None and record.local_id in self._held:
@@ -272,7 +275,10 @@ class PgStore:
                             f"process (version {version}, this one read "
                             f"{known if known is not None else 'none'})"
                         )
-                    if status is not record.status and record.status not in _allowed(status):
+                    held_id = None if row[4] is None else str(row[4])
+                    if status is not record.status and not _may_move(
+                        status, held_id, int(row[5]), record
+                    ):
                         raise IllegalTransition(
                             record.task_id or record.local_id, status, record.status
                         )
@@ -616,8 +622,20 @@ class PgStore:
         return record
 
 
-def _allowed(status: TaskState) -> frozenset[TaskState]:
-    return TRANSITIONS[status]
+def _may_move(old: TaskState, task_id: str | None, history_len: int, record: TaskRecord) -> bool:
+    """Whether a row in `old` (holding `task_id` and `history_len` earlier attempts) may be
+    saved as `record`: a move ``transition`` makes, or a revival that kept the row's attempt
+    in ``history``, as ``retry_record``, ``resubmit_unconfirmed`` and ``refetch_record`` do.
+    A revival without it (a record built by hand, another tool) would drop the evidence
+    that the frame may have been billed before."""
+    new = record.status
+    if can_transition(old, new):
+        return True
+    return (
+        is_revival(old, new)
+        and len(record.history) > history_len
+        and record.history[-1].task_id == task_id
+    )
 
 
 def _one_line(exc: BaseException) -> str:
