@@ -85,6 +85,10 @@ class EmulatorThread:
     def inject(self, kind: str, count: int = 1, action: str | None = None) -> None:
         self._on_loop(lambda: self.emu.inject(kind, count, action))
 
+    def release_slow(self) -> None:
+        """Let every request a `slow` fault holds go on now (see `Emulator.release_slow`)."""
+        self._on_loop(self.emu.release_slow)
+
     def stats(self) -> dict[str, Any]:
         return self._on_loop(self.emu.stats)
 
