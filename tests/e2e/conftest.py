@@ -85,6 +85,10 @@ class EmulatorThread:
     def inject(self, kind: str, count: int = 1, action: str | None = None) -> None:
         self._on_loop(lambda: self.emu.inject(kind, count, action))
 
+    def release_slow(self) -> None:
+        """Let every request a `slow` fault holds go on now (see `Emulator.release_slow`)."""
+        self._on_loop(self.emu.release_slow)
+
     def stats(self) -> dict[str, Any]:
         return self._on_loop(self.emu.stats)
 
@@ -290,8 +294,16 @@ class E2E:
         )
 
     def records(self, tasks_dir: str | Path = "async_tasks") -> list[dict[str, Any]]:
-        """Every record file's JSON, oldest first."""
-        items = [json.loads(p.read_bytes().decode("utf-8")) for p in self.record_files(tasks_dir)]
+        """Every record file's JSON, oldest first. Safe to call while a command runs: a
+        file removed between the listing and its reading (the `pending-*.json` a submit
+        deletes once the record is saved under its task id) is left out, not an error."""
+        items = []
+        for path in self.record_files(tasks_dir):
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            items.append(json.loads(raw.decode("utf-8")))
         return sorted(items, key=lambda r: (r.get("created_at") or 0, r.get("local_id") or ""))
 
     def by_output(self, tasks_dir: str | Path = "async_tasks") -> dict[str, dict[str, Any]]:

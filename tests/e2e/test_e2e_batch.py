@@ -64,8 +64,9 @@ def test_force_submits_a_frame_again_as_a_separate_record(e2e: E2E) -> None:
 
 def test_rerun_after_a_killed_submit_bills_nothing_new(make_e2e: Any) -> None:
     """Killed while its submits hang: every record stays pending (some mid-request); running
-    the batch again sends nothing (the checker settles them, within the unconfirmed budget)."""
-    e2e: E2E = make_e2e(slow_seconds=1.0)
+    the batch again sends nothing (the checker settles them, within the unconfirmed budget).
+    The hung submits are held until after the kill (`release_slow`): none is answered before."""
+    e2e: E2E = make_e2e(slow_seconds=600.0)
     e2e.write_batch("chapter.jsonl", frames(6))
     e2e.emu.inject("slow", 100, SUBMIT)
     proc = e2e.popen("asyncimg", "submit", "--batch", "chapter.jsonl")
@@ -77,6 +78,8 @@ def test_rerun_after_a_killed_submit_bills_nothing_new(make_e2e: Any) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    e2e.emu.settle()  # what the child sent before it died reaches the emulator (and is held)
+    e2e.emu.release_slow()
     # Every request that reached the emulator becomes a task once its delay is over.
     wait_for(
         lambda: (s := e2e.emu.stats())["tasks_submitted"] == s["requests"][SUBMIT],

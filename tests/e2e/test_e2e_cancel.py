@@ -9,7 +9,7 @@ from .conftest import E2E
 
 
 def test_cancel_a_queued_task_from_the_command_line(make_e2e: Callable[..., E2E]) -> None:
-    e2e = make_e2e(gen_seconds=(60, 60))
+    e2e = make_e2e(gen_seconds=(600, 600))  # in_queue for 180 s: long enough to cancel
     e2e.ok("asyncimg", "submit", "a red fox", "-o", "fox.png", "--size", "1024x1024")
     (record_file,) = e2e.tasks.glob("*.json")
     task_id = json.loads(record_file.read_text())["task_id"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .conftest import E2E, RESULT
+from .chapter import Clock
+from .conftest import E2E, RESULT, wait_for
 
 GUIDE_FIELDS = (
     "task_id",
@@ -55,7 +56,8 @@ def test_gen_image_script_then_check_once(e2e: E2E) -> None:
 
 def test_check_once_before_the_images_are_ready(make_e2e: Callable[..., E2E]) -> None:
     """A check while the service is still generating leaves the tasks unfinished."""
-    e2e = make_e2e(gen_seconds=(20.0, 20.0))
+    # Tasks far longer than any loaded machine takes to start the check.
+    e2e = make_e2e(gen_seconds=(600.0, 600.0))
     e2e.submit_frames(2)
     ran = e2e.ok("check_async_tasks.py", "--check-once")
     statuses = sorted(r["status"] for r in e2e.records())
@@ -79,8 +81,9 @@ def test_monitor_with_default_interval_stops_by_itself(e2e: E2E) -> None:
     """`--monitor` (every 30 s) exits as soon as a pass finds nothing unfinished."""
     e2e.submit_frames(3)
     e2e.emu.wait_idle(3)
-    # Well under the 30 s interval: it must not sleep before noticing it is done.
-    ran = e2e.ok("check_async_tasks.py", "--monitor", timeout=20)
+    # Under the 30 s interval: it must not sleep before noticing it is done (with room for
+    # a slow start on a loaded machine; one interval's sleep would still overrun it).
+    ran = e2e.ok("check_async_tasks.py", "--monitor", timeout=29)
     assert "3 completed" in ran.stdout, ran
     assert [r["status"] for r in e2e.records()] == ["completed"] * 3
     for i in (1, 2, 3):
@@ -90,15 +93,27 @@ def test_monitor_with_default_interval_stops_by_itself(e2e: E2E) -> None:
 def test_monitor_with_interval_polls_until_done(make_e2e: Callable[..., E2E]) -> None:
     """`--monitor --interval N`: the scheduler polls each task until it is done (N is the
     longest wait between two polls of a task), then every image is on disk."""
-    # Long enough that the first pass always comes before the images are ready.
-    e2e = make_e2e(gen_seconds=(2.5, 3.0))
+    # The emulator's clock moves only when the test says: the images are ready once every
+    # task was polled and found unfinished, however late the monitor's first pass comes.
+    clock = Clock()
+    e2e = make_e2e(clock=clock, gen_seconds=(5.0, 5.0))
     e2e.submit_frames(3)
-    ran = e2e.ok("check_async_tasks.py", "--monitor", "--interval", "1", timeout=25)
+    proc = e2e.popen("check_async_tasks.py", "--monitor", "--interval", "1")
+    try:
+        wait_for(lambda: e2e.emu.stats()["requests"].get(RESULT, 0) >= 3, 60, "a first pass")
+        assert e2e.emu.stats()["tasks_done"] == 0
+        clock.advance(10)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in err, (out, err)
     assert [r["status"] for r in e2e.records()] == ["completed"] * 3
     for i in (1, 2, 3):
         assert_image(e2e.root / "out" / f"frame_{i:02d}.png")
-    assert ran.stdout.count("progress:") >= 2, ran
-    assert e2e.emu.stats()["requests"][RESULT] >= 3
+    assert out.count("progress:") >= 2, out
+    assert e2e.emu.stats()["requests"][RESULT] >= 6  # each task: unfinished, then done
 
 
 # -- the interactive menu, driven through stdin ---------------------------------------------

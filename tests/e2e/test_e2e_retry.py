@@ -148,10 +148,14 @@ def test_clean_failed_and_completed(e2e: E2E) -> None:
 
 def _unconfirmed_submit(e2e: E2E) -> dict[str, Any]:
     """`asyncimg submit` whose answer never arrives (its read timeout is shorter than the
-    emulator's delay); the emulator then creates the task anyway. Returns the record."""
-    (e2e.root / "asyncimg.toml").write_text("[defaults]\nsubmit_timeout = 0.3\n", "utf-8")
+    emulator's delay); the emulator then creates the task anyway. Returns the record.
+    The short timeout is for that one submit only: a later one must not have to be answered
+    within 0.3 s on a loaded machine."""
+    config = e2e.root / "asyncimg.toml"
+    config.write_text("[defaults]\nsubmit_timeout = 0.3\n", "utf-8")
     e2e.emu.inject("slow", 1, SUBMIT)
     ran = e2e.ok("asyncimg", "submit", "a lighthouse at dusk", "-o", "out/f1.png")
+    config.unlink()
     assert "unconfirmed" in ran.stdout, ran
     (record,) = e2e.records()
     assert record["status"] == "unconfirmed" and record["task_id"] is None

@@ -52,7 +52,7 @@ def test_signal_mid_run_stops_cleanly(
     make_e2e: Callable[..., E2E], sig: signal.Signals, program: str, args: tuple[str, ...]
 ) -> None:
     """Stopped while its polls hang on a slow API: exit 130, one summary line, records intact."""
-    e2e = make_e2e(gen_seconds=(30.0, 30.0), slow_seconds=30.0)
+    e2e = make_e2e(gen_seconds=(600.0, 600.0), slow_seconds=600.0)
     e2e.submit_frames(8)
     proc = e2e.popen(program, *args)
 
@@ -92,7 +92,7 @@ def _signal_when(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_check_once(make_e2e: Callable[..., E2E], sig: signal.Signals) -> None:
-    e2e = make_e2e(gen_seconds=(30.0, 30.0), slow_seconds=30.0)
+    e2e = make_e2e(gen_seconds=(600.0, 600.0), slow_seconds=600.0)
     e2e.submit_frames(3)
     e2e.emu.inject("slow", 100, RESULT)
     proc = e2e.popen("check_async_tasks.py", "--check-once")
@@ -223,8 +223,11 @@ def test_two_checkers_on_one_folder_never_submit_a_frame_twice(
 ) -> None:
     """A check whose first submit hangs still holds its (now stale) list of queued frames;
     a second checker meanwhile submits the others. The first must not send them again (a
-    second, billed task each) nor set the other process's records aside."""
-    e2e = make_e2e(slow_seconds=3.0)
+    second, billed task each) nor set the other process's records aside.
+
+    The hung submit is held until the second checker has finished (`release_slow`), however
+    long that checker takes to start on a loaded machine: no delay decides the order."""
+    e2e = make_e2e(slow_seconds=600.0)
     offline = e2e.env(ASYNCIMG_ENDPOINT="http://127.0.0.1:9")  # nothing listens on port 9
     rows = [{"prompt": f"frame {i}", "output_path": f"out/{i}.png"} for i in range(5)]
     e2e.write_batch("chapter.jsonl", rows)
@@ -240,7 +243,8 @@ def test_two_checkers_on_one_folder_never_submit_a_frame_twice(
         for i in range(1, 5):
             assert f"{i}.png: submitted as" in second.stdout, second
         assert first.poll() is None, "the first check ended before the race could happen"
-        out, err = first.communicate(timeout=20)
+        e2e.emu.release_slow()
+        out, err = first.communicate(timeout=60)
     finally:
         if first.poll() is None:
             first.kill()

@@ -35,8 +35,10 @@ def test_serve_with_callbacks_completes_a_frame_without_a_check(e2e: E2E) -> Non
         )
         assert record["prompt"] == "一只狐狸" and image.is_file()
         # The emulator marks the delivery once serve has answered the POST.
-        wait_for(lambda: e2e.emu.emu.stats()["callbacks"][0]["delivered"] or None, 30, "delivery")
-        assert len(e2e.emu.emu.stats()["callbacks"]) == 1
+        # Read on the emulator's own loop (`e2e.emu.stats()`): from this thread its counters
+        # could change mid-read.
+        wait_for(lambda: e2e.emu.stats()["callbacks"][0]["delivered"] or None, 30, "delivery")
+        assert len(e2e.emu.stats()["callbacks"]) == 1
     finally:
         _, err = interrupt(proc)
     assert proc.returncode == 130 and "Traceback" not in err, err

@@ -22,7 +22,13 @@ import psycopg
 
 from .conftest import E2E, wait_for
 
-FRAMES = 30  # per chapter: 60 in all
+# Per chapter: 30 in all. The run's length is about FRAMES poll floors (1 s each: a slot
+# turns over once a poll sees its task done), so this is the test's cost; 15 turnovers of
+# the account's 2 slots among 3 monitors exercise the same sharing as 30 did.
+FRAMES = 15
+# Limit replies come from learning the account's cap at the start (about 2 in a run), not
+# from every slot turning over (which would be one per frame): a count, not a share.
+MAX_LIMIT_REPLIES = 6
 LEASE_S = 3.0
 CONFIG = """[defaults]
 submit_rate = 20
@@ -104,7 +110,7 @@ def check_outcome(e2e: E2E, pg_url: str, *, killed: bool) -> dict[str, Any]:
     assert extra <= (1 if killed else 0), extra
     assert stats["peak_unfinished"] <= 2
     limits = sum(n for code, n in stats["errors"].items() if str(code) in ("50429", "50430"))
-    assert limits <= 0.1 * 2 * FRAMES, stats["errors"]
+    assert limits <= MAX_LIMIT_REPLIES, stats["errors"]
     for name in ("alpha", "gamma"):
         assert not (e2e.root / name / "out").exists() or name == "alpha"
     return stats
@@ -119,7 +125,8 @@ def test_three_monitors_share_one_account(make_e2e: Any, pg_url: str) -> None:
         assert proc.returncode == 0, err
         assert "Traceback" not in err
     stats = check_outcome(e2e, pg_url, killed=False)
-    print(f"3 monitors, 60 frames: {time.monotonic() - started:.1f} s, errors {stats['errors']}")
+    elapsed = time.monotonic() - started
+    print(f"3 monitors, {2 * FRAMES} frames: {elapsed:.1f} s, errors {stats['errors']}")
     assert not (e2e.root / "gamma" / "out").exists()  # gamma wrote into beta's shared folder
 
 

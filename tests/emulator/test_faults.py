@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import time
@@ -51,6 +52,23 @@ async def test_slow(start: Start) -> None:
     began = time.perf_counter()
     await api.poll(task_id)
     assert time.perf_counter() - began < 0.3
+
+
+async def test_slow_is_held_until_released(start: Start) -> None:
+    """`release_slow` lets a held request go at once; a later `slow` fault waits again."""
+    emu, api = await start(slow_seconds=600.0)
+    emu.inject(FaultKind.SLOW, count=2, action=SUBMIT)
+    async with asyncio.timeout(30):  # a request never released fails, never hangs
+        for n in (1, 2):
+            job = asyncio.create_task(api.submit())
+            for _ in range(5000):  # until the emulator holds it
+                if emu.stats()["faults_fired"].get("slow", 0) == n:
+                    break
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.05)
+            assert not job.done() and emu.stats()["tasks_submitted"] == n - 1
+            emu.release_slow()
+            assert await job
 
 
 async def test_drop(start: Start) -> None:

@@ -147,7 +147,10 @@ async def test_emulator_posts_the_envelope_and_retries(start: Start, serve: Serv
     await env.wait_until(lambda: env.emu.stats()["callbacks"][0]["last_status"] == "500")
     assert len(got) == 1
     env.advance(5)
-    await env.wait_until(lambda: len(got) == 2)
+    # The receiver has the body before it answers; the emulator marks the delivery once
+    # the answer is back: wait for that, not for the body.
+    await env.wait_until(lambda: env.emu.stats()["callbacks"][0]["delivered"])
+    assert len(got) == 2
     body = got[1]
     assert body["task_id"] == task_id and body["code"] == 10000
     assert body["data"]["status"] == "done" and len(body["data"]["image_urls"]) == 1
@@ -196,7 +199,9 @@ async def test_callback_completes_the_task_at_once(start: Start, serve: Serve) -
     assert record.status is TaskState.COMPLETED
     assert (env.out_dir / "001.png").is_file()
     assert env.emu.stats()["requests"][ACTION_GET_RESULT] == polls_before + 1
-    assert env.emu.stats()["callbacks"][0]["delivered"]
+    # The frame is completed before the receiver answers the POST; the emulator marks the
+    # delivery only once that answer is back.
+    await env.wait_until(lambda: env.emu.stats()["callbacks"][0]["delivered"])
     assert any(outcome.record.task_id in line and "completed" in line for line in lines)
 
     # A retried delivery after completion is answered, and changes nothing.

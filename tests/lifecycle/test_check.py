@@ -255,15 +255,18 @@ async def test_task_gone_after_retention_fails_resubmittable(
 async def test_poll_faults_keep_the_state_and_a_later_pass_completes(
     start: Start, fault: str, kind: str
 ) -> None:
-    env = await start(slow_seconds=0.3)
+    # A `slow` poll is held until released: the 50 ms read timeout certainly ends it. Only
+    # the faulted pass uses that timeout; a normal reply need not come within 50 ms.
+    env = await start(slow_seconds=600.0)
     client = env.new_client(read_timeout=0.05, max_attempts=2)
     local_id = await _submitted(env, "f1")
     env.advance(5)
-    await env.checker(client).run_pass()
+    await env.checker().run_pass()
     assert _status(env, local_id) is S.PROCESSING
     env.advance(5)  # done, but the poll fails every time the client tries this pass
     env.emu.inject(fault, count=2, action=RESULT)
     summary = await env.checker(client).run_pass()
+    env.emu.release_slow()
     assert summary.transient_errors == 1 and summary.failed == 0 and summary.completed == 0
     record = TaskStore(env.tasks_dir).get(local_id)
     assert record.status is S.PROCESSING

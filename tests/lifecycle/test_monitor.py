@@ -96,7 +96,7 @@ def _assert_folder_intact(env: Env, *folders: Path) -> None:
 
 
 async def test_cancel_mid_poll_leaves_every_record_loadable(start: Start) -> None:
-    env = await start(slow_seconds=0.3)
+    env = await start(slow_seconds=600.0)  # the slow poll is held until released
     records = [env.add(f"f{i}") for i in range(4)]
     await env.run_pass()
     env.advance(10)
@@ -106,6 +106,7 @@ async def test_cancel_mid_poll_leaves_every_record_loadable(start: Start) -> Non
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
+    env.emu.release_slow()
     _assert_folder_intact(env, env.tasks_dir, env.out_dir)
     # Nothing was lost: a new monitor finishes the job.
     outcome = await monitor(env.checker(), interval=0)
@@ -156,7 +157,7 @@ async def test_sigint_between_passes_stops_the_monitor_cleanly(start: Start) -> 
 
 
 async def test_sigint_mid_pass_stops_at_the_network_wait(start: Start) -> None:
-    env = await start(slow_seconds=0.3)
+    env = await start(slow_seconds=600.0)  # the slow poll is held until released
     for i in range(3):
         env.add(f"f{i}")
     await env.run_pass()
@@ -165,6 +166,7 @@ async def test_sigint_mid_pass_stops_at_the_network_wait(start: Start) -> None:
     loop = asyncio.get_running_loop()
     loop.call_soon(_kill_when, env, loop)
     outcome = await monitor(env.checker(poll_concurrency=1), interval=0)
+    env.emu.release_slow()
     assert outcome.interrupted and outcome.passes == 0 and outcome.last is None
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0

@@ -149,8 +149,13 @@ async def test_accepted_submission_is_renamed_to_its_task_id(start: Start) -> No
     assert env.emu.stats()["tasks_submitted"] == 1
 
 
+# The `slow` submits below are held until the test releases them (`release_slow`): the
+# submit is certainly still in the air when the test looks or interrupts, however the
+# machine's load delays the test's turn.
+
+
 async def test_record_is_on_disk_as_pending_while_the_api_is_being_asked(start: Start) -> None:
-    env = await start(slow_seconds=0.3)
+    env = await start(slow_seconds=600.0)
     env.emu.inject("slow", action=SUBMIT)
     workspace = env.workspace()
     job = asyncio.create_task(workspace.submit([env.request("f1")]))
@@ -158,18 +163,21 @@ async def test_record_is_on_disk_as_pending_while_the_api_is_being_asked(start: 
     on_disk = env.load_all()
     assert [r.status for r in on_disk] == [TaskState.PENDING]
     assert _files(env) == [f"pending-{on_disk[0].local_id}.json"]
+    env.emu.release_slow()
     report = await job
     assert report.submitted == 1
     assert env.load(on_disk[0]).status is TaskState.SUBMITTED
 
 
 async def test_interrupt_during_a_submit_still_records_its_task_id(start: Start) -> None:
-    env = await start(slow_seconds=0.3)
+    env = await start(slow_seconds=600.0)
     env.emu.inject("slow", action=SUBMIT)
     record = env.add("f1")
     job = asyncio.create_task(submit_records(env.client, env.store, [record], clock=env.now))
     await env.wait_until(lambda: _submits(env) == 1)  # the service is creating the task
     job.cancel()  # Ctrl+C
+    await asyncio.sleep(0)  # the cancel reaches the submit while its answer is held
+    env.emu.release_slow()
     with pytest.raises(asyncio.CancelledError):
         await job
     saved = env.load(record)
@@ -180,7 +188,7 @@ async def test_interrupt_during_a_submit_still_records_its_task_id(start: Start)
 
 
 async def test_a_second_interrupt_gives_up_and_the_record_says_why(start: Start) -> None:
-    env = await start(slow_seconds=0.3)
+    env = await start(slow_seconds=600.0)
     env.emu.inject("slow", action=SUBMIT)
     record = env.add("f1")
     job = asyncio.create_task(submit_records(env.client, env.store, [record], clock=env.now))
@@ -190,6 +198,7 @@ async def test_a_second_interrupt_gives_up_and_the_record_says_why(start: Start)
     job.cancel()  # Ctrl+C again
     with pytest.raises(asyncio.CancelledError):
         await job
+    env.emu.release_slow()
     saved = env.load(record)
     assert saved.status is TaskState.UNCONFIRMED and saved.task_id is None
     assert saved.last_error is not None and "may have created" in saved.last_error.message

@@ -661,11 +661,14 @@ async def test_closed_port_is_network_error(make_client: MakeClient) -> None:
 async def test_slow_reply_past_read_timeout_is_network_error(
     start_emulator: StartEmulator, make_client: MakeClient
 ) -> None:
-    emu = await start_emulator(slow_seconds=0.3)
-    client = make_client(emu, read_timeout=0.05, max_attempts=1)
+    # The slow reply is held until released, so the timeout certainly fires first; the
+    # timeout is long enough for a normal reply on a loaded machine.
+    emu = await start_emulator(slow_seconds=600.0)
+    client = make_client(emu, read_timeout=0.5, max_attempts=1)
     emu.inject("slow", action=RESULT)
     err = await expect(NetworkError, client.get_result(V40, "1"))
     assert "timed out" in str(err) and err.retryable
+    emu.release_slow()
     # The next, normal reply comes well within the timeout on the same client.
     assert (await client.get_result(V40, "1")).status is TaskStatus.NOT_FOUND
 

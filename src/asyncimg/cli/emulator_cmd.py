@@ -6,17 +6,28 @@ import contextlib
 import errno
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
 from asyncimg import constants
-from asyncimg.emulator import Emulator, EmulatorConfig, run_forever
-from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, PROFILES
+from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, PROFILES, EmulatorConfig
 from asyncimg.emulator.faults import DEFAULT_KINDS, FaultKind
 from asyncimg.i18n import _
 from asyncimg.protocol.models import PROFILES as MODEL_PROFILES
+
+if TYPE_CHECKING:
+    from asyncimg.emulator.server import Emulator
+
+
+def run_forever(config: EmulatorConfig, on_ready: Callable[[Emulator], None]) -> None:
+    """Serve until Ctrl+C. The server (aiohttp's web side, Pillow's drawing) is imported
+    here, when the emulator runs, not at every start of the CLI."""
+    from asyncimg.emulator.server import run_forever as serve
+
+    serve(config, on_ready)
 
 
 def _parse_gen_seconds(value: str) -> tuple[float, float]:

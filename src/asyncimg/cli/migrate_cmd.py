@@ -12,10 +12,11 @@ from asyncimg.cli.emit import err_console, out_console
 from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.open import open_store
-from asyncimg.store.pg.store import is_pg_url, redact
 
 
 def _location(value: str) -> str | Path:
+    from asyncimg.store.pg.store import is_pg_url
+
     return value if is_pg_url(value) else Path(value)
 
 
@@ -30,6 +31,9 @@ def _location(value: str) -> str | Path:
 def migrate(source: str, dest: str, all_machines: bool) -> None:
     """Move task records between a folder and a shared PostgreSQL store, without
     resubmitting anything: states, task ids and history move as they are."""
+    # psycopg only when this command runs, not at every start of the CLI.
+    from asyncimg.store.pg.store import is_pg_url, redact
+
     if not is_pg_url(source) and not Path(source).is_dir():
         err_console.print(
             "asyncimg: " + _("--from {source}: no such folder").format(source=source),

@@ -11,8 +11,8 @@ from asyncimg.cli.emit import err_console, out_console
 from asyncimg.cli.store_option import store_option
 from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError
+from asyncimg.store.base import StaleRecord
 from asyncimg.store.open import STORE_ENV, open_store
-from asyncimg.store.pg.store import PgStore, StaleRecord
 
 
 @click.command()
@@ -23,6 +23,8 @@ def priority(folder: Path, priority: int) -> None:
     """Frames whose output goes to FOLDER are submitted before every batch of a lower
     priority (default 0). Only on a shared store (--store URL or $ASYNCIMG_STORE)."""
     import os
+
+    from asyncimg.store.pg.store import PgStore  # psycopg only when this command runs
 
     url = os.environ.get(STORE_ENV, "").strip()
     try:

@@ -18,8 +18,7 @@ from asyncimg.cli.commands import (
     tasks_dir_option,
 )
 from asyncimg.cli.emit import err_console, out_console
-from asyncimg.emulator import Emulator, EmulatorConfig
-from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY
+from asyncimg.emulator.config import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, EmulatorConfig
 from asyncimg.fileio import atomic_write
 from asyncimg.i18n import _
 from asyncimg.lifecycle import probe as probing
@@ -125,6 +124,8 @@ def probe(
 
 async def _emulated(checks: list[probing.Check]) -> list[probing.CheckResult]:
     """The same checks against the emulator's default profile, in-process."""
+    from asyncimg.emulator.server import Emulator
+
     config = EmulatorConfig(
         access_key=DEMO_ACCESS_KEY, secret_key=DEMO_SECRET_KEY, gen_seconds=(0.0, 0.0)
     )

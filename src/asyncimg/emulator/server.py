@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import signal
@@ -152,6 +153,8 @@ class Emulator:
         self._downloads = 0
         self._downloads_by_task: Counter[str] = Counter()
         self._render_locks: dict[str, asyncio.Lock] = {}
+        # Set by release_slow(): every request held by a `slow` fault goes on at once.
+        self._slow_over = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -213,6 +216,14 @@ class Emulator:
     def inject(self, kind: FaultKind | str, count: int = 1, action: str | None = None) -> None:
         """Make the next `count` matching requests (or submitted tasks) suffer `kind`."""
         self._faults.inject(kind, count, action)
+
+    def release_slow(self) -> None:
+        """End the delay of every request a `slow` fault holds now: each goes on as if
+        `slow_seconds` had passed; later `slow` faults wait again. With a large
+        `slow_seconds`, a test holds a request exactly as long as it needs instead of
+        racing a delay. Call it on the emulator's loop."""
+        self._slow_over.set()
+        self._slow_over = asyncio.Event()
 
     def task_log(self) -> list[dict[str, Any]]:
         """Every task created so far, oldest first: `task_id`, `received_at` (when its submit
@@ -600,7 +611,9 @@ class Emulator:
                 request.transport.close()
             return True
         if fault is FaultKind.SLOW:
-            await asyncio.sleep(self.config.slow_seconds)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.slow_seconds):
+                    await self._slow_over.wait()
         return False
 
     async def _inject(self, request: web.Request) -> web.Response:
