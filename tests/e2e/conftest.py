@@ -269,17 +269,24 @@ class E2E:
         assert "Traceback" not in ran.stderr, str(ran)
         return ran
 
-    def popen(self, program: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+    def popen(self, program: str, *args: str, input: str | None = None) -> subprocess.Popen[str]:
+        """Start a command; `input` (typed answers) is written to its stdin at once (closed by
+        `communicate`)."""
+        proc = subprocess.Popen(
             self.argv_for(program, *args),
             cwd=self.root,
             env=self.env(),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
         )
+        if input is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(input)
+            proc.stdin.flush()
+        return proc
 
     # -- looking at the results ------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,12 +142,36 @@ def test_menu_4_lists_without_touching_anything(e2e: E2E) -> None:
     assert e2e.emu.stats()["requests"].get(RESULT, 0) == polls, "listing polled the API"
 
 
-def test_menu_3_monitors_with_the_interval_typed_in(e2e_slow: E2E) -> None:
-    e2e = e2e_slow
+def test_menu_3_monitors_with_the_interval_typed_in(make_e2e: Callable[..., E2E]) -> None:
+    """The typed interval is the longest wait between two polls of a task: at 1 s no gap
+    reaches 4 s, where the default 30 s would let the scheduler's doubling waits (1, 2, 4,
+    8 ... s) pass it before the sixth poll."""
+    clock = Clock()  # the tasks finish only when the test moves the emulator's clock
+    e2e = make_e2e(clock=clock, gen_seconds=(5.0, 5.0))
     e2e.submit_frames(2)
-    # With the default 30 s interval this would overrun the timeout.
-    ran = e2e.ok("check_async_tasks.py", input="3\n1\n0\n", timeout=25)
-    assert [r["status"] for r in e2e.records()] == ["completed"] * 2, ran
+    proc = e2e.popen("check_async_tasks.py", input="3\n1\n0\n")
+    try:
+        polled = wait_for(
+            lambda: (
+                times
+                if len(times := e2e.emu.stats()["polled_at_by_task"]) == 2
+                and all(len(t) >= 6 for t in times.values())
+                else None
+            ),
+            60,
+            "six polls of each task",
+        )
+        clock.advance(10)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    for task_id, times in polled.items():
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times[:6])]
+        assert max(gaps) < 4.0, (task_id, gaps)
+    assert proc.returncode == 0 and "Traceback" not in err, (out, err)
+    assert [r["status"] for r in e2e.records()] == ["completed"] * 2, out
     assert_image(e2e.root / "out" / "frame_01.png")
 
 

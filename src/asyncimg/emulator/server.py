@@ -152,6 +152,9 @@ class Emulator:
         self._rate_limited: Counter[str] = Counter()  # 50429s by action
         self._downloads = 0
         self._downloads_by_task: Counter[str] = Counter()
+        # Answered polls per task, in real seconds (time.monotonic): how far apart a client
+        # polls one task can be measured even while a test holds the emulator's clock.
+        self._polled_at: dict[str, list[float]] = {}
         self._render_locks: dict[str, asyncio.Lock] = {}
         # Set by release_slow(): every request held by a `slow` fault goes on at once.
         self._slow_over = asyncio.Event()
@@ -250,6 +253,7 @@ class Emulator:
             "rate_limited": dict(self._rate_limited),
             "image_downloads": self._downloads,
             "image_downloads_by_task": dict(self._downloads_by_task),
+            "polled_at_by_task": {k: list(v) for k, v in self._polled_at.items()},
             "tasks_submitted": self._tasks.submitted,
             "tasks_done": self._tasks.done,
             "tasks_unfinished": unfinished,
@@ -536,6 +540,8 @@ class Emulator:
         task = self._tasks.get(task_id)
         if task is None or task.req_key != req_key:
             return _data(Status.NOT_FOUND)
+        if not internal:
+            self._polled_at.setdefault(task_id, []).append(time.monotonic())
         status = self._tasks.status(task, now)
         if status is not Status.DONE:
             return _data(status)
