@@ -58,10 +58,17 @@ async def test_stats(start: Start) -> None:
             _entry(third, t0 + 4, "three"),
         ],
     }
-    assert emu.stats() == expected
+    stats = emu.stats()
+    # Real seconds, when each answered poll of a known task came: two polls of `first`.
+    polled = stats.pop("polled_at_by_task")
+    assert list(polled) == [first] and len(polled[first]) == 2
+    assert polled[first][0] <= polled[first][1]
+    assert stats == expected
     async with api.session.get(f"{emu.url}/_emulator/stats") as resp:
         assert resp.status == 200
-        assert await resp.json() == expected
+        served = await resp.json()
+        assert served.pop("polled_at_by_task") == polled
+        assert served == expected
     emu.advance(10)
     assert (emu.stats()["tasks_done"], emu.stats()["tasks_unfinished"]) == (3, 0)
 
