@@ -174,7 +174,7 @@ class OutputIndex:
         if check.action is Rerun.SKIP or force:
             return check
         live = self.live(record)
-        return check if live is None else rerun_rule(live, image_exists=True, force=False)
+        return check if live is None else _doing(live)
 
     def live(self, record: TaskRecord) -> TaskRecord | None:
         """Another record (not `record` itself) of the same output file whose frame is paid
@@ -192,6 +192,11 @@ class OutputIndex:
             if skip.action is Rerun.SKIP:
                 return other
         return None
+
+
+def _doing(live: TaskRecord) -> RerunCheck:
+    """What a live record (`OutputIndex.live`) is doing, as a skipped submit says it."""
+    return rerun_rule(live, image_exists=True, force=False)
 
 
 def _image_exists(record: TaskRecord | None) -> bool:
@@ -887,7 +892,7 @@ class Workspace:
                     # A refetch pays nothing (the same task): only a resubmission waits.
                     live = None if plan.refetch else index.live(plan.updated)
                     if live is not None:
-                        reason = rerun_rule(live, image_exists=True, force=False).reason
+                        reason = _doing(live).reason
                         report.taken.append(Taken(current, plan.updated.output_path, live, reason))
                         continue
                     self.store.save(plan.updated)
@@ -1131,7 +1136,7 @@ async def migrate_records(
             if live is not None:
                 return _("{output} has another record in the destination, {reason}").format(
                     output=record.output_path,
-                    reason=rerun_rule(live, image_exists=True, force=False).reason,
+                    reason=_doing(live).reason,
                 )
             index.add(record)
             return None

@@ -25,7 +25,15 @@ from asyncimg.api import (
     read_records,
     run_sync,
 )
-from asyncimg.cli.emit import Emitter, emit_json, err_console, frame_event, header, out_console
+from asyncimg.cli.emit import (
+    Emitter,
+    emit_json,
+    err_console,
+    frame_event,
+    header,
+    out_console,
+    say_waiting,
+)
 from asyncimg.cli.image_info import show_image
 from asyncimg.cli.interval import interval_seconds
 from asyncimg.cli.output import JsonProgress, MonitorDisplay, print_summary, task_table
@@ -443,7 +451,7 @@ def submit(
                     requests,
                     force=force,
                     on_outcome=progress,
-                    on_wait=_say_waiting,
+                    on_wait=say_waiting,
                 )
             )
         )
@@ -454,11 +462,6 @@ def submit(
         sys.exit(EXIT_INTERRUPTED)
     report_submit(report, invalid=bad, said=said, as_json=as_json)
     sys.exit(max(report.exit_code, 1) if problems else report.exit_code)
-
-
-def _say_waiting(line: str) -> None:
-    """A command waiting for another's lock on its output files says so once (stderr)."""
-    err_console.print(line, markup=False, highlight=False)
 
 
 def _known_records(tasks_dir: Path | None, config: Config) -> list[TaskRecord]:
@@ -745,7 +748,7 @@ def retry(
                     req_key=req_key,
                     characters=characters or None,
                     output=output,
-                    on_wait=_say_waiting,
+                    on_wait=say_waiting,
                 )
             )
         )
@@ -867,7 +870,7 @@ def adopt(
     workspace = _workspace(tasks_dir, config_path)
     try:
         report = run_sync(
-            _until_signal(workspace.adopt(task_id, output_path, req_key, on_wait=_say_waiting))
+            _until_signal(workspace.adopt(task_id, output_path, req_key, on_wait=say_waiting))
         )
     except AsyncImgError as exc:
         _fail(str(exc), _exit_code(exc))

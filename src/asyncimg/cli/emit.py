@@ -33,6 +33,11 @@ STYLES = {
 }
 
 
+def say_waiting(line: str) -> None:
+    """A command waiting for another's lock on its output files says so once (stderr)."""
+    err_console.print(line, markup=False, highlight=False)
+
+
 def style_of(event: Event) -> str | None:
     if event.kind == "frame":
         status = dict(event.fields).get("outcome")

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from asyncimg.api import run_sync
-from asyncimg.cli.commands import _say_waiting, _workspace, run_check, run_monitor
-from asyncimg.cli.emit import err_console, out_console
+from asyncimg.cli.commands import _workspace, run_check, run_monitor
+from asyncimg.cli.emit import err_console, out_console, say_waiting
 from asyncimg.cli.interval import interval_seconds
 from asyncimg.constants import DEFAULT_INTERVAL_S
 from asyncimg.i18n import N_, _, lang_from_argv, set_language
@@ -160,7 +160,7 @@ def _list(tasks_dir: Path | None) -> None:
 def _retry_failed(tasks_dir: Path | None) -> None:
     workspace = _workspace(tasks_dir, None)
     try:
-        report = run_sync(workspace.retry(all_failed=True, on_wait=_say_waiting))
+        report = run_sync(workspace.retry(all_failed=True, on_wait=say_waiting))
     except AsyncImgError as exc:
         err_console.print(f"asyncimg: {exc}", markup=False)
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from asyncimg.api import migrate_records, run_sync
-from asyncimg.cli.emit import err_console, out_console
+from asyncimg.cli.emit import err_console, out_console, say_waiting
 from asyncimg.i18n import _
 from asyncimg.protocol.errors import AsyncImgError
 from asyncimg.store.open import open_store
@@ -47,7 +47,7 @@ def migrate(source: str, dest: str, all_machines: bool) -> None:
                 src,
                 dst,
                 every_machine=all_machines,
-                on_wait=lambda line: err_console.print(line, markup=False, highlight=False),
+                on_wait=say_waiting,
             )
         )
     except AsyncImgError as exc:

@@ -4,7 +4,7 @@ Each record is moved under its lock in the source: written to the destination fi
 removed from the source, so a crash in between leaves it in both, never in neither; a
 second run finds it in the destination and only removes the source copy. States, task ids
 and history move as they are: a task in flight is polled by the destination's monitors.
-`asyncimg.api.migrate` runs this under the destination's lock on the output files, with
+`asyncimg.api.migrate_records` runs this under the destination's lock on the output files, with
 the rerun check as `admit` (a frame is paid for at most once in the destination).
 """
 
