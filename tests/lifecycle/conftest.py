@@ -25,6 +25,7 @@ from asyncimg.lifecycle.submit import TaskRequest, build_record
 from asyncimg.protocol.client import VisualClient
 from asyncimg.protocol.signing import Credentials
 from asyncimg.store.record import TaskRecord
+from asyncimg.store.states import TaskState
 from asyncimg.store.store import TaskStore
 
 AK = "AKLTlifecycletestkey"
@@ -94,6 +95,26 @@ class Env:
         record = build_record(self.request(name, prompt, **kwargs), self.config, now=self.now())
         self.store.save(record)
         return record
+
+    async def failed_by_review(
+        self, *names: str, refs: dict[str, list[str]] | None = None
+    ) -> list[TaskRecord]:
+        """Frames the API accepted (billed) whose output failed review: failed,
+        resubmittable, a second apart in the folder's order. A name may repeat (two
+        records of one output file, as `--force` leaves them); `refs` gives a frame its
+        character images."""
+        self.emu.inject("review_failure", count=len(names))
+        refs = refs or {}
+        records = []
+        for name in names:
+            records.append(self.add(name, character_images=refs.get(name, [])))
+            self.advance(1)
+        await self.run_pass()
+        self.advance(10)
+        await self.run_pass()
+        failed = [self.load(r) for r in records]
+        assert all(r.status is TaskState.FAILED and r.task_id for r in failed)
+        return failed
 
     def checker(self, client: VisualClient | None = None, **kwargs: Any) -> Checker:
         return Checker(self.store, client or self.client, clock=self.now, **kwargs)

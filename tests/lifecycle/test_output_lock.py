@@ -37,22 +37,6 @@ def _billed(env: Env) -> int:
     return int(env.emu.stats()["tasks_submitted"])
 
 
-async def _failed(env: Env, *names: str) -> list[TaskRecord]:
-    """Frames the API accepted (billed) whose output failed review: failed, resubmittable.
-    A name may repeat: two records of one output file (as `--force` leaves them)."""
-    env.emu.inject("review_failure", count=len(names))
-    records = []
-    for name in names:
-        records.append(env.add(name))
-        env.advance(1)
-    await env.run_pass()
-    env.advance(10)
-    await env.run_pass()
-    failed = [env.load(r) for r in records]
-    assert all(r.status is S.FAILED and r.task_id for r in failed)
-    return failed
-
-
 def _key(path: Path) -> str:
     return os.path.normpath(path)
 
@@ -103,7 +87,7 @@ async def test_retry_output_waits_for_the_lock_and_never_pays_twice(
     start: Start, records: bool
 ) -> None:
     env = await start()
-    (failed,) = await _failed(env, "f1")
+    (failed,) = await env.failed_by_review("f1")
     target = env.out_dir / "f2.png"
     other = TaskStore(env.tasks_dir)  # another process's view of the folder
     billed = _billed(env)
@@ -138,7 +122,7 @@ async def test_two_retries_into_one_output_pay_once(start: Start) -> None:
     """Two `retry TASK --output X` of different tasks at once: the second to get the lock
     finds the first's frame recorded and leaves its own task alone."""
     env = await start()
-    one, two = await _failed(env, "f1", "f2")
+    one, two = await env.failed_by_review("f1", "f2")
     target = env.out_dir / "same.png"
     billed = _billed(env)
     tasks = iter([one.task_id or "", two.task_id or ""])
@@ -162,7 +146,7 @@ async def test_retry_failed_resubmits_one_of_two_failed_records_of_one_output(
     """Two failed records of one file (a `--force` earlier): `retry --failed` used to
     resubmit both, paying for the frame twice."""
     env = await start()
-    first, second = await _failed(env, "f1", "f1")
+    first, second = await env.failed_by_review("f1", "f1")
     billed = _billed(env)
     report = await env.workspace().retry(all_failed=True)
     assert report.submitted == 1 and len(report.taken) == 1, report

@@ -25,25 +25,6 @@ S = TaskState
 SUBMIT = constants.ACTION_SUBMIT
 
 
-async def _failed_by_review(
-    env: Env, *names: str, refs: dict[str, list[str]] | None = None
-) -> list[TaskRecord]:
-    """Frames the API accepted whose output failed review: failed, resubmittable.
-    `refs` gives a frame its character images."""
-    env.emu.inject("review_failure", count=len(names))
-    refs = refs or {}
-    records = []
-    for name in names:  # a second apart: the folder's order is the order given
-        records.append(env.add(name, character_images=refs.get(name, [])))
-        env.advance(1)
-    await env.run_pass()
-    env.advance(10)
-    await env.run_pass()
-    failed = [env.load(r) for r in records]
-    assert all(r.status is S.FAILED and r.task_id for r in failed)
-    return failed
-
-
 def _snapshot(env: Env) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(env.tasks_dir.glob("*.json"))}
 
@@ -53,7 +34,7 @@ def _snapshot(env: Env) -> dict[str, bytes]:
 
 async def test_retry_failed_with_a_prompt_is_refused_and_changes_nothing(start: Start) -> None:
     env = await start()
-    await _failed_by_review(env, "f1", "f2")
+    await env.failed_by_review("f1", "f2")
     before, billed = _snapshot(env), env.emu.stats()["tasks_submitted"]
     with pytest.raises(InvalidInput, match="prompt") as refused:
         await env.workspace().retry(all_failed=True, prompt="a new prompt for both?")
@@ -64,7 +45,7 @@ async def test_retry_failed_with_a_prompt_is_refused_and_changes_nothing(start: 
 
 async def test_retry_of_two_named_tasks_with_a_prompt_is_refused(start: Start) -> None:
     env = await start()
-    one, two = await _failed_by_review(env, "f1", "f2")
+    one, two = await env.failed_by_review("f1", "f2")
     before = _snapshot(env)
     with pytest.raises(InvalidInput, match="prompt"):
         await env.workspace().retry([one.task_id or "", two.task_id or ""], prompt="p")
@@ -73,7 +54,7 @@ async def test_retry_of_two_named_tasks_with_a_prompt_is_refused(start: Start) -
 
 async def test_retry_of_one_task_with_a_prompt_changes_that_prompt(start: Start) -> None:
     env = await start()
-    one, two = await _failed_by_review(env, "f1", "f2")
+    one, two = await env.failed_by_review("f1", "f2")
     report = await env.workspace().retry([one.task_id or ""], prompt="a fox under the moon")
     assert report.submitted == 1
     again = env.load(one)
@@ -91,7 +72,7 @@ async def test_a_missing_character_in_the_second_frame_retries_neither(start: St
     mei = env.image("mei.png", color=(20, 200, 40))
     # The two frames use different characters; the second one's file has gone since.
     refs = {"f1": [str(lin)], "f2": [str(mei)]}
-    first, second = await _failed_by_review(env, "f1", "f2", refs=refs)
+    first, second = await env.failed_by_review("f1", "f2", refs=refs)
     mei.unlink()
     before, billed = _snapshot(env), env.emu.stats()["tasks_submitted"]
 
@@ -109,7 +90,7 @@ async def test_a_missing_character_in_the_second_frame_retries_neither(start: St
 
 async def test_every_problem_is_listed_at_once(start: Start) -> None:
     env = await start()
-    first, second = await _failed_by_review(env, "f1", "f2")
+    first, second = await env.failed_by_review("f1", "f2")
     before = _snapshot(env)
     # 720x1280 is below jimeng_t2i_v40's minimum area: both frames are named.
     with pytest.raises(RetryInvalid) as refused:
@@ -124,7 +105,7 @@ async def test_every_problem_is_listed_at_once(start: Start) -> None:
 
 async def test_a_bad_style_is_refused_before_anything_is_read(start: Start) -> None:
     env = await start()
-    await _failed_by_review(env, "f1")
+    await env.failed_by_review("f1")
     before = _snapshot(env)
     with pytest.raises(InvalidInput, match="style"):
         await env.workspace().retry(all_failed=True, style="no-such-style")
@@ -139,7 +120,7 @@ async def test_retry_character_replaces_the_references(start: Start) -> None:
     old = env.image("old.png", color=(1, 2, 3))
     new_a = env.image("new_a.png", color=(200, 10, 10))
     new_b = env.image("new_b.png", color=(10, 10, 200))
-    (failed,) = await _failed_by_review(env, "f1", refs={"f1": [str(old)]})
+    (failed,) = await env.failed_by_review("f1", refs={"f1": [str(old)]})
     assert failed.character_images == [str(old)]
 
     report = await env.workspace().retry(
@@ -155,7 +136,7 @@ async def test_retry_character_replaces_the_references(start: Start) -> None:
 
 async def test_retry_character_with_a_missing_file_changes_nothing(start: Start) -> None:
     env = await start()
-    (failed,) = await _failed_by_review(env, "f1")
+    (failed,) = await env.failed_by_review("f1")
     before = _snapshot(env)
     missing = env.root / "chars" / "nobody.png"
     with pytest.raises(RetryInvalid) as refused:
@@ -168,7 +149,7 @@ async def test_relative_characters_are_read_from_where_retry_was_run(
     start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = await start()
-    (failed,) = await _failed_by_review(env, "f1")  # recorded from the test's own folder
+    (failed,) = await env.failed_by_review("f1")  # recorded from the test's own folder
     here = tmp_path / "elsewhere"
     here.mkdir()
     monkeypatch.chdir(here)
@@ -211,7 +192,7 @@ async def test_retry_failed_leaves_unconfirmed_tasks_alone_and_unconfirmed_takes
     start: Start,
 ) -> None:
     env = await start()
-    (failed,) = await _failed_by_review(env, "bad")
+    (failed,) = await env.failed_by_review("bad")
     lost = await _unconfirmed(env, "lost")
     report = await env.workspace().retry(all_failed=True)
     assert report.submitted == 1
