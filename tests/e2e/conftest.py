@@ -411,6 +411,14 @@ def serve_live(e2e: E2E, *extra: str) -> tuple[subprocess.Popen[str], str]:
     return proc, first.split(" at ", 1)[1].split()[0]
 
 
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Kill `proc` and wait for it if it still runs: a test that failed half-way (a
+    `finally:`) leaves no child behind."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
     """Ctrl+C to a running command; what it printed after (stdout, stderr)."""
     proc.send_signal(signal.SIGINT)

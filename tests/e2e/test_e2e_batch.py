@@ -8,7 +8,7 @@ import json
 import signal
 from typing import Any
 
-from .conftest import E2E, SUBMIT, wait_for
+from .conftest import E2E, SUBMIT, reap, wait_for
 
 
 def frames(count: int, name: str = "frame") -> list[dict[str, Any]]:
@@ -75,9 +75,7 @@ def test_rerun_after_a_killed_submit_bills_nothing_new(make_e2e: Any) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=15)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     e2e.emu.settle()  # what the child sent before it died reaches the emulator (and is held)
     e2e.emu.release_slow()
     # Every request that reached the emulator becomes a task once its delay is over.

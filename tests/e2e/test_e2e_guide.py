@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from .chapter import Clock
-from .conftest import E2E, RESULT, wait_for
+from .conftest import E2E, RESULT, reap, wait_for
 
 GUIDE_FIELDS = (
     "task_id",
@@ -106,9 +106,7 @@ def test_monitor_with_interval_polls_until_done(make_e2e: Callable[..., E2E]) ->
         clock.advance(10)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     assert proc.returncode == 0 and "Traceback" not in err, (out, err)
     assert [r["status"] for r in e2e.records()] == ["completed"] * 3
     for i in (1, 2, 3):
@@ -164,9 +162,7 @@ def test_menu_3_monitors_with_the_interval_typed_in(make_e2e: Callable[..., E2E]
         clock.advance(10)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     for task_id, times in polled.items():
         gaps = [later - earlier for earlier, later in itertools.pairwise(times[:6])]
         assert max(gaps) < 4.0, (task_id, gaps)

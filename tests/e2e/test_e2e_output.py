@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
-from .conftest import ASYNCIMG, E2E, SUBMIT, wait_for
+from .conftest import ASYNCIMG, E2E, SUBMIT, reap, wait_for
 
 
 def _closed_port() -> int:
@@ -187,9 +187,7 @@ def test_submit_prints_each_frame_as_its_answer_comes(make_e2e: Any) -> None:
         e2e.emu.release_slow()
         rest, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     assert proc.returncode == 0 and "6 submitted" in rest, rest
 
 

@@ -20,7 +20,7 @@ from asyncimg.protocol.signing import Credentials
 from asyncimg.store.record import record_from_json
 from asyncimg.store.store import TaskStore
 
-from .conftest import AK, E2E, RESULT, SK, SUBMIT, assert_no_secret, wait_for
+from .conftest import AK, E2E, RESULT, SK, SUBMIT, assert_no_secret, reap, wait_for
 
 BINARY = b'{"task_id": "\xff\xfe\xc3\x28 latin-1 \xe9t\xe9"}'
 SUMMARY = re.compile(r"(\d+) submitted, (\d+) queued locally, (\d+) rejected")
@@ -85,9 +85,7 @@ def _signal_when(
         proc.send_signal(sig)
         return proc.communicate(timeout=15)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -246,9 +244,7 @@ def test_two_checkers_on_one_folder_never_submit_a_frame_twice(
         e2e.emu.release_slow()
         out, err = first.communicate(timeout=60)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        reap(first)
     assert first.returncode == 0 and "Traceback" not in err, (out, err)
     stats = e2e.emu.stats()
     assert stats["tasks_submitted"] == 5, stats
